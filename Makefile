@@ -1,0 +1,44 @@
+# One-command set-up: `make test` and `make demo` create .venv and install everything first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch/torchvision are pinned to the pair that the project's machines carry on disk;
+# any other version pulls several GB of CUDA wheels.
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+export NO_ALBUMENTATIONS_UPDATE := 1
+
+.PHONY: install test demo bench data clean
+
+install: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Real demo/test images: Debian's dataset-fashion-mnist. Installed with apt when possible.
+data:
+	@if [ -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else \
+		echo "Fashion-MNIST not found: install Debian's dataset-fashion-mnist, or pass --source DIR"; \
+		echo "(a folder holding the four idx files train-/t10k-images-idx3-ubyte[.gz], -labels-idx1-ubyte[.gz])"; \
+		echo "to 'python -m jestfilter demo-data' / 'bootstrap', or set JESTFILTER_FASHION_MNIST=DIR."; \
+	fi
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	$(PY) -m jestfilter info
+
+bench: install
+	$(PY) tools/bench_selector.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

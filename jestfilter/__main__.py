@@ -1,0 +1,5 @@
+import sys
+
+from jestfilter.cli import main
+
+sys.exit(main())
