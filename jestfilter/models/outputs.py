@@ -23,6 +23,12 @@ def embed(
 ) -> ModelOutputs:
     """What ``model(images, texts)`` returns, with the image tower optionally at a Flexi patch size."""
     image = encode_image(model, images, patch_size, normalize=True)
-    text = model.encode_text(texts, normalize=True)
-    bias = model.logit_bias if model.logit_bias is not None else torch.zeros((), device=image.device)
-    return ModelOutputs(image, text, model.logit_scale.exp(), bias)
+    return ModelOutputs(image, model.encode_text(texts, normalize=True), *logit_params(model))
+
+
+def logit_params(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(exp'd logit scale, logit bias); a model trained without a bias (softmax CLIP) gets 0."""
+    bias = model.logit_bias
+    if bias is None:
+        bias = torch.zeros((), device=model.logit_scale.device)
+    return model.logit_scale.exp(), bias
