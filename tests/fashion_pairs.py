@@ -15,6 +15,15 @@ CLASSNAMES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shir
 TEMPLATES = ["a photo of a {}.", "a picture of a {}."]
 
 
+@pytest.fixture(autouse=False)
+def one_torch_thread():
+    """Train with one thread: on a shared 2-core box, competing OpenMP thread pools are 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def load_fashion_mnist(split: str = "train", count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [n, 28, 28] and int labels [n] from the Debian idx files."""
     prefix = "train" if split == "train" else "t10k"

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import torch
 import webdataset as wds
-from fashion_pairs import CLASSNAMES, TEMPLATES, captions, load_fashion_mnist
+from fashion_pairs import CLASSNAMES, TEMPLATES, captions, load_fashion_mnist, one_torch_thread  # noqa: F401
 from PIL import Image
 
 from jestfilter.eval import DEFAULT_TEMPLATES, evaluate, load_eval_set, retrieval_r1, zeroshot_top1
 from jestfilter.models import create_model
 
 N_EVAL = 120
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def jpeg(image: np.ndarray) -> bytes:

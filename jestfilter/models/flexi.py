@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
 from timm.layers import resample_abs_pos_embed, resample_patch_embed
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 
@@ -79,9 +80,9 @@ class FlopCounts(NamedTuple):
 def forward_flops(model: torch.nn.Module, patch_size: int | None = None) -> FlopCounts:
     """FLOPs of one image and one caption through the towers, counted by torch's FlopCounterMode.
 
-    Counted with autograd on: under no_grad, nn.MultiheadAttention takes a fused fast path whose
-    projections the counter does not see. The kernel resampling is left out: it is done once
-    per batch, not per example.
+    Counted with autograd on and the math attention kernel: under no_grad nn.MultiheadAttention
+    takes a fused fast path, and the fused CPU attention kernel is not counted either. The
+    kernel resampling is left out: it is done once per batch, not per example.
     """
     visual = _vision_transformer(model)
     patch = patch_size or visual.patch_size[0]
@@ -89,10 +90,11 @@ def forward_flops(model: torch.nn.Module, patch_size: int | None = None) -> Flop
     image = torch.zeros(1, 3, *visual.image_size, device=parameter.device, dtype=parameter.dtype)
     text = torch.zeros(1, model.context_length, dtype=torch.long, device=parameter.device)
     kernel, pos_embed = resampled_embeddings(visual, patch, [size // patch for size in visual.image_size])
-    with FlopCounterMode(display=False) as image_counter:
-        _forward(visual, image, kernel, pos_embed, normalize=False)
-    with FlopCounterMode(display=False) as text_counter:
-        model.encode_text(text)
+    with sdpa_kernel(SDPBackend.MATH):
+        with FlopCounterMode(display=False) as image_counter:
+            _forward(visual, image, kernel, pos_embed, normalize=False)
+        with FlopCounterMode(display=False) as text_counter:
+            model.encode_text(text)
     return FlopCounts(image_counter.get_total_flops(), text_counter.get_total_flops())
 
 

@@ -1,0 +1,115 @@
+"""Cost of a JEST step against a uniform step: learner scoring at full and at Flexi patch size.
+
+A uniform step trains on b examples. A JEST step first scores a super-batch of B = k·b with the
+learner under no_grad (reference embeddings are cached, so they cost nothing here), then
+trains on the b chosen. Flexi-JEST scores at a coarser patch size and trains half the batch
+there. Prints measured times and the FLOP-predicted ratios side by side.
+
+    python tools/bench_step.py                                   # jest-tiny, jest-small on CPU
+    python tools/bench_step.py --device cuda --models jest-b16 --batch 64   # < 2 minutes on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from contextlib import nullcontext
+
+import torch
+
+from jestfilter.models import create_model, embed, forward_flops, native_patch_size
+from jestfilter.train import make_optimizer, make_scheduler, train_step
+
+
+def timed(run, device: torch.device, repeats: int) -> float:
+    """Median seconds of ``run()`` after one warm-up call."""
+    run()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench(name: str, device: torch.device, batch: int, factor: int, repeats: int, precision: str) -> dict:
+    torch.manual_seed(0)
+    model = create_model(name, device=device).model
+    patch = native_patch_size(model)
+    coarse = 2 * patch
+    size = model.visual.image_size
+    super_batch = factor * batch
+    images = torch.randn(super_batch, 3, *size, device=device)
+    texts = torch.randint(1, 49407, (super_batch, model.context_length), device=device)
+    optimizer = make_optimizer(model, lr=1e-4, weight_decay=1e-4)
+    scheduler = make_scheduler(optimizer, total_steps=10**6)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+
+    def train(flexi=None):
+        with autocast:
+            train_step(model, optimizer, scheduler, images[:batch], texts[:batch], flexi_patch_size=flexi)
+
+    def score(patch_size=None):
+        model.eval()
+        with torch.no_grad(), autocast:
+            embed(model, images, texts, patch_size)
+
+    fine, rough = forward_flops(model), forward_flops(model, coarse)
+    full_flops, coarse_flops = fine.image + fine.text, rough.image + fine.text
+    uniform_flops = 3 * full_flops * batch
+    return {
+        "model": name,
+        "device": str(device),
+        "b": batch,
+        "B": super_batch,
+        "patch": f"{patch}/{coarse}",
+        "image FLOP share": fine.image_fraction,
+        "image FLOPs coarse/full": rough.image / fine.image,
+        "uniform step ms": 1e3 * timed(train, device, repeats),
+        "flexi train ms": 1e3 * timed(lambda: train(coarse), device, repeats),
+        "score B full ms": 1e3 * timed(score, device, repeats),
+        "score B flexi ms": 1e3 * timed(lambda: score(coarse), device, repeats),
+        "JEST/uniform FLOPs": (uniform_flops + full_flops * super_batch) / uniform_flops,
+        "Flexi-JEST/uniform FLOPs": (1.5 * batch * (full_flops + coarse_flops) + coarse_flops * super_batch)
+        / uniform_flops,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["jest-tiny", "jest-small"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=64, help="training batch b")
+    parser.add_argument("--factor", type=int, default=5, help="super-batch B = factor * b (5 is f = 0.8)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    rows = [bench(name, device, args.batch, args.factor, args.repeats, args.precision) for name in args.models]
+    for row in rows:
+        row["JEST/uniform time"] = (row["score B full ms"] + row["uniform step ms"]) / row["uniform step ms"]
+        row["Flexi-JEST/uniform time"] = (row["score B flexi ms"] + row["flexi train ms"]) / row["uniform step ms"]
+    print_table(rows)
+
+
+def print_table(rows: list[dict]) -> None:
+    """Markdown table, one column per model."""
+    print("| | " + " | ".join(row["model"] for row in rows) + " |")
+    print("|---|" + "---:|" * len(rows))
+    for key in rows[0]:
+        if key == "model":
+            continue
+        cells = [f"{row[key]:.3g}" if isinstance(row[key], float) else str(row[key]) for row in rows]
+        print(f"| {key} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
