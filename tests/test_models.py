@@ -66,6 +66,11 @@ def test_open_clip_names_get_siglip_init():
     bundle = create_model("RN50", force_image_size=32)
     assert bundle.model.logit_bias.item() == -10.0
     assert bundle.model.logit_scale.exp().item() == pytest.approx(10.0)
+    assert bundle.model.jest_model_cfg["vision_cfg"]["image_size"] == 32
+    images, texts = torch.randn(2, 3, 32, 32), bundle.tokenizer(["a cat", "a dog"])
+    with torch.no_grad():  # embed works for any open_clip image tower, not only ViTs
+        for mine, open_clips in zip(embed(bundle.model, images, texts), bundle.model(images, texts)):
+            assert torch.equal(mine, open_clips)
 
 
 def test_unknown_name_is_a_one_line_error():

@@ -23,12 +23,13 @@ def evaluate(
     """Metrics of ``bundle`` on ``eval_set`` (an ``EvalSet``, or a directory read once here).
 
     Pass a loaded ``EvalSet`` when evaluating repeatedly: its decoded images are reused.
-    ``patch_size`` evaluates the image tower at a Flexi patch size.
+    ``device`` moves the model there (default: where it is). ``patch_size`` evaluates the image
+    tower at a Flexi patch size.
     """
     if not isinstance(eval_set, EvalSet):
         eval_set = load_eval_set(eval_set)
-    model = bundle.model
-    device = torch.device(device) if device is not None else model.logit_scale.device
+    model = bundle.model if device is None else bundle.model.to(device)
+    device = model.logit_scale.device
     was_training = model.training
     model.eval()
     try:

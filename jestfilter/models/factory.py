@@ -8,6 +8,7 @@ SimpleTokenizer, so nothing is downloaded. ``save_local_dir`` writes the folder 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 import os
@@ -95,14 +96,14 @@ def _resolved_config(model_cfg: dict, kwargs: dict) -> dict:
         "force_patch_dropout": ("vision_cfg", "patch_dropout"),
         "force_context_length": ("text_cfg", "context_length"),
     }
+    config_keys = inspect.signature(open_clip.CLIP).parameters.keys() - {"cast_dtype", "output_dict"}
     for key, value in kwargs.items():
-        if key in force:
-            if value is not None:
-                tower, field = force[key]
-                cfg[tower][field] = value
-        elif key == "force_quick_gelu":
-            cfg["quick_gelu"] = cfg.get("quick_gelu", False) or bool(value)
-        elif key not in {"device", "precision", "pretrained", "output_dict", "force_preprocess_cfg"}:
+        if key in force and value is not None:
+            tower, field = force[key]
+            cfg[tower][field] = value
+        elif key == "force_quick_gelu" and value:
+            cfg["quick_gelu"] = True
+        elif key in config_keys:
             cfg[key] = value
     return cfg
 

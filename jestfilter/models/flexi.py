@@ -26,9 +26,15 @@ def native_patch_size(model: torch.nn.Module) -> int:
 def encode_image(
     model: torch.nn.Module, images: torch.Tensor, patch_size: int | None = None, normalize: bool = False
 ) -> torch.Tensor:
-    """``model.encode_image(images)``, with the image tower cut into ``patch_size`` patches."""
+    """``model.encode_image(images)``, with the image tower cut into ``patch_size`` patches.
+
+    ``patch_size=None`` is ``model.encode_image`` itself (any open_clip image tower); a patch
+    size needs an open_clip ViT.
+    """
+    if patch_size is None:
+        return model.encode_image(images, normalize=normalize)
     visual = _vision_transformer(model)
-    patch = patch_size or visual.patch_size[0]
+    patch = patch_size
     height, width = images.shape[-2:]
     if height % patch or width % patch:
         raise ValueError(f"patch size {patch} does not divide the image size {height}x{width}")

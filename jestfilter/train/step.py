@@ -29,7 +29,8 @@ def train_step(
 
     With ``flexi_patch_size`` the first half of the batch is encoded at the native patch size
     and the second half at ``flexi_patch_size``; the embeddings are joined before the loss,
-    as Flexi-JEST co-trains both resolutions.
+    as Flexi-JEST co-trains both resolutions. The halves should be random: pass the batch in
+    random order (the Selector returns its choices chunk by chunk, not shuffled).
     """
     model.train()
     device = model.logit_scale.device
