@@ -134,13 +134,11 @@ class DemoPaths:
 
 def find_fashion_mnist(source: str | Path | None = None) -> Path:
     """The folder holding the four idx files: ``source``, $JESTFILTER_FASHION_MNIST or Debian's."""
-    candidates = [Path(source)] if source else [Path(p) for p in [os.environ.get(SOURCE_ENV)] if p] + [DEFAULT_SOURCE]
-    for folder in candidates:
-        if all(_idx_path(folder, name) for name in IDX_FILES.values()):
-            return folder
-    where = f"in {candidates[0]}" if source else f"(looked in {', '.join(map(str, candidates))})"
+    folder = Path(source or os.environ.get(SOURCE_ENV) or DEFAULT_SOURCE)
+    if all(_idx_path(folder, name) for name in IDX_FILES.values()):
+        return folder
     raise FileNotFoundError(
-        f"Fashion-MNIST idx files not found {where}: run `apt-get install dataset-fashion-mnist` "
+        f"Fashion-MNIST idx files not found in {folder}: run `apt-get install dataset-fashion-mnist` "
         f"or pass --source DIR (or set {SOURCE_ENV})"
     )
 
