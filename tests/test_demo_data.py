@@ -67,7 +67,8 @@ def test_split_sizes_and_noise_mix_are_as_requested(builds):
         assert len(samples) == SMALL[split] == demo.split_counts[split]
         sizes = json.loads((folder / "sizes.json").read_text())
         assert sum(sizes.values()) == len(samples)
-        assert all(json.loads((folder / f"{name[:-4]}_stats.json").read_text())["successes"] == n for name, n in sizes.items())
+        for name, n in sizes.items():
+            assert json.loads((folder / f"{name[:-4]}_stats.json").read_text())["successes"] == n
     truth = pl.read_parquet(demo.truth)
     counts = dict(truth.group_by("kind").len().iter_rows())
     assert counts == {"clean": 500, **dict.fromkeys(NOISE_KINDS, 100)} == demo.kind_counts
@@ -137,7 +138,8 @@ def test_splits_share_no_image_and_only_duplicates_repeat(builds):
     assert len(curated) == SMALL["curated"] and len(eval_) == SMALL["eval"]
     truth = pl.read_parquet(demo.truth)
     # solid one-colour junk images may coincide by chance (as blank images do on the web)
-    kind = {key: "blank" if detail == "blank" else k for key, k, detail in truth.select("key", "kind", "detail").iter_rows()}
+    rows = truth.select("key", "kind", "detail").iter_rows()
+    kind = {key: "blank" if detail == "blank" else k for key, k, detail in rows}
     seen = {}
     for key, digest in hashes["web"].items():
         seen.setdefault(digest, []).append(key)
@@ -174,8 +176,10 @@ def test_open_clip_train_loader_reads_curated_shards(builds):
     from open_clip_train.data import get_wds_dataset
 
     args = SimpleNamespace(train_data=builds[0].curated, train_num_samples=None, dataset_resampled=False,
-                           train_data_upsampling_factors=None, seed=0, batch_size=64, workers=0, world_size=1)  # fmt: skip
-    info = get_wds_dataset(args, image_transform(28, is_train=False), is_train=True, tokenizer=SimpleTokenizer(context_length=16))
+                           train_data_upsampling_factors=None, seed=0, batch_size=64, workers=0,
+                           world_size=1)  # fmt: skip
+    preprocess, tokenizer = image_transform(28, is_train=False), SimpleTokenizer(context_length=16)
+    info = get_wds_dataset(args, preprocess, is_train=True, tokenizer=tokenizer)
     # the sample count comes from our sizes.json, rounded up to whole batches by open_clip_train
     assert info.dataloader.num_samples == math.ceil(SMALL["curated"] / 64) * 64
     seen = 0

@@ -2,7 +2,6 @@
 
 import functools
 import http.server
-import io
 import json
 import threading
 
@@ -64,9 +63,8 @@ def test_ingest_downloads_into_shards_with_captions_and_reports_the_404(image_si
     assert "404" in stdout
     assert f"{out}/{{00000..00001}}.tar" in stdout
     got = {}
-    for image, caption, meta in wds.WebDataset(f"{out}/{{00000..00001}}.tar", shardshuffle=False).decode("pil").to_tuple(
-        "jpg", "txt", "json"
-    ):
+    shards = wds.WebDataset(f"{out}/{{00000..00001}}.tar", shardshuffle=False)
+    for image, caption, meta in shards.decode("pil").to_tuple("jpg", "txt", "json"):
         got[meta["url"]] = (caption, image.size)
     assert got == served
     assert json.loads((out / "sizes.json").read_text()) == {"00000.tar": 4, "00001.tar": 1}  # the 404 is the last url

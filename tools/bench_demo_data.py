@@ -30,7 +30,8 @@ def main() -> None:
     median = statistics.median(seconds)
     print(f"build_demo_data defaults: {samples:,} samples, {size / 2**20:.0f} MiB written")
     print(f"  wall s per build: {', '.join(f'{s:.2f}' for s in seconds)} (median {median:.2f})")
-    print(f"  {samples / median:,.0f} samples/s; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  {samples / median:,.0f} samples/s; peak RSS {peak_mib:.0f} MiB")
 
 
 if __name__ == "__main__":

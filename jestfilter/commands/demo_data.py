@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", type=float, default=0.6, metavar="FRACTION",
                         help="fraction of web pairs that are noise (default 0.6)")  # fmt: skip
     parser.add_argument("--mix", default=default_mix, metavar="KIND=W,...",
-                        help=f"relative weights of the noise kinds; unnamed kinds get 0 (default {default_mix})")  # fmt: skip
+                        help=f"relative weights of the noise kinds; unnamed kinds get 0 "
+                             f"(default {default_mix})")  # fmt: skip
     parser.add_argument("--samples-per-shard", type=int, default=500, metavar="N", help="default 500")
 
 

@@ -10,7 +10,8 @@ HELP = "download a url + caption list (parquet, csv, ...) into webdataset shards
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("urls", metavar="URLS", help="url list: a file, or a folder of files of one format")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (an earlier run's folder resumes)")
-    parser.add_argument("--image-size", type=int, default=64, help="shorter side scaled down to this; smaller images stay as they are (default 64)")
+    parser.add_argument("--image-size", type=int, default=64,
+                        help="scale the shorter side down to this; smaller images stay (default 64)")  # fmt: skip
     parser.add_argument("--samples-per-shard", type=int, default=1000, metavar="N", help="default 1000")
     parser.add_argument("--processes", type=int, default=1, metavar="N", help="download processes (default 1)")
     parser.add_argument("--threads", type=int, default=16, metavar="N", help="threads per process (default 16)")
@@ -37,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
         input_format=args.input_format,
         options=dict(parse_option(text) for text in args.i2d),
     )
-    print(f"{summary.count:,} urls: {summary.successes:,} downloaded, "
-          f"{summary.failed_to_download:,} failed to download, {summary.failed_to_resize:,} failed to resize")  # fmt: skip
+    print(f"{summary.count:,} urls: {summary.successes:,} downloaded, {summary.failed_to_download:,} failed to "
+          f"download, {summary.failed_to_resize:,} failed to resize")  # fmt: skip
     for message, n in summary.errors.most_common(5):
         print(f"  {n:>7,}  {message}")
     print(f"shards: {summary.pattern or 'none'}  (per-sample status in {args.out}/*.parquet)")

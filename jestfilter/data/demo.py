@@ -199,10 +199,11 @@ def spam_caption(rng: np.random.Generator, cls: int) -> str:
 
 
 def _clean_samples(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, indices) -> list[DemoSample]:
-    return [
-        DemoSample(images[i], clean_caption(rng, int(labels[i])), "clean", int(labels[i]), int(labels[i]), None, int(i))
-        for i in indices
-    ]
+    samples = []
+    for i in indices:
+        cls = int(labels[i])
+        samples.append(DemoSample(images[i], clean_caption(rng, cls), "clean", cls, cls, None, int(i)))
+    return samples
 
 
 def allocate(total: int, weights: dict[str, float]) -> dict[str, int]:
@@ -237,34 +238,37 @@ def web_samples(
     group's image, which repeats with its caption.
     """
     donors = iter(pool)
+
+    def real(i, kind: str, caption_class: int | None, caption: str, detail: str | None = None) -> DemoSample:
+        return DemoSample(images[i], caption, kind, int(labels[i]), caption_class, detail, int(i))
+
     samples = _clean_samples(rng, images, labels, [next(donors) for _ in range(counts["clean"])])
     for _ in range(counts["mismatched"]):
         i = next(donors)
-        cls = int(labels[i])
-        other = int((cls + rng.integers(1, 10)) % 10)
-        samples.append(DemoSample(images[i], clean_caption(rng, other), "mismatched", cls, other, None, int(i)))
+        other = int((labels[i] + rng.integers(1, 10)) % 10)
+        samples.append(real(i, "mismatched", other, clean_caption(rng, other)))
     for _ in range(counts["uninformative"]):
-        i = next(donors)
-        samples.append(DemoSample(images[i], uninformative_caption(rng), "uninformative", int(labels[i]), None, None, int(i)))
+        samples.append(real(next(donors), "uninformative", None, uninformative_caption(rng)))
     for _ in range(counts["junk_image"]):
         junk = JUNK_TYPES[rng.integers(len(JUNK_TYPES))]
         i = next(donors) if junk == "scrambled" else None
-        pixels = _junk_image(rng, junk, images[i] if i is not None else None)
+        pixels = _junk_image(rng, junk, None if i is None else images[i])
         cls = int(rng.integers(10))
-        samples.append(DemoSample(pixels, clean_caption(rng, cls), "junk_image", None, cls, junk, None if i is None else int(i)))
+        source = None if i is None else int(i)
+        samples.append(DemoSample(pixels, clean_caption(rng, cls), "junk_image", None, cls, junk, source))
     n_groups = math.ceil(counts["duplicate"] / DUPLICATE_REPEATS)
-    for group, size in enumerate(allocate(counts["duplicate"], {g: 1 for g in range(n_groups)}).values()):
+    for group, size in enumerate(allocate(counts["duplicate"], dict.fromkeys(range(n_groups), 1)).values()):
         i = next(donors)
-        cls, caption = int(labels[i]), clean_caption(rng, int(labels[i]))
-        samples += [DemoSample(images[i], caption, "duplicate", cls, cls, f"group {group}", int(i)) for _ in range(size)]
+        original = real(i, "duplicate", int(labels[i]), clean_caption(rng, int(labels[i])), f"group {group}")
+        samples += [original] * size
     for _ in range(counts["partial"]):
         i = next(donors)
         cls = int(labels[i])
         if cls in RELATED_CLASSES and rng.random() < 0.5:
             related = RELATED_CLASSES[cls][rng.integers(len(RELATED_CLASSES[cls]))]
-            samples.append(DemoSample(images[i], clean_caption(rng, related), "partial", cls, related, "related", int(i)))
+            samples.append(real(i, "partial", related, clean_caption(rng, related), "related"))
         else:
-            samples.append(DemoSample(images[i], spam_caption(rng, cls), "partial", cls, cls, "spam", int(i)))
+            samples.append(real(i, "partial", cls, spam_caption(rng, cls), "spam"))
     return [samples[j] for j in rng.permutation(len(samples))]
 
 
@@ -300,7 +304,8 @@ def write_split(
                     "width": 28, "height": 28, "original_width": 28, "original_height": 28,
                     "sha256": hashlib.sha256(jpg).hexdigest(),
                 }  # fmt: skip
-                members = {"__key__": key, "jpg": jpg, "txt": sample.caption.encode(), "json": json.dumps(meta).encode()}
+                members = {"__key__": key, "jpg": jpg, "txt": sample.caption.encode()}
+                members["json"] = json.dumps(meta).encode()
                 if with_class:
                     members["cls"] = str(sample.true_class).encode()
                 writer.write(members)
@@ -334,7 +339,9 @@ def _truth_table(samples: list[DemoSample], placed: list[tuple[str, str]]) -> pl
             "detail": [s.detail for s in samples],
             "source_index": [s.source_index for s in samples],
         },
-        schema_overrides={"true_class": pl.Int8, "caption_class": pl.Int8, "detail": pl.String, "source_index": pl.Int32},
+        schema_overrides={
+            "true_class": pl.Int8, "caption_class": pl.Int8, "detail": pl.String, "source_index": pl.Int32
+        },  # fmt: skip
     )
 
 
@@ -411,9 +418,11 @@ def build_demo_data(
     noisy = round(web * noise)
     kind_counts = {"clean": web - noisy, **allocate(noisy, mix)}
 
-    curated_samples = _clean_samples(np.random.default_rng([seed, 2]), data.train_images, data.train_labels, train_order[:curated])
-    web_list = web_samples(np.random.default_rng([seed, 3]), data.train_images, data.train_labels, train_order[curated:], kind_counts)
-    eval_samples = _clean_samples(np.random.default_rng([seed, 4]), data.test_images, data.test_labels, test_order[:eval])
+    train, labels = data.train_images, data.train_labels
+    curated_samples = _clean_samples(np.random.default_rng([seed, 2]), train, labels, train_order[:curated])
+    web_list = web_samples(np.random.default_rng([seed, 3]), train, labels, train_order[curated:], kind_counts)
+    test, test_labels = data.test_images, data.test_labels
+    eval_samples = _clean_samples(np.random.default_rng([seed, 4]), test, test_labels, test_order[:eval])
 
     out.mkdir(parents=True, exist_ok=True)
     with tqdm(total=curated + web + eval, desc="demo-data", unit="sample", disable=not progress) as bar:
@@ -423,7 +432,8 @@ def build_demo_data(
     (out / "eval" / "classnames.txt").write_text("".join(f"{nouns[0]}\n" for nouns in CLASS_NOUNS))
     (out / "eval" / "templates.txt").write_text("".join(f"{t}\n" for t in EVAL_TEMPLATES))
     _truth_table(web_list, placed).write_parquet(out / "web_truth.parquet")
-    done = {"params": params, "split_counts": {"curated": curated, "web": web, "eval": eval}, "kind_counts": kind_counts}
+    split_counts = {"curated": curated, "web": web, "eval": eval}
+    done = {"params": params, "split_counts": split_counts, "kind_counts": kind_counts}
     write_json_atomic(marker, done)  # written last: its presence means the build is complete
     return _paths(out, done, reused=False)
 

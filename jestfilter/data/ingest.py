@@ -4,6 +4,8 @@ We only choose defaults that suit JEST and check arguments before img2dataset's 
 processes start (so a typo fails in a second, not after a spawn); the downloading, resizing,
 sharding and per-shard ``{shard}_stats.json`` / ``{shard}.parquet`` are img2dataset's.
 Re-running into the same folder resumes: img2dataset skips shards whose ``_stats.json`` exists.
+img2dataset starts its workers with ``spawn``: call :func:`ingest` from a script's
+``if __name__ == "__main__":`` block.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 import polars as pl
 
 from jestfilter.data.layout import brace_pattern, write_sizes_json
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset imports albumentations, which phones home
 
 INPUT_FORMATS = ["parquet", "csv", "csv.gz", "tsv", "tsv.gz", "jsonl", "jsonl.gz", "json", "json.gz", "txt", "txt.gz"]
 
@@ -59,7 +63,8 @@ def guess_input_format(urls: Path) -> str:
     found = {fmt for name in names for fmt in INPUT_FORMATS if name.endswith(f".{fmt}")}  # suffixes never overlap
     if len(found) != 1:
         what = f"files in {urls}" if urls.is_dir() else urls.name
-        raise ValueError(f"cannot tell the input format of {what}: pass --input-format ({', '.join(INPUT_FORMATS)})")
+        formats = ", ".join(INPUT_FORMATS)
+        raise ValueError(f"cannot tell the input format of {what}: pass --input-format, one of {formats}")
     return found.pop()
 
 
@@ -152,7 +157,6 @@ def ingest(
     urls = Path(urls)
     input_format, caption_col = check_arguments(urls, input_format, url_col, caption_col, options)
 
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset imports albumentations
     import img2dataset
 
     kwargs = {
