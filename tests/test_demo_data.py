@@ -196,6 +196,22 @@ def test_rebuild_reuses_an_identical_build_and_replaces_a_different_one(tmp_path
     assert build_demo_data(tmp_path / "d", **small).reused
     changed = build_demo_data(tmp_path / "d", **{**small, "web": 30})
     assert not changed.reused and len(read_split(tmp_path / "d" / "web")) == 30
+    # an interrupted build (marker says incomplete, a split missing) is redone, not reused
+    marker = tmp_path / "d" / "demo.json"
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "complete": False}))
+    for tar in (tmp_path / "d" / "eval").glob("*.tar"):
+        tar.unlink()
+    redone = build_demo_data(tmp_path / "d", **{**small, "web": 30})
+    assert not redone.reused and len(read_split(tmp_path / "d" / "eval")) == 20
+    assert json.loads(marker.read_text())["complete"]
+
+
+def test_mix_may_name_only_some_kinds(tmp_path):
+    demo = build_demo_data(tmp_path / "d", curated=10, web=100, eval=10, noise=0.3, mix={"junk_image": 2.0},
+                           progress=False)  # fmt: skip
+    assert demo.kind_counts == {"clean": 70, "junk_image": 30, **dict.fromkeys(set(NOISE_KINDS) - {"junk_image"}, 0)}
+    with pytest.raises(ValueError, match="mix needs"):
+        build_demo_data(tmp_path / "e", mix={"spam": 1.0}, progress=False)
 
 
 @pytest.mark.parametrize(

@@ -369,8 +369,8 @@ def _check(curated: int, web: int, eval: int, noise: float, mix: dict[str, float
             raise ValueError(f"{name} must be a positive number of samples, got {value}")
     if not 0.0 <= noise <= 1.0:
         raise ValueError(f"noise must be a fraction in [0, 1], got {noise}")
-    if set(mix) != set(NOISE_KINDS) or any(w < 0 for w in mix.values()) or (noise > 0 and sum(mix.values()) <= 0):
-        raise ValueError(f"mix needs non-negative weights for {', '.join(NOISE_KINDS)} with a positive sum, got {mix}")
+    if set(mix) - set(NOISE_KINDS) or any(w < 0 for w in mix.values()) or (noise > 0 and sum(mix.values()) <= 0):
+        raise ValueError(f"mix needs non-negative weights of {', '.join(NOISE_KINDS)} with a positive sum, got {mix}")
 
 
 def build_demo_data(
@@ -388,10 +388,12 @@ def build_demo_data(
     """Build (or reuse, when ``out_dir`` already holds the same build) the demo data set.
 
     ``noise`` is the fraction of web samples that are noise, split across ``NOISE_KINDS`` by the
-    weights in ``mix`` (default ``DEFAULT_MIX``). The same arguments give byte-identical shards.
+    weights in ``mix`` (default ``DEFAULT_MIX``; kinds it leaves out get 0). The same arguments
+    give byte-identical shards. An interrupted build is redone from scratch on the next call.
     """
-    mix = dict(DEFAULT_MIX if mix is None else mix)
+    mix = DEFAULT_MIX if mix is None else mix
     _check(curated, web, eval, noise, mix, samples_per_shard)
+    mix = {kind: float(mix.get(kind, 0.0)) for kind in NOISE_KINDS}
     data_dir = find_fashion_mnist(source)
     out = Path(out_dir)
     params = {"source": str(data_dir.resolve()), "seed": seed, "curated": curated, "web": web, "eval": eval,
@@ -399,7 +401,7 @@ def build_demo_data(
     marker = out / "demo.json"
     if marker.is_file():
         done = json.loads(marker.read_text())
-        if done["params"] == params:
+        if done["params"] == params and done["complete"]:
             return _paths(out, done, reused=True)
         for part in ("curated", "web", "eval", "web_truth.parquet", "demo.json"):  # only what we wrote
             path = out / part
@@ -425,6 +427,7 @@ def build_demo_data(
     eval_samples = _clean_samples(np.random.default_rng([seed, 4]), test, test_labels, test_order[:eval])
 
     out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, {"params": params, "complete": False})  # claims the folder for us
     with tqdm(total=curated + web + eval, desc="demo-data", unit="sample", disable=not progress) as bar:
         write_split(out / "curated", curated_samples, samples_per_shard, bar)
         placed = write_split(out / "web", web_list, samples_per_shard, bar)
@@ -433,8 +436,8 @@ def build_demo_data(
     (out / "eval" / "templates.txt").write_text("".join(f"{t}\n" for t in EVAL_TEMPLATES))
     _truth_table(web_list, placed).write_parquet(out / "web_truth.parquet")
     split_counts = {"curated": curated, "web": web, "eval": eval}
-    done = {"params": params, "split_counts": split_counts, "kind_counts": kind_counts}
-    write_json_atomic(marker, done)  # written last: its presence means the build is complete
+    done = {"params": params, "complete": True, "split_counts": split_counts, "kind_counts": kind_counts}
+    write_json_atomic(marker, done)  # rewritten last: "complete" means every file is in place
     return _paths(out, done, reused=False)
 
 
