@@ -3,6 +3,7 @@
 import functools
 import http.server
 import json
+import signal
 import threading
 
 import polars as pl
@@ -56,7 +57,9 @@ def test_ingest_downloads_into_shards_with_captions_and_reports_the_404(image_si
     pl.DataFrame(rows, schema=["url", "caption"], orient="row").write_parquet(urls)
     out = tmp_path / "shards"
 
+    ctrl_c = signal.getsignal(signal.SIGINT)
     assert main(["ingest", str(urls), "--out", str(out), "--samples-per-shard", "4", "--threads", "2"]) == 0
+    assert signal.getsignal(signal.SIGINT) is ctrl_c  # the caller's Ctrl-C handling is left as it was
 
     stdout = capsys.readouterr().out
     assert "6 urls: 5 downloaded, 1 failed to download, 0 failed to resize" in stdout

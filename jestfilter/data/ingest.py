@@ -14,6 +14,7 @@ import ast
 import inspect
 import json
 import os
+import signal
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +175,11 @@ def ingest(
     }
     # img2dataset takes every *.json in the folder for a shard's done marker: hide ours meanwhile
     (Path(out_dir) / "sizes.json").unlink(missing_ok=True)
-    img2dataset.download(**kwargs)
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        img2dataset.download(**kwargs)
+    finally:
+        signal.signal(signal.SIGINT, sigint)  # img2dataset leaves its own Ctrl-C handler (sys.exit(0)) behind
     summary = read_stats(out_dir)
     write_sizes_json(out_dir, summary.sizes)
     return summary
