@@ -29,7 +29,7 @@ def image_site(tmp_path_factory):
     files = {}
     for i in range(5):
         image = Image.fromarray(fashion.test_images[i])
-        name, size = (f"item{i}.png", (28, 28)) if i % 2 else (f"item{i}.jpg", (28, 28))
+        name, size = f"item{i}.{'png' if i % 2 else 'jpg'}", (28, 28)
         if i == 4:
             image, size = image.resize((128, 96)), (85, 64)  # shorter side scaled down to 64
         image.save(site / name)
@@ -40,6 +40,7 @@ def image_site(tmp_path_factory):
     base = f"http://127.0.0.1:{server.server_address[1]}"
     yield {f"{base}/{name}": value for name, value in files.items()}, f"{base}/missing.png"
     server.shutdown()
+    server.server_close()
     thread.join()
 
 
