@@ -6,7 +6,7 @@ shards (webdataset's ``split_by_node``), and mixes samples in a seeded shuffle b
 and a position in it is just (pass, super-batches handed out), which ``state_dict()`` saves.
 
 Workers. Every DataLoader worker reads the same raw stream (bytes only, cheap) but decodes
-only the super-batches ``index % workers == worker``; DataLoader hands them back in index
+only every ``workers``-th super-batch, in turn; DataLoader hands them back in index
 order, so the order never depends on worker timing, and resuming skips the super-batches
 already handed out without decoding them. The price: each worker reads every byte of the
 rank's shards (about 1 % of the decode cost per extra worker for local 256 px JPEGs).
@@ -108,7 +108,8 @@ class _PassDataset(IterableDataset):
         cfg = self.loader
         stream = pass_stream(cfg.shards, cfg.seed, self.pass_index, cfg.shuffle_buffer)
         for index, (samples, rejected) in enumerate(group_super_batches(stream, cfg.batch_size)):
-            if index < self.start or index % workers != worker:
+            # DataLoader asks worker 0 first, so worker 0 takes the first super-batch to yield
+            if index < self.start or (index - self.start) % workers != worker:
                 continue
             images, texts, samples, rejected = decode(samples, rejected, cfg.preprocess, cfg.tokenizer)
             yield SuperBatch(images, texts, samples, rejected, self.pass_index, index)
