@@ -99,7 +99,7 @@ def write_members(path: Path, members: list[tuple[str, bytes]]) -> None:
 # Damaged samples in damaged-000000.tar: key → the reason the reader must give.
 DAMAGE = {
     "000000010": "empty_image",
-    "000000011": "corrupt_image",  # garbage bytes: the header does not parse
+    "000000011": "corrupt_image",  # garbage bytes: no image signature
     "000000012": "missing_caption",
     "000000013": "empty_caption",
     "000000014": "caption_not_utf8",

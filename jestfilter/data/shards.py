@@ -13,12 +13,10 @@ repaired, because a repaired caption would no longer match the bytes we write ou
 from __future__ import annotations
 
 import glob
-import io
 import os
 from typing import Iterable, Iterator, Sequence
 from urllib.parse import urlparse
 
-import PIL.Image
 from webdataset.gopen import gopen
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import tar_file_iterator
@@ -93,8 +91,8 @@ def _tars_in(directory: str) -> list[str]:
 
 
 def iter_samples(shards: Iterable[str]) -> Iterator[RawSample | Rejected]:
-    """Every sample of every shard, checked: a ``RawSample`` that has a readable image header
-    and a non-empty UTF-8 caption, or a ``Rejected`` saying why not."""
+    """Every sample of every shard, checked: a ``RawSample`` whose image starts like a JPEG,
+    PNG or WebP and whose caption is non-empty UTF-8, or a ``Rejected`` saying why not."""
     for shard in shards:
         for item in iter_shard(shard):
             if isinstance(item, RawSample):
@@ -193,16 +191,14 @@ def image_member(sample: RawSample) -> str | None:
 
 
 def sample_problem(sample: RawSample) -> str | None:
-    """Cheap checks (no pixel decoding): the reason to reject ``sample``, or None."""
+    """Cheap checks (no decoding): the reason to reject ``sample``, or None."""
     ext = image_member(sample)
     if ext is None:
         return MISSING_IMAGE
     data = sample.members[ext]
     if not data:
         return EMPTY_IMAGE
-    try:
-        PIL.Image.open(io.BytesIO(data))  # reads the header only
-    except Exception:
+    if not _has_image_signature(data):
         return CORRUPT_IMAGE
     caption = sample.members.get(CAPTION_EXTENSION)
     if caption is None:
@@ -214,6 +210,14 @@ def sample_problem(sample: RawSample) -> str | None:
     if not text.strip():
         return EMPTY_CAPTION
     return None
+
+
+def _has_image_signature(data: bytes) -> bool:
+    """The file starts like a JPEG, PNG or WebP. Checking the signature costs ~1 µs where
+    PIL's header parse cost ~0.3 ms a sample; pixels that do not decode are caught later,
+    when the loader decodes them."""
+    return (data.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"))
+            or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"))
 
 
 def caption_of(sample: RawSample) -> str:
