@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import random
+from collections import Counter
 from typing import Callable, Iterable, Iterator, Sequence
 
 import PIL.Image
@@ -126,7 +127,8 @@ class SuperBatchLoader:
 
     ``patterns``: brace patterns, globs, directories or URLs (see ``expand_shards``); a pattern
     that matches nothing raises at once. ``shuffle_buffer`` > 1 shuffles shards and samples
-    (seeded); 0 or 1 keeps the shards' order.
+    (seeded); 0 or 1 keeps the shards' order. ``rejections`` counts damaged input by reason
+    over the super-batches handed out (kept across a resume), for the end-of-run summary.
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class SuperBatchLoader:
         self.workers, self.shuffle_buffer, self.seed, self.passes = workers, shuffle_buffer, seed, passes
         self.pass_index = 0  # the pass in progress
         self.handed_out = 0  # super-batches of that pass already yielded
+        self.rejections: Counter[str] = Counter()  # reason → samples/shards rejected so far
 
     def __iter__(self) -> Iterator[SuperBatch]:
         while self.passes is None or self.pass_index < self.passes:
@@ -155,6 +158,7 @@ class SuperBatchLoader:
             loader = DataLoader(dataset, batch_size=None, num_workers=self.workers, collate_fn=_as_is)
             for batch in loader:
                 self.handed_out = batch.index + 1
+                self.rejections.update(r.reason for r in batch.rejected)
                 yield batch
             self.pass_index, self.handed_out = self.pass_index + 1, 0
 
@@ -167,6 +171,7 @@ class SuperBatchLoader:
             "batch_size": self.batch_size,
             "shuffle_buffer": self.shuffle_buffer,
             "shards": len(self.shards),
+            "rejections": dict(self.rejections),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -176,3 +181,4 @@ class SuperBatchLoader:
             if state[name] != value:
                 raise ValueError(f"cannot resume: {name} was {state[name]}, now {value}")
         self.pass_index, self.handed_out = state["pass"], state["batches"]
+        self.rejections = Counter(state["rejections"])

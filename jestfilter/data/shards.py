@@ -17,7 +17,7 @@ import os
 from typing import Iterable, Iterator, Sequence
 from urllib.parse import urlparse
 
-from webdataset.gopen import gopen
+from webdataset.gopen import gopen, gopen_schemes
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import tar_file_iterator
 
@@ -47,7 +47,8 @@ def expand_shards(patterns: str | Sequence[str]) -> list[str]:
     or URLs → the list of shards, in order.
 
     Raises ``FileNotFoundError`` when a local pattern matches no existing file and
-    ``ValueError`` for an unreadable directory or an empty list. Some missing names in an
+    ``ValueError`` for an unreadable directory, a URL scheme webdataset cannot open or an
+    empty list. Some missing names in an
     otherwise matching brace range are kept: reading reports them as ``missing_shard``.
     """
     if isinstance(patterns, (str, os.PathLike)):
@@ -56,6 +57,10 @@ def expand_shards(patterns: str | Sequence[str]) -> list[str]:
     for pattern in map(str, patterns):
         names = expand_urls(pattern)
         if _is_remote(pattern):
+            scheme = urlparse(pattern).scheme
+            if scheme not in gopen_schemes:
+                raise ValueError(f"no reader for {scheme}:// URLs ({pattern!r}); "
+                                 f"stream them with 'pipe:COMMAND' (e.g. 'pipe:aws s3 cp URL -')")
             shards.extend(names)
             continue
         found = []

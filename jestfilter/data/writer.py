@@ -57,6 +57,8 @@ class FilteredShardWriter:
         """Append ``sample``; return the name of the shard that holds it."""
         if sample.key in self._where:
             return self.name(self._where[sample.key])
+        if not sample.key or "/" in sample.key or "\\" in sample.key or sample.key.startswith("."):
+            raise ValueError(f"unsafe sample key {sample.key!r}: it would become a path when untarred")
         if self.closed:
             raise ValueError("writer is closed")
         if self._fresh:
