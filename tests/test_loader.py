@@ -1,5 +1,6 @@
 """Super-batches: decoding, order, determinism across workers, passes and resume."""
 
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -68,12 +69,15 @@ def test_resuming_from_state_dict_continues_the_same_stream(web_shards, preproce
     resumed.load_state_dict(state)
     seen += [(b.pass_index, b.index, [s.key for s in b.samples]) for b in resumed]
     assert seen == whole
+    assert resumed.state_dict()["pass"] == 2
 
 
 def test_damaged_input_ends_in_rejections_and_the_pass_completes(damaged_shards, preprocess, tokenizer):
-    batches = list(SuperBatchLoader(damaged_shards.pattern, 4, preprocess, tokenizer, workers=2))
+    loader = SuperBatchLoader(damaged_shards.pattern, 4, preprocess, tokenizer, workers=2)
+    batches = list(loader)
     rejected = {(Path(r.source_shard).name, r.key): r.reason for b in batches for r in b.rejected}
     assert rejected == damaged_shards.expected  # including the image that fails only at decode
+    assert loader.rejections == Counter(damaged_shards.expected.values())
     assert sorted(keys(batches)) == sorted(damaged_shards.good)
     assert all(len(b.images) == len(b.samples) == len(b.texts) for b in batches)
 

@@ -71,3 +71,14 @@ def test_a_key_seen_again_later_in_a_shard_is_rejected(tmp_path):
     items = list(iter_shard(str(tmp_path / "a.tar")))
     assert [type(i).__name__ for i in items] == ["RawSample", "RawSample", "Rejected"]
     assert items[2].reason == "duplicate_key"
+
+
+def test_a_url_scheme_webdataset_cannot_open_fails_at_once():
+    with pytest.raises(ValueError, match="no reader for s3:// URLs"):
+        expand_shards("s3://bucket/web-{000000..000009}.tar")
+    assert expand_shards("pipe:cat web-{0..1}.tar") == ["pipe:cat web-0.tar", "pipe:cat web-1.tar"]
+
+
+def test_pipe_urls_are_read_through_webdataset(web_shards):
+    items = list(iter_samples(expand_shards(f"pipe:cat {web_shards.paths[0]}")))
+    assert len(items) == 20 and all(isinstance(i, RawSample) for i in items)

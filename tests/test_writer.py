@@ -104,3 +104,9 @@ def test_open_clip_train_reads_the_shards_and_counts_them_from_sizes_json(web_sh
     images, texts = zip(*val.dataloader)
     assert sum(len(batch) for batch in images) == len(kept)
     assert images[0].shape == (4, 3, 28, 28) and texts[0].shape == (4, 16)
+
+
+@pytest.mark.parametrize("key", ["../evil", "sub/key", ".hidden", ""])
+def test_a_key_that_would_become_a_path_is_refused(tmp_path, key):
+    with pytest.raises(ValueError, match="unsafe sample key"):
+        FilteredShardWriter(tmp_path).write(RawSample(key, "in.tar", {"txt": b"x"}))
