@@ -79,6 +79,20 @@ def test_a_url_scheme_webdataset_cannot_open_fails_at_once():
     assert expand_shards("pipe:cat web-{0..1}.tar") == ["pipe:cat web-0.tar", "pipe:cat web-1.tar"]
 
 
-def test_pipe_urls_are_read_through_webdataset(web_shards):
+def test_pipe_urls_are_read_through_webdataset_and_a_failing_command_is_recorded(web_shards, tmp_path):
     items = list(iter_samples(expand_shards(f"pipe:cat {web_shards.paths[0]}")))
     assert len(items) == 20 and all(isinstance(i, RawSample) for i in items)
+    failing = f"pipe:cat {tmp_path}/gone.tar 2>/dev/null"
+    assert list(iter_samples([failing])) == [Rejected("", failing, "unreadable_shard")]
+
+
+@pytest.mark.parametrize("where", ["member boundary", "inside a header"])
+def test_a_tar_cut_where_tarfile_sees_a_clean_end_is_still_reported(web_shards, tmp_path, where):
+    data = web_shards.paths[0].read_bytes()
+    fifth = data.index(b"000000004.jpg")  # the 5th sample's first header
+    cut = fifth if where == "member boundary" else fifth + 100
+    (tmp_path / "cut.tar").write_bytes(data[:cut])
+    items = list(iter_samples([str(tmp_path / "cut.tar")]))
+    assert [i.key for i in items if isinstance(i, RawSample)] == ["000000000", "s0", "img.v0.2"]
+    assert [(i.key, i.reason) for i in items if isinstance(i, Rejected)] == [
+        ("long-0-" + "x" * 40, "truncated_tar"), ("", "truncated_tar")]

@@ -48,8 +48,8 @@ def expand_shards(patterns: str | Sequence[str]) -> list[str]:
 
     Raises ``FileNotFoundError`` when a local pattern matches no existing file and
     ``ValueError`` for an unreadable directory, a URL scheme webdataset cannot open or an
-    empty list. Some missing names in an
-    otherwise matching brace range are kept: reading reports them as ``missing_shard``.
+    empty list. Missing names in an otherwise matching brace range are kept: reading reports
+    them as ``missing_shard``.
     """
     if isinstance(patterns, (str, os.PathLike)):
         patterns = [patterns]
@@ -111,8 +111,8 @@ def iter_shard(shard: str) -> Iterator[RawSample | Rejected]:
     """Group one shard's members into samples by the key rule above (no content checks).
 
     A shard that is missing, empty or unreadable gives one ``Rejected`` with ``key=""``; a
-    truncated tar keeps the complete samples read before the damage, rejects the sample cut
-    in two and records the damage."""
+    truncated tar keeps the complete samples read before the damage, rejects the sample being
+    read when it broke (nothing says it was complete) and records the damage."""
     try:
         stream = gopen(shard)
     except FileNotFoundError:
@@ -121,36 +121,42 @@ def iter_shard(shard: str) -> Iterator[RawSample | Rejected]:
     except OSError:
         yield Rejected("", shard, UNREADABLE_SHARD)
         return
-    with stream:
-        # webdataset's tar iterator calls the handler for a member it cannot read; the tar
-        # stream is broken from there on, so stop and report it.
-        errors: list[Exception] = []
+    stream = _TailKeeper(stream)
+    # webdataset's tar iterator calls the handler for a member it cannot read; the tar
+    # stream is broken from there on, so stop and report it.
+    errors: list[Exception] = []
 
-        def stop(error: Exception) -> bool:
-            errors.append(error)
-            return False
+    def stop(error: Exception) -> bool:
+        errors.append(error)
+        return False
 
-        seen: set[str] = set()
-        current: RawSample | None = None
-        bad_current = ""
-        members = 0
-        try:
-            for member in tar_file_iterator(stream, handler=stop):
-                members += 1
-                name = member["fname"]
-                key, ext = split_member_name(name, current.key if current else None)
-                if current is None or key != current.key:
-                    if current is not None:
-                        yield _finish(current, bad_current, seen)
-                    current, bad_current = RawSample(key, shard, {}), ""
-                if not key or not ext or "/" in name or "\\" in name:
-                    bad_current = UNSAFE_MEMBER_NAME  # never used as a path; never written out
-                elif ext in current.members:
-                    bad_current = bad_current or DUPLICATE_MEMBER
-                else:
-                    current.members[ext] = member["data"]
-        except Exception as error:  # tarfile's errors when the stream ends early or is garbage
-            errors.append(error)
+    seen: set[str] = set()
+    current: RawSample | None = None
+    bad_current = ""
+    members = 0
+    try:
+        for member in tar_file_iterator(stream, handler=stop):
+            members += 1
+            name = member["fname"]
+            key, ext = split_member_name(name, current.key if current else None)
+            if current is None or key != current.key:
+                if current is not None:
+                    yield _finish(current, bad_current, seen)
+                current, bad_current = RawSample(key, shard, {}), ""
+            if not key or not ext or "/" in name or "\\" in name:
+                bad_current = UNSAFE_MEMBER_NAME  # never used as a path; never written out
+            elif ext in current.members:
+                bad_current = bad_current or DUPLICATE_MEMBER
+            else:
+                current.members[ext] = member["data"]
+    except Exception as error:  # tarfile's errors when the stream ends early or is garbage
+        errors.append(error)
+    try:
+        if not errors and members and not stream.ends_like_a_tar():
+            errors.append(EOFError("no end-of-archive blocks"))
+        stream.close()  # a pipe: URL reports its command's failure here
+    except OSError as error:
+        errors.append(error)
     if errors:
         if members == 0 and current is None:
             yield Rejected("", shard, EMPTY_SHARD if _is_empty(shard) else UNREADABLE_SHARD)
@@ -163,6 +169,28 @@ def iter_shard(shard: str) -> Iterator[RawSample | Rejected]:
         yield _finish(current, bad_current, seen)
     elif members == 0 and _is_empty(shard):
         yield Rejected("", shard, EMPTY_SHARD)
+
+
+class _TailKeeper:
+    """A read-only stream that remembers its last 512 bytes. tarfile takes a stream cut at a
+    member boundary for a complete archive; a real tar ends with zero blocks, a cut one not."""
+
+    def __init__(self, stream):
+        self.stream, self.tail, self.length = stream, b"", 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.length += len(data)
+        self.tail = (self.tail + data)[-512:]
+        return data
+
+    def ends_like_a_tar(self) -> bool:
+        while self.read(1 << 16):  # tarfile stops at the first zero block: read the rest
+            pass
+        return self.length % 512 == 0 and self.tail == bytes(512)
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 def split_member_name(name: str, current_key: str | None) -> tuple[str, str]:
