@@ -107,7 +107,7 @@ class FilteredShardWriter:
         self.sizes = dict(state["sizes"])
         for path in self.out_dir.glob(f"*{self.prefix}-*.tar*"):
             index = _shard_index(path.name, self.prefix)
-            if index is not None and index > self.shard or (index == self.shard and not self.count):
+            if index is not None and (index > self.shard or (index == self.shard and not self.count)):
                 path.unlink()
         if self.count:
             tmp, final = self._tmp(self.shard), self.out_dir / self.name(self.shard)
