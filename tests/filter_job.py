@@ -9,8 +9,7 @@ from pathlib import Path
 
 import open_clip
 
-from jestfilter.data import FilteredShardWriter, Manifest, SuperBatchLoader
-from jestfilter.data.checkpoint import load_data_state, save_data_state
+from jestfilter.data import FilteredShardWriter, Manifest, SuperBatchLoader, load_data_state, save_data_state
 
 
 def main() -> None:
