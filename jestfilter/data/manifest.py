@@ -76,14 +76,13 @@ class Manifest:
         shard_of = dict(zip(kept, output_shards)) if output_shards is not None else {}
         chosen = set(kept)
         samples, rejected = batch.samples, batch.rejected
-        n = len(samples)
+        n, total = len(samples), len(samples) + len(rejected)
         self.append(
             key=[s.key for s in samples] + [r.key for r in rejected],
             source_shard=[s.source_shard for s in samples] + [r.source_shard for r in rejected],
-            **{"pass": [batch.pass_index] * (n + len(rejected))},
-            step=[step] * (n + len(rejected)),
-            decision=[KEPT if i in chosen else DROPPED for i in range(n)]
-            + [REJECTED] * len(rejected),
+            **{"pass": [batch.pass_index] * total},
+            step=[step] * total,
+            decision=[KEPT if i in chosen else DROPPED for i in range(n)] + [REJECTED] * len(rejected),
             reason=[None] * n + [r.reason for r in rejected],
             learner_loss=_scores(learner_loss, n, len(rejected)),
             reference_loss=_scores(reference_loss, n, len(rejected)),
