@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import gzip
-from pathlib import Path
+import functools
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-SOURCE = Path("/usr/share/datasets/fashion-mnist")
-CLASSNAMES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+from jestfilter.data import demo
+
+CLASSNAMES = [nouns[0] for nouns in demo.CLASS_NOUNS]  # what the demo writes to classnames.txt
 TEMPLATES = ["a photo of a {}.", "a picture of a {}."]
 
 
@@ -24,15 +24,19 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@functools.cache
+def _fashion_mnist() -> demo.FashionMNIST:
+    try:
+        return demo.load_fashion_mnist()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+
+
 def load_fashion_mnist(split: str = "train", count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images [n, 28, 28] and int labels [n] from the Debian idx files."""
-    prefix = "train" if split == "train" else "t10k"
-    images_file, labels_file = SOURCE / f"{prefix}-images-idx3-ubyte.gz", SOURCE / f"{prefix}-labels-idx1-ubyte.gz"
-    if not images_file.is_file():
-        pytest.skip(f"Fashion-MNIST not installed in {SOURCE} (Debian package dataset-fashion-mnist)")
-    images = np.frombuffer(gzip.open(images_file).read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    labels = np.frombuffer(gzip.open(labels_file).read(), np.uint8, offset=8).astype(np.int64)
-    return images[:count], labels[:count]
+    """uint8 images [n, 28, 28] and int64 labels [n] of a split, through the demo builder's reader."""
+    data = _fashion_mnist()
+    images, labels = (data.train_images, data.train_labels) if split == "train" else (data.test_images, data.test_labels)
+    return images[:count], labels[:count].astype(np.int64)
 
 
 def captions(labels: np.ndarray, template: str = TEMPLATES[0]) -> list[str]:

@@ -1,6 +1,6 @@
 """Training building blocks: optimiser and schedule, the SigLIP (and Flexi) step, checkpoints."""
 
-from jestfilter.train.checkpoint import load_checkpoint, save_checkpoint
+from jestfilter.train.checkpoint import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from jestfilter.train.optim import lr_factor, make_optimizer, make_scheduler
 from jestfilter.train.step import MAX_LOGIT_SCALE, flexi_embed, train_step
 
@@ -11,6 +11,8 @@ __all__ = [
     "lr_factor",
     "make_optimizer",
     "make_scheduler",
+    "restore_training_state",
     "save_checkpoint",
     "train_step",
+    "training_state",
 ]

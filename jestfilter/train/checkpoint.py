@@ -1,17 +1,53 @@
-"""Training checkpoints: model, optimiser, schedule, step and extra state in one file.
+"""Training checkpoints: model, optimiser, schedule, step and extra state.
 
-Written to a temporary file and renamed, so a crash leaves the previous checkpoint intact.
-Everything in it is tensors and primitives, so it loads with ``torch.load(weights_only=True)``.
+``training_state`` / ``restore_training_state`` turn the objects into one dict of tensors and
+primitives (so it loads with ``torch.load(weights_only=True)``) and back; the pipeline can
+store that dict beside the data plane's state. ``save_checkpoint`` / ``load_checkpoint`` do the
+same through a file written atomically (temporary file, then ``os.replace``).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from jestfilter.data.atomic import atomic_torch_save
+
+
+def training_state(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    step: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything needed to resume training; ``extra`` holds tensors and primitives only."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "step": int(step),
+        "extra": extra or {},
+    }
+
+
+def restore_training_state(
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Load ``state`` into the given objects; return (step, extra)."""
+    model.load_state_dict(state["model"])
+    for name, target in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if target is not None:
+            if state[name] is None:
+                raise ValueError(f"checkpoint holds no {name} state")
+            target.load_state_dict(state[name])
+    return state["step"], state["extra"]
 
 
 def save_checkpoint(
@@ -22,24 +58,10 @@ def save_checkpoint(
     step: int = 0,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the training state to ``path`` atomically. ``extra`` holds tensors and primitives only."""
+    """Write ``training_state(...)`` to ``path``; a crash leaves the previous file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "step": int(step),
-        "extra": extra or {},
-    }
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(state, file)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_torch_save(path, training_state(model, optimizer, scheduler, step, extra))
     return path
 
 
@@ -54,13 +76,4 @@ def load_checkpoint(
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     state = torch.load(path, map_location=model.logit_scale.device, weights_only=True)
-    model.load_state_dict(state["model"])
-    if optimizer is not None:
-        if state["optimizer"] is None:
-            raise ValueError(f"checkpoint {path} holds no optimizer state")
-        optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None:
-        if state["scheduler"] is None:
-            raise ValueError(f"checkpoint {path} holds no scheduler state")
-        scheduler.load_state_dict(state["scheduler"])
-    return state["step"], state["extra"]
+    return restore_training_state(state, model, optimizer, scheduler)
