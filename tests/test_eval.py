@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 
 import numpy as np
@@ -13,7 +14,8 @@ from fashion_pairs import CLASSNAMES, TEMPLATES, captions, load_fashion_mnist, o
 from PIL import Image
 
 from jestfilter.eval import DEFAULT_TEMPLATES, evaluate, load_eval_set, retrieval_r1, zeroshot_top1
-from jestfilter.models import create_model
+from jestfilter.cli import main
+from jestfilter.models import create_model, save_local_dir
 
 N_EVAL = 120
 
@@ -169,3 +171,17 @@ def test_retrieval_counts_any_sample_with_the_same_caption_as_correct():
     assert retrieval_r1(images, texts, ["a cat", "a cat", "a dog"]) == 1.0
     assert retrieval_r1(texts, images, ["a cat", "a cat", "a dog"]) == 1.0
     assert retrieval_r1(images, texts, ["a cat", "a kitten", "a dog"]) == pytest.approx(1 / 3)
+
+
+def test_evaluate_command_prints_the_metrics_of_a_saved_model(eval_dir, tiny, tmp_path, capsys):
+    save_local_dir(tiny, tmp_path / "final")
+    assert main(["evaluate", "--model", f"local-dir:{tmp_path / 'final'}", "--eval", str(eval_dir)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["samples"] == N_EVAL and printed["rejected"] == {}
+    assert {key: printed[key] for key in evaluate(tiny, eval_dir)} == evaluate(tiny, eval_dir)
+
+
+def test_evaluate_command_bad_eval_dir_is_one_line_and_status_2(tmp_path, capsys):
+    assert main(["evaluate", "--model", "jest-tiny", "--eval", str(tmp_path / "nothing")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "eval directory not found" in error
