@@ -36,7 +36,7 @@ class EvalSet:
         return len(self.captions)
 
     def pixels(self, preprocess) -> torch.Tensor:
-        """All images through ``preprocess``, computed once per distinct transform."""
+        """All images through ``preprocess``; kept until a different transform is asked for."""
         key = repr(preprocess)
         if key not in self._pixels:
             self._pixels = {key: torch.stack([preprocess(image) for image in self.images])}

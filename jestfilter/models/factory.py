@@ -69,7 +69,9 @@ def create_model(
         folder = Path(name[len(LOCAL_DIR):])
         if not (folder / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"not a model folder (no {CONFIG_FILE}): {folder}")
-        model_cfg = json.loads((folder / CONFIG_FILE).read_text())["model_cfg"]
+        model_cfg = json.loads((folder / CONFIG_FILE).read_text()).get("model_cfg")
+        if not isinstance(model_cfg, dict):
+            raise ValueError(f"{folder / CONFIG_FILE} has no model_cfg")
         kwargs = dict(overrides)
     else:
         model_cfg = open_clip.get_model_config(name)

@@ -34,11 +34,10 @@ def encode_image(
     if patch_size is None:
         return model.encode_image(images, normalize=normalize)
     visual = _vision_transformer(model)
-    patch = patch_size
     height, width = images.shape[-2:]
-    if height % patch or width % patch:
-        raise ValueError(f"patch size {patch} does not divide the image size {height}x{width}")
-    kernel, pos_embed = resampled_embeddings(visual, patch, [height // patch, width // patch])
+    if height % patch_size or width % patch_size:
+        raise ValueError(f"patch size {patch_size} does not divide the image size {height}x{width}")
+    kernel, pos_embed = resampled_embeddings(visual, patch_size, [height // patch_size, width // patch_size])
     return _forward(visual, images, kernel, pos_embed, normalize)
 
 
