@@ -22,9 +22,14 @@ def sigmoid_pair_loss(logits: Tensor, positive: bool) -> Tensor:
     return F.softplus(-logits) if positive else F.softplus(logits)
 
 
+def own_pair_similarity(model: SiglipOutputs) -> Tensor:
+    """``<u_i, v_i>`` for every example, ``[B]`` (einsum: no [B, d] temporary)."""
+    return torch.einsum("id,id->i", model.image, model.text)
+
+
 def own_pair_logits(model: SiglipOutputs) -> Tensor:
     """``logit_ii`` of every example with its own text, ``[B]``."""
-    return model.scale * (model.image * model.text).sum(dim=1) + model.bias
+    return model.scale * own_pair_similarity(model) + model.bias
 
 
 def own_pair_loss(model: SiglipOutputs, loss: str) -> Tensor:
@@ -32,7 +37,7 @@ def own_pair_loss(model: SiglipOutputs, loss: str) -> Tensor:
     paper's unconditional term ``-scale·<u_i, v_i>`` (a bias cancels inside a softmax)."""
     if loss == "sigmoid":
         return sigmoid_pair_loss(own_pair_logits(model), positive=True)
-    return -model.scale * (model.image * model.text).sum(dim=1)
+    return -model.scale * own_pair_similarity(model)
 
 
 def negative_pair_loss_sums(logits: Tensor) -> Tensor:

@@ -56,7 +56,8 @@ def as_siglip_outputs(outputs, name: str, device: torch.device | None = None) ->
                          "embeddings differ in shape")
     device = image.device if device is None else device
     image, text = image.detach().to(device, torch.float32), text.detach().to(device, torch.float32)
-    if not (torch.isfinite(image).all() and torch.isfinite(text).all()):
+    # Row sums carry any NaN or Inf along without a [B, d] temporary.
+    if not (torch.isfinite(image.sum(dim=1)).all() and torch.isfinite(text.sum(dim=1)).all()):
         raise ValueError(f"{name} embeddings contain NaN or Inf")
     scale = _scalar(scale, f"{name}.scale", device)
     bias = _scalar(0.0 if bias is None else bias, f"{name}.bias", device)

@@ -49,14 +49,14 @@ class Selector:
     ``strata=k`` splits the rows into k equal contiguous blocks and takes chunk/k from each
     block in every chunk (what each rank of a distributed job takes from its own rows).
     ``loss="softmax"`` scores CLIP-loss models (the paper's Algorithm 3, each model with its
-    own embeddings and scale). ``block_bytes`` caps the fp32 scratch memory of one
-    [rows × chunk] block of logits (default 64 MiB); scoring never builds a B×B matrix.
+    own embeddings and scale). ``block_bytes`` caps the fp32 scratch memory (logits and one temporary) of a
+    [rows × chunk] block of logits (default 256 MiB); scoring never builds a B×B matrix.
     The same (seed, step, inputs, device type) always give the same indices.
     """
 
     def __init__(self, method: str = "learnability", filter_ratio: float = 0.8, n_chunks: int = 16,
                  sampling: str = "softmax", gain: float = 1.0, seed: int = 0, strata: int = 1,
-                 loss: str = "sigmoid", block_bytes: int = 64 * 2**20):
+                 loss: str = "sigmoid", block_bytes: int = 256 * 2**20):
         _check_choice("method", method, tuple(CRITERIA))
         _check_choice("sampling", sampling, SAMPLINGS)
         _check_choice("loss", loss, LOSSES)
