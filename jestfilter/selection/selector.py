@@ -49,8 +49,8 @@ class Selector:
     ``strata=k`` splits the rows into k equal contiguous blocks and takes chunk/k from each
     block in every chunk (what each rank of a distributed job takes from its own rows).
     ``loss="softmax"`` scores CLIP-loss models (the paper's Algorithm 3, each model with its
-    own embeddings and scale). ``block_bytes`` caps the fp32 scratch memory (logits and one temporary) of a
-    [rows × chunk] block of logits (default 256 MiB); scoring never builds a B×B matrix.
+    own embeddings and scale). Scoring never builds a B×B matrix: ``block_bytes`` caps the
+    scratch memory of one [rows × chunk] block of fp32 logits plus one temporary (256 MiB).
     The same (seed, step, inputs, device type) always give the same indices.
     """
 
