@@ -4,12 +4,13 @@
     python tools/bench_selector.py --device cuda --paper-shape
 
 Each measurement runs in a fresh subprocess. Time: best of --repeats calls (greedy sampling,
-learnability, n_chunks=16). Extra memory: what the call needs beyond its inputs — on CUDA
+learnability, n_chunks=16; the dense form gives the same chunks, checked per row). Extra memory: what the call needs beyond its inputs — on CUDA
 torch.cuda.max_memory_allocated() minus the memory allocated before the call; on CPU the
 growth of the process's peak resident set (VmHWM, reset through /proc/self/clear_refs just
 before the call), so it counts every page the call touched, torch's allocations included.
 Floor: 8·B·b·d FLOPs (four [B × chunk] products per chunk) at this device's fp32 GEMM rate,
-measured here on a large square matmul. The dense form is skipped where its B×B matrices
+measured on a large square matmul in the Selector's process right after it ran (on a shared
+CPU the rate moves with the load, so each row has its own). The dense form is skipped where its B×B matrices
 would not fit (the paper's shape needs over 100 GB).
 """
 
@@ -90,7 +91,7 @@ def measure(kind: str, B: int, b: int, d: int, device: str, repeats: int) -> dic
         seconds.append(time.perf_counter() - start)
     after = torch.cuda.max_memory_allocated() if device == "cuda" else peak_resident_bytes()
     return {"seconds": min(seconds), "extra_bytes": after - before,
-            "indices": indices.cpu().tolist()}
+            "indices": indices.cpu().tolist(), "gemm_gflops": gemm_gflops(device)}
 
 
 def gemm_gflops(device: str) -> float:
@@ -142,7 +143,7 @@ def main() -> None:
     parser.add_argument("--shape", action="append", help="B,b,d (repeatable)")
     parser.add_argument("--paper-shape", action="store_true",
                         help=f"add B,b,d = {PAPER_SHAPE} (Selector only)")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--worker", choices=["dense", "selector"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     shapes = [tuple(map(int, s.split(","))) for s in args.shape] if args.shape else \
@@ -152,15 +153,15 @@ def main() -> None:
         return
     if args.paper_shape:
         shapes.append(PAPER_SHAPE)
-    rate = gemm_gflops(args.device)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else \
         f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {device_name}; fp32 GEMM {rate:,.0f} GFLOP/s; n_chunks={N_CHUNKS}, greedy\n")
+    print(f"device: {device_name}; n_chunks={N_CHUNKS}, greedy; best of {args.repeats}\n")
     print("| B | b | d | dense s | dense extra MB | Selector s | Selector extra MB | speed-up "
-          "| memory ratio | GEMM floor s | Selector / floor | same chunks |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
+          "| memory ratio | fp32 GEMM GFLOP/s | GEMM floor s | Selector / floor | same chunks |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
     for B, b, d in shapes:
         ours = worker("selector", B, b, d, args.device, args.repeats)
+        rate = ours["gemm_gflops"]  # measured in the same process, right after the Selector
         floor = 8 * B * b * d / (rate * 1e9)
         row = [f"{B:,}", f"{b:,}", str(d)]
         if dense_fits(B, args.device):
@@ -173,7 +174,7 @@ def main() -> None:
             row += ["skipped", f"({4 * B * B / 2**30:,.0f} GiB per B×B matrix)"]
             ratios, same = ["–", "–"], "–"
         row += [f"{ours['seconds']:.3f}", f"{ours['extra_bytes'] / 2**20:,.1f}", *ratios,
-                f"{floor:.3f}", f"{ours['seconds'] / floor:.2f}", same]
+                f"{rate:,.0f}", f"{floor:.3f}", f"{ours['seconds'] / floor:.2f}", same]
         print("| " + " | ".join(row) + " |", flush=True)
 
 
