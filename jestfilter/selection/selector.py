@@ -52,6 +52,11 @@ class Selector:
     own embeddings and scale). Scoring never builds a B×B matrix: ``block_bytes`` caps the
     scratch memory of one [rows × chunk] block of fp32 logits plus one temporary (256 MiB).
     The same (seed, step, inputs, device type) always give the same indices.
+
+    ``group`` (a torch.distributed process group): each rank passes its own rows, the same
+    number on every rank, and gets back indices into them; ranks exchange only each chosen
+    chunk's embeddings and draw the same noise, so together they choose exactly what
+    ``Selector(strata=world)`` chooses from the concatenated super-batch.
     """
 
     def __init__(self, method: str = "learnability", filter_ratio: float = 0.8, n_chunks: int = 16,
@@ -126,6 +131,8 @@ class Selector:
             chosen[new] = True
             picks.append(new)
             if chunk + 1 < self.n_chunks:  # the last chunk conditions nothing
+                # The one twist on Algorithm 1: rather than re-summing masked rows and columns
+                # of a B×B matrix, add the new chunk's pairs to a running sum per candidate.
                 conditional.add(gather(new))
         return torch.cat(picks)
 
@@ -183,8 +190,8 @@ class Selector:
         if keep % step:
             fits = [n for n in range(1, 65) if keep % (n * strata) == 0]
             raise ValueError(f"b={keep} (= round({rows}·(1−{self.filter_ratio}))) is not divisible "
-                             f"by {what}: use a super-batch of B={self._nearest_batch(rows, strata)} "
-                             f"or n_chunks in {fits}")
+                             f"by {what}: use a super-batch of B={self._nearest_batch(rows, strata)}"
+                             + (f" or n_chunks in {fits}" if fits else ""))
         return keep // self.n_chunks
 
     def _nearest_batch(self, rows: int, strata: int) -> int:
