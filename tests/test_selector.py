@@ -69,7 +69,16 @@ def test_softmax_loss_greedy_matches_dense_algorithm3(method, strata):
     assert torch.equal(selector.select(learner, reference), expected)
 
 
-def test_softmax_sampling_inclusion_frequencies_match_dense_sampler():
+@pytest.fixture
+def one_thread():
+    """Thousands of tiny selections: a second thread only adds contention on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_softmax_sampling_inclusion_frequencies_match_dense_sampler(one_thread):
     learner, reference = random_model(24, 8, 5, noise=1.0), random_model(24, 8, 6, noise=1.0)
     A = learnability_matrix(learner, reference, "learnability")
     runs, b = 1500, 8
@@ -131,7 +140,7 @@ def test_missing_model_allowed_only_when_its_criterion_ignores_it():
         Selector(filter_ratio=0.75, n_chunks=4).select(learner, None)
 
 
-def test_uniform_draws_every_example_equally_often():
+def test_uniform_draws_every_example_equally_often(one_thread):
     model = random_model(40, 8, 10)
     selector = Selector("uniform", filter_ratio=0.5, sampling="greedy")
     counts = torch.zeros(40)
