@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -166,7 +168,7 @@ def test_divisibility_error_says_what_to_change():
     suggested = int(message.split("super-batch of B=")[1].split()[0])
     fixed = random_model(suggested, 4, 14)
     assert Selector(filter_ratio=0.8).select(fixed, fixed).numel() == round(suggested * 0.2)
-    for n_chunks in eval(message.split("n_chunks in ")[1]):
+    for n_chunks in ast.literal_eval(message.split("n_chunks in ")[1]):
         assert Selector(filter_ratio=0.8, n_chunks=n_chunks).select(model, model).numel() == 250
 
 
