@@ -9,14 +9,13 @@ from jestfilter.models.factory import (
     save_local_dir,
 )
 from jestfilter.models.flexi import FlopCounts, encode_image, forward_flops, native_patch_size
-from jestfilter.models.outputs import ModelOutputs, embed
+from jestfilter.models.outputs import embed, siglip_outputs
 
 __all__ = [
     "OUR_MODELS",
     "SIGLIP_INIT",
     "FlopCounts",
     "ModelBundle",
-    "ModelOutputs",
     "create_model",
     "embed",
     "encode_image",
@@ -24,4 +23,5 @@ __all__ = [
     "logit_bias_for_batch",
     "native_patch_size",
     "save_local_dir",
+    "siglip_outputs",
 ]

@@ -7,9 +7,8 @@ import math
 import torch
 from open_clip.loss import SigLipLoss
 
-from jestfilter.models import ModelOutputs, embed
-from jestfilter.models.outputs import logit_params
-from jestfilter.models.flexi import encode_image
+from jestfilter.models import embed, encode_image, siglip_outputs
+from jestfilter.selection import SiglipOutputs
 
 MAX_LOGIT_SCALE = math.log(100.0)  # open_clip_train clamps the (log) scale to [0, ln 100]
 _SIGLIP_LOSS = SigLipLoss()
@@ -50,12 +49,11 @@ def train_step(
 
 def flexi_embed(
     model: torch.nn.Module, images: torch.Tensor, texts: torch.Tensor, flexi_patch_size: int | None
-) -> ModelOutputs:
+) -> SiglipOutputs:
     """``embed``, with the second half of the images at ``flexi_patch_size`` when it is given."""
     if flexi_patch_size is None:
         return embed(model, images, texts)
     half = images.shape[0] // 2
     full = encode_image(model, images[:half], normalize=True)
     coarse = encode_image(model, images[half:], flexi_patch_size, normalize=True)
-    text = model.encode_text(texts, normalize=True)
-    return ModelOutputs(torch.cat([full, coarse]), text, *logit_params(model))
+    return siglip_outputs(model, torch.cat([full, coarse]), model.encode_text(texts, normalize=True))
