@@ -15,7 +15,7 @@ CLASSNAMES = [nouns[0] for nouns in demo.CLASS_NOUNS]  # what the demo writes to
 TEMPLATES = ["a photo of a {}.", "a picture of a {}."]
 
 
-@pytest.fixture(autouse=False)
+@pytest.fixture
 def one_torch_thread():
     """Train with one thread: on a shared 2-core box, competing OpenMP thread pools are 10x slower."""
     threads = torch.get_num_threads()

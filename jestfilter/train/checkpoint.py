@@ -14,8 +14,6 @@ from typing import Any
 
 import torch
 
-from jestfilter.data.atomic import atomic_torch_save
-
 
 def training_state(
     model: torch.nn.Module,
@@ -59,6 +57,10 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``training_state(...)`` to ``path``; a crash leaves the previous file intact."""
+    # Imported here: the jestfilter.data package pulls in webdataset and polars, which a
+    # training loop without checkpoints (or a GPU benchmark) does not need.
+    from jestfilter.data.atomic import atomic_torch_save
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(path, training_state(model, optimizer, scheduler, step, extra))
