@@ -122,7 +122,6 @@ def run_bootstrap(cfg: BootstrapConfig) -> dict:
     curated, web, eval_dir = prepare_data(cfg)
     device = resolve_device(cfg.device)
     eval_set = load_eval_set(eval_dir)
-    log = print if cfg.progress else (lambda *a, **k: None)
 
     # 1. the reference: trained on the curated shards (or reused), evaluated, saved
     reference_dir = out / "reference"
@@ -143,7 +142,7 @@ def run_bootstrap(cfg: BootstrapConfig) -> dict:
     if not reference_metrics_path.exists():
         save_local_dir(reference, reference_dir)
         atomic_write_json(reference_metrics_path, reference_metrics)
-    log(f"reference: zero-shot top-1 {reference_metrics['zeroshot_top1']:.3f}")
+    print(f"reference: zero-shot top-1 {reference_metrics['zeroshot_top1']:.3f}")
 
     # 2. reference embeddings of the web data, computed once per reference model
     methods = [cfg.method] + [m for m in cfg.compare if m != cfg.method]
@@ -193,8 +192,8 @@ def run_bootstrap(cfg: BootstrapConfig) -> dict:
     }
     atomic_write_json(out / "metrics.json", metrics)
     page = write_report(out, metrics, runs, manifest, read_extremes(out))
-    log(summary_table(runs, metrics["speedup"]))
-    log(f"report: {page}")
+    print(summary_table(runs, metrics["speedup"]))
+    print(f"report: {page}")
     return metrics
 
 
