@@ -159,8 +159,8 @@ class OnlineTrainer:
 
     # --- the loop ---------------------------------------------------------------------------
     def run(self) -> dict:
-        s, h = self.settings, self.history
         self.restore()
+        s, h = self.settings, self.history
         if h.step == 0 and not h.curve:
             self.evaluate_now()
         bar = tqdm(total=s.steps, initial=h.step, desc=self.name, unit="step", disable=not self.progress)
