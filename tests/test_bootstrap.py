@@ -13,9 +13,8 @@ from pathlib import Path
 import open_clip
 import polars as pl
 import pytest
-import torch
 
-from jestfilter.data import expand_shards
+from jestfilter.cli import main
 from jestfilter.data.demo import build_demo_data
 
 TINY = ["--steps", "12", "--reference-steps", "6", "--batch-size", "16", "--n-chunks", "4",
@@ -146,19 +145,19 @@ def test_killed_run_resumes_to_the_same_kept_samples(demo, tmp_path, finished_ru
     (["--reference", "/some/folder"], "local-dir"),
     (["--config", "/no/such/config.json"], "config file not found"),
 ])
-def test_bad_arguments_fail_fast_with_one_line(args, message, tmp_path):
-    result = run_cli("bootstrap", "--out", str(tmp_path / "o"), *args)
-    assert result.returncode == 2
-    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+def test_bad_arguments_fail_fast_with_one_line(args, message, tmp_path, capsys):
+    assert main(["bootstrap", "--out", str(tmp_path / "o"), *args]) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1
 
 
-def test_patterns_that_match_nothing_and_missing_eval_fail_fast(demo, tmp_path):
-    result = run_cli("bootstrap", "--curated", str(tmp_path / "none-{0..3}.tar"), "--web", demo.web,
-                     "--eval", str(demo.eval), "--out", str(tmp_path / "o"))
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    result = run_cli("bootstrap", "--curated", demo.curated, "--web", demo.web, "--eval", str(tmp_path / "nope"),
-                     "--out", str(tmp_path / "o"))
-    assert result.returncode == 2 and "eval" in result.stderr
+def test_patterns_that_match_nothing_and_missing_eval_fail_fast(demo, tmp_path, capsys):
+    assert main(["bootstrap", "--curated", str(tmp_path / "none-{0..3}.tar"), "--web", demo.web,
+                 "--eval", str(demo.eval), "--out", str(tmp_path / "o")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert main(["bootstrap", "--curated", demo.curated, "--web", demo.web, "--eval", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "eval" in capsys.readouterr().err
 
 
 def test_config_file_sets_options_and_flags_win(tmp_path):
