@@ -34,8 +34,9 @@ data:
 test: install
 	$(PY) -m pytest -q
 
+# The demo: Fashion-MNIST demo data → reference → JEST vs uniform and easy-reference → report.
 demo: install
-	$(PY) -m jestfilter info
+	$(PY) -m jestfilter bootstrap --out runs/demo
 
 bench: install
 	$(PY) tools/bench_selector.py

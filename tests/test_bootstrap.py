@@ -1,0 +1,172 @@
+"""End to end: `jestfilter bootstrap` on a tiny real demo, its outputs, resume, bad arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import open_clip
+import polars as pl
+import pytest
+
+from jestfilter.cli import main
+from jestfilter.data.demo import build_demo_data
+
+TINY = ["--steps", "12", "--reference-steps", "6", "--batch-size", "16", "--n-chunks", "4",
+        "--eval-every", "6", "--checkpoint-every", "3", "--samples-per-shard", "50", "--workers", "0",
+        "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    return build_demo_data(root, curated=200, web=600, eval=100, samples_per_shard=100, progress=False)
+
+
+def bootstrap_args(demo, out, *extra):
+    return ["bootstrap", "--curated", demo.curated, "--web", demo.web, "--eval", str(demo.eval),
+            "--out", str(out), *TINY, *extra]
+
+
+def run_cli(*args, **kwargs):
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    return subprocess.run([sys.executable, "-m", "jestfilter", *args], capture_output=True, text=True,
+                          env=env, **kwargs)
+
+
+def kept_keys(out: Path) -> list[str]:
+    manifest = pl.read_parquet(out / "filtered" / "manifest.parquet")
+    return sorted(manifest.filter(pl.col("decision") == "kept")["key"].unique().to_list())
+
+
+@pytest.fixture(scope="module")
+def finished_run(demo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result = run_cli(*bootstrap_args(demo, out, "--compare", "uniform"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out, result
+
+
+def test_outputs_exist_and_load_with_their_own_tools(finished_run, demo):
+    out, result = finished_run
+    # models load as open_clip local-dir folders
+    for name in ("reference", "final"):
+        model = open_clip.create_model(f"local-dir:{out / name}")
+        assert model.logit_bias is not None
+    # metrics.json has the contract keys
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["reference"]["zeroshot_top1"] <= 1.0
+    final = metrics["final"]
+    manifest = pl.read_parquet(out / "filtered" / "manifest.parquet")
+    assert final["examples_seen"] == (manifest["decision"] == "kept").sum()
+    assert final["curve"][0][0] == 0 and final["curve"][-1][0] == final["examples_seen"]
+    assert {"zeroshot_top1", "retrieval_r1"} <= set(final)
+    assert "uniform" in metrics["compare"]
+    # the report and its plots
+    report = (out / "report" / "report.md").read_text()
+    for png in ("curves.png", "scores.png", "extremes.png"):
+        assert (out / "report" / png).stat().st_size > 1000 and png in report
+    assert "report.md" in result.stdout and "uniform" in result.stdout
+
+
+def test_manifest_covers_every_scored_sample_once_per_pass(finished_run):
+    out, _ = finished_run
+    manifest = pl.read_parquet(out / "filtered" / "manifest.parquet")
+    assert manifest.group_by(["key", "pass"]).len()["len"].max() == 1
+    per_step = manifest.filter(pl.col("decision") != "rejected").group_by("step").agg(
+        (pl.col("decision") == "kept").sum().alias("kept"), pl.len().alias("scored")).sort("step")
+    assert per_step.height == 12
+    # b = 16 of every full super-batch of B = 80; the short one closing a pass keeps b in proportion,
+    # rounded down to whole chunks of the sampler (4 here)
+    for row in per_step.iter_rows(named=True):
+        assert row["kept"] == (16 if row["scored"] == 80 else round(row["scored"] * 0.2) // 4 * 4)
+    scored = manifest.filter(pl.col("decision") != "rejected")
+    assert scored["learnability"].null_count() == 0
+    assert ((scored["learner_loss"] - scored["reference_loss"] - scored["learnability"]).abs() < 1e-3).all()
+
+
+def test_filtered_shards_hold_the_kept_samples_and_open_clip_train_reads_them(finished_run):
+    out, _ = finished_run
+    sizes = json.loads((out / "filtered" / "sizes.json").read_text())
+    assert sum(sizes.values()) == len(kept_keys(out))
+    assert (out / "filtered" / "_SUCCESS").exists()
+    from argparse import Namespace
+
+    from open_clip_train.data import get_wds_dataset
+
+    shards = sorted(str(p) for p in (out / "filtered").glob("*.tar"))
+    args = Namespace(train_data="::".join(shards), train_num_samples=None, train_data_upsampling_factors=None,
+                     dataset_resampled=False, seed=0, workers=1, world_size=1, batch_size=8, distributed=False)
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{out / 'final'}")
+    data = get_wds_dataset(args, preprocess, is_train=True, tokenizer=open_clip.get_tokenizer(f"local-dir:{out / 'final'}"))
+    assert data.dataloader.num_samples == sum(sizes.values())
+    images, texts = next(iter(data.dataloader))
+    assert images.shape[0] == 8 and texts.shape[0] == 8
+
+
+def test_a_finished_run_is_not_redone(finished_run, demo):
+    out, _ = finished_run
+    before = (out / "final" / "open_clip_model.safetensors").stat().st_mtime_ns
+    result = run_cli(*bootstrap_args(demo, out, "--compare", "uniform"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "final" / "open_clip_model.safetensors").stat().st_mtime_ns == before
+
+
+def test_killed_run_resumes_to_the_same_kept_samples(demo, tmp_path, finished_run):
+    reference_out, _ = finished_run
+    out = tmp_path / "killed"
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "jestfilter", *bootstrap_args(demo, out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    checkpoint = out / "checkpoints" / "learnability.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "metrics.json").exists(), "the run finished before it could be killed"
+    result = run_cli(*bootstrap_args(demo, out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert kept_keys(out) == kept_keys(reference_out)
+    a = json.loads((out / "metrics.json").read_text())["final"]
+    b = json.loads((reference_out / "metrics.json").read_text())["final"]
+    assert a["curve"] == b["curve"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--curated", "x/{0..1}.tar"], "together"),
+    (["--filter-ratio", "1.5"], "filter-ratio"),
+    (["--steps", "0"], "steps"),
+    (["--reference", "/some/folder"], "local-dir"),
+    (["--config", "/no/such/config.json"], "config file not found"),
+])
+def test_bad_arguments_fail_fast_with_one_line(args, message, tmp_path, capsys):
+    assert main(["bootstrap", "--out", str(tmp_path / "o"), *args]) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1
+
+
+def test_patterns_that_match_nothing_and_missing_eval_fail_fast(demo, tmp_path, capsys):
+    assert main(["bootstrap", "--curated", str(tmp_path / "none-{0..3}.tar"), "--web", demo.web,
+                 "--eval", str(demo.eval), "--out", str(tmp_path / "o")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert main(["bootstrap", "--curated", demo.curated, "--web", demo.web, "--eval", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "eval" in capsys.readouterr().err
+
+
+def test_config_file_sets_options_and_flags_win(tmp_path):
+    from jestfilter.cli import build_parser
+    from jestfilter.commands.bootstrap import config_from
+
+    config = tmp_path / "run.toml"
+    config.write_text('method = "easy_reference"\nsteps = 7\nfilter-ratio = 0.5\n')
+    args = build_parser().parse_args(["bootstrap", "--config", str(config), "--steps", "9"])
+    cfg = config_from(args)
+    assert (cfg.method, cfg.steps, cfg.filter_ratio) == ("easy_reference", 9, 0.5)
+    assert cfg.compare == ["uniform", "easy_reference"]  # the demo's default comparison
