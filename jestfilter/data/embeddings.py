@@ -20,8 +20,8 @@ from tqdm import tqdm
 from jestfilter.data.atomic import atomic_write
 from jestfilter.data.loader import SuperBatchLoader
 from jestfilter.data.types import RawSample
-from jestfilter.models import ModelBundle, ModelOutputs, embed
-from jestfilter.models.outputs import logit_params
+from jestfilter.models import ModelBundle, embed
+from jestfilter.selection import SiglipOutputs
 
 SUFFIX = ".emb.npz"
 
@@ -51,14 +51,14 @@ def embed_shard(bundle: ModelBundle, shard: str, out_path: str | os.PathLike, ba
         keys += [sample.key for sample in batch.samples]
         images.append(outputs.image.half().cpu().numpy())
         texts.append(outputs.text.half().cpu().numpy())
-    scale, bias = logit_params(model)
+    scale, bias = model.logit_scale.exp(), model.logit_bias
     dim = images[0].shape[1] if images else 0
     arrays = {
         "keys": np.array(keys, dtype=str),
         "image": np.concatenate(images) if images else np.zeros((0, dim), np.float16),
         "text": np.concatenate(texts) if texts else np.zeros((0, dim), np.float16),
         "scale": np.float32(scale.item()),
-        "bias": np.float32(bias.item()),
+        "bias": np.float32(0.0 if bias is None else bias.item()),  # softmax CLIP models have none
     }
     atomic_write(out_path, lambda tmp: _save_npz(tmp, arrays))
     return len(keys)
@@ -104,7 +104,7 @@ class EmbeddingCache:
             self._open.popitem(last=False)
         return entry
 
-    def lookup(self, samples: Sequence[RawSample], device: torch.device | str = "cpu") -> ModelOutputs:
+    def lookup(self, samples: Sequence[RawSample], device: torch.device | str = "cpu") -> SiglipOutputs:
         """fp32 embeddings of ``samples`` (in order) with the model's scale and bias."""
         images, texts, scale, bias = [], [], 1.0, 0.0
         for sample in samples:
@@ -114,5 +114,5 @@ class EmbeddingCache:
             images.append(image[rows[sample.key]])
             texts.append(text[rows[sample.key]])
         as_tensor = lambda rows: torch.from_numpy(np.stack(rows)).to(device=device, dtype=torch.float32)  # noqa: E731
-        return ModelOutputs(as_tensor(images), as_tensor(texts), torch.tensor(scale, device=device),
+        return SiglipOutputs(as_tensor(images), as_tensor(texts), torch.tensor(scale, device=device),
                             torch.tensor(bias, device=device))
