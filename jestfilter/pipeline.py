@@ -78,6 +78,11 @@ class BootstrapConfig:
         if self.method != "uniform" and self.method != "independent" and self.batch_size % self.n_chunks:
             raise ValueError(f"--batch-size {self.batch_size} must be a multiple of --n-chunks {self.n_chunks}")
 
+    def init_bias(self) -> dict:
+        """Start new models at bias log(1/(b−1)), not −10: at small b it learns faster (docs/benchmarks.md)."""
+        local = self.model.startswith("local-dir:")
+        return {} if local else {"bias_for_batch_size": self.batch_size}
+
     def settings(self, method: str, steps: int, flexi_patch_size: int | None) -> TrainSettings:
         return TrainSettings(
             steps=steps, batch_size=self.batch_size, method=method, filter_ratio=self.filter_ratio,
@@ -134,7 +139,7 @@ def run_bootstrap(cfg: BootstrapConfig) -> dict:
         reference_metrics = {**evaluate(reference, eval_set, device=device), "source": cfg.reference}
     else:
         torch.manual_seed(cfg.seed)
-        reference = create_model(cfg.model, device=device)
+        reference = create_model(cfg.model, device=device, **cfg.init_bias())
         trainer = OnlineTrainer(reference, curated, cfg.settings("uniform", cfg.reference_steps, None),
                                 checkpoint=out / "checkpoints" / "reference.pt", eval_set=eval_set,
                                 name="reference", progress=cfg.progress)
@@ -161,7 +166,7 @@ def run_bootstrap(cfg: BootstrapConfig) -> dict:
             runs[method] = json.loads(run_path.read_text())
             continue
         torch.manual_seed(cfg.seed)  # every method starts from the same initial learner
-        learner = create_model(cfg.model, device=device)
+        learner = create_model(cfg.model, device=device, **cfg.init_bias())
         flexi = (cfg.flexi_patch_size or 2 * native_patch_size(learner.model)) if cfg.flexi else None
         main = method == cfg.method
         tracker = ExtremesTracker() if main else None
