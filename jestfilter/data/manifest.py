@@ -1,0 +1,144 @@
+"""One row per input sample per pass: what happened to it and why, as parquet parts.
+
+The manifest is a folder ``manifest.parquet/`` of ``part-NNNNN.parquet`` files, each written
+whole (temporary name, then rename) once ``rows_per_part`` rows have gathered, so memory does
+not grow with the pool. polars (``pl.read_parquet("…/manifest.parquet/*.parquet")``), pandas
+(``pd.read_parquet("…/manifest.parquet")``) and duckdb (``read_parquet('…/*.parquet')``) read it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import polars as pl
+import torch
+
+from jestfilter.data.atomic import atomic_write
+from jestfilter.data.types import SuperBatch
+
+KEPT, DROPPED, REJECTED = "kept", "dropped", "rejected"
+
+SCHEMA = {
+    "key": pl.String,
+    "source_shard": pl.String,
+    "pass": pl.Int32,
+    "step": pl.Int64,
+    "decision": pl.String,  # kept | dropped | rejected
+    "reason": pl.String,  # why a sample was rejected; null otherwise
+    "learner_loss": pl.Float32,
+    "reference_loss": pl.Float32,
+    "learnability": pl.Float32,
+    "output_shard": pl.String,  # the filtered shard holding a kept sample
+}
+
+
+class Manifest:
+    """Collect rows and write them as parquet parts under ``out_dir/manifest.parquet/``."""
+
+    def __init__(self, out_dir: str | os.PathLike, rows_per_part: int = 100_000):
+        self.path = Path(out_dir) / "manifest.parquet"
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.rows_per_part = rows_per_part
+        self.parts = 0
+        self._rows: dict[str, list] = {name: [] for name in SCHEMA}
+        self._fresh = True
+
+    def __len__(self) -> int:
+        """Rows not yet written to a part."""
+        return len(self._rows["key"])
+
+    def append(self, **columns: Sequence) -> None:
+        """Add rows given as equal-length columns; a column left out is null."""
+        n = len(columns["key"])
+        for name, values in self._rows.items():
+            given = columns.get(name)
+            values.extend([None] * n if given is None else list(given))
+        if len(self) >= self.rows_per_part:
+            self.flush()
+
+    def record(
+        self,
+        batch: SuperBatch,
+        *,
+        step: int,
+        kept: Sequence[int],
+        output_shards: Sequence[str | None] | None = None,
+        learner_loss: Sequence[float] | torch.Tensor | None = None,
+        reference_loss: Sequence[float] | torch.Tensor | None = None,
+        learnability: Sequence[float] | torch.Tensor | None = None,
+    ) -> None:
+        """Rows for a whole super-batch: ``kept`` indexes ``batch.samples`` (``output_shards``
+        aligned with it), scores are per sample; every other sample is dropped and every
+        rejection is recorded with its reason."""
+        kept = [int(i) for i in kept]
+        shard_of = dict(zip(kept, output_shards)) if output_shards is not None else {}
+        chosen = set(kept)
+        samples, rejected = batch.samples, batch.rejected
+        n = len(samples)
+        self.append(
+            key=[s.key for s in samples] + [r.key for r in rejected],
+            source_shard=[s.source_shard for s in samples] + [r.source_shard for r in rejected],
+            **{"pass": [batch.pass_index] * (n + len(rejected))},
+            step=[step] * (n + len(rejected)),
+            decision=[KEPT if i in chosen else DROPPED for i in range(n)]
+            + [REJECTED] * len(rejected),
+            reason=[None] * n + [r.reason for r in rejected],
+            learner_loss=_scores(learner_loss, n, len(rejected)),
+            reference_loss=_scores(reference_loss, n, len(rejected)),
+            learnability=_scores(learnability, n, len(rejected)),
+            output_shard=[shard_of.get(i) for i in range(n)] + [None] * len(rejected),
+        )
+
+    def flush(self) -> None:
+        """Write the gathered rows as the next part."""
+        if not len(self):
+            return
+        if self._fresh:
+            self._refuse_old_parts()
+        frame = pl.DataFrame(self._rows, schema=SCHEMA)
+        atomic_write(self.path / f"part-{self.parts:05d}.parquet", frame.write_parquet)
+        self.parts += 1
+        self._rows = {name: [] for name in SCHEMA}
+
+    close = flush
+
+    def state_dict(self) -> dict:
+        """Write pending rows, then return how many parts the checkpoint covers."""
+        self.flush()
+        return {"parts": self.parts}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Drop parts written after the checkpoint (and rows gathered since)."""
+        self.parts = state["parts"]
+        for path in self.path.iterdir():
+            number = path.name.removeprefix("part-").removesuffix(".parquet")
+            if not number.isdigit() or int(number) >= self.parts:
+                path.unlink()
+        self._rows = {name: [] for name in SCHEMA}
+        self._fresh = False
+
+    def _refuse_old_parts(self) -> None:
+        if any(self.path.glob("part-*.parquet")):
+            raise ValueError(f"{self.path} already holds a manifest: use a new folder or resume "
+                             "from the run's checkpoint")
+        self._fresh = False
+
+
+def _scores(values, n: int, rejected: int) -> list:
+    if values is None:
+        return [None] * (n + rejected)
+    if isinstance(values, torch.Tensor):
+        values = values.detach().float().cpu().tolist()
+    if len(values) != n:
+        raise ValueError(f"expected {n} scores, got {len(values)}")
+    return list(values) + [None] * rejected
+
+
+def read_manifest(out_dir: str | os.PathLike) -> pl.DataFrame:
+    """All rows of ``out_dir/manifest.parquet`` (empty, with the schema, when there are none)."""
+    path = Path(out_dir) / "manifest.parquet"
+    if not any(path.glob("part-*.parquet")):
+        return pl.DataFrame(schema=SCHEMA)
+    return pl.read_parquet(path / "part-*.parquet")

@@ -1,0 +1,172 @@
+"""Kept samples → WebDataset shards, byte-for-byte, complete shards only, resumable.
+
+webdataset's ``TarWriter`` drives tarfile in stream mode, which keeps the last few KB in its
+own buffer; a checkpoint needs the exact offset of the last complete sample on disk, so this
+writer drives tarfile in seekable mode instead: after each sample ``tar.offset`` is the end of
+that sample, and resuming truncates the temporary shard there and appends.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+from jestfilter.data.atomic import atomic_write, atomic_write_json
+from jestfilter.data.shards import split_member_name
+from jestfilter.data.types import RawSample
+
+SIZES = "sizes.json"
+SUCCESS = "_SUCCESS"
+
+
+class FilteredShardWriter:
+    """Write ``RawSample``s into ``{prefix}-{i:06d}.tar`` shards of ``samples_per_shard``.
+
+    A shard is filled under a hidden temporary name and renamed when complete, so readers
+    never see a partial shard. Members are written as read, sorted by extension, with a fixed
+    ``mtime``, so equal input gives equal tars. A key is written at most once: writing it
+    again writes nothing and returns the shard that holds it. ``close()`` writes the last
+    shard, ``sizes.json`` (``{"shard.tar": n}``, as open_clip_train reads it) and ``_SUCCESS``.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, samples_per_shard: int = 10_000,
+                 prefix: str = "filtered", mtime: int = 0):
+        if samples_per_shard < 1:
+            raise ValueError(f"samples_per_shard must be positive, got {samples_per_shard}")
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.samples_per_shard, self.prefix, self.mtime = samples_per_shard, prefix, mtime
+        self.shard = 0  # index of the shard being filled
+        self.count = 0  # samples in it
+        self.sizes: dict[str, int] = {}  # finished shards
+        self.closed = False
+        self._where: dict[str, int] = {}  # key → shard index
+        self._file = None
+        self._tar: tarfile.TarFile | None = None
+        self._fresh = True  # neither written to nor resumed yet
+
+    def name(self, index: int) -> str:
+        return f"{self.prefix}-{index:06d}.tar"
+
+    def _tmp(self, index: int) -> Path:
+        return self.out_dir / f".{self.name(index)}.tmp"
+
+    def write(self, sample: RawSample) -> str:
+        """Append ``sample``; return the name of the shard that holds it."""
+        if sample.key in self._where:
+            return self.name(self._where[sample.key])
+        if self.closed:
+            raise ValueError("writer is closed")
+        if self._fresh:
+            self._refuse_old_output()
+        if self._tar is None:
+            self._open(offset=0)
+        for ext in sorted(sample.members):
+            data = sample.members[ext]
+            info = tarfile.TarInfo(f"{sample.key}.{ext}")
+            info.size, info.mtime, info.mode = len(data), self.mtime, 0o444
+            self._tar.addfile(info, io.BytesIO(data))
+        self._where[sample.key] = self.shard
+        name = self.name(self.shard)
+        self.count += 1
+        if self.count == self.samples_per_shard:
+            self._finish_shard()
+        return name
+
+    def close(self) -> None:
+        """Finish the last shard, then write ``sizes.json`` and ``_SUCCESS`` (in that order)."""
+        if self.closed:
+            return
+        if self._fresh:
+            self._refuse_old_output()
+        if self.count:
+            self._finish_shard()
+        atomic_write_json(self.out_dir / SIZES, self.sizes)
+        atomic_write(self.out_dir / SUCCESS, lambda tmp: Path(tmp).write_text(""))
+        self.closed = True
+
+    def state_dict(self) -> dict:
+        """Flush to disk and return the position; everything up to it survives a crash."""
+        offset = 0
+        if self._tar is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            offset = self._tar.offset
+        return {"shard": self.shard, "count": self.count, "offset": offset,
+                "sizes": dict(self.sizes), "closed": self.closed}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Make the folder match ``state``: drop shards begun after it, cut the open shard back
+        to its offset (un-renaming it if it was finished after the checkpoint)."""
+        self._close_file()
+        self.shard, self.count, self.closed = state["shard"], state["count"], state["closed"]
+        self.sizes = dict(state["sizes"])
+        for path in self.out_dir.glob(f"*{self.prefix}-*.tar*"):
+            index = _shard_index(path.name, self.prefix)
+            if index is not None and index > self.shard or (index == self.shard and not self.count):
+                path.unlink()
+        if self.count:
+            tmp, final = self._tmp(self.shard), self.out_dir / self.name(self.shard)
+            if final.exists():
+                os.replace(final, tmp)
+            self._open(offset=state["offset"])
+        if not self.closed:
+            for name in (SIZES, SUCCESS):
+                (self.out_dir / name).unlink(missing_ok=True)
+        self._where = {}
+        for index in range(self.shard + (1 if self.count else 0)):
+            path = self._tmp(index) if index == self.shard else self.out_dir / self.name(index)
+            for key in _keys_in(path):
+                self._where[key] = index
+        self._fresh = False
+
+    def _open(self, offset: int) -> None:
+        path = self._tmp(self.shard)
+        self._file = open(path, "r+b" if offset else "wb")
+        self._file.truncate(offset)
+        self._file.seek(offset)
+        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)
+        self._fresh = False
+
+    def _finish_shard(self) -> None:
+        self._tar.close()  # end-of-archive blocks
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._close_file()
+        name = self.name(self.shard)
+        os.replace(self._tmp(self.shard), self.out_dir / name)
+        self.sizes[name] = self.count
+        self.shard, self.count = self.shard + 1, 0
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file, self._tar = None, None
+
+    def _refuse_old_output(self) -> None:
+        old = [p.name for p in self.out_dir.glob(f"{self.prefix}-*.tar")] + [
+            n for n in (SIZES, SUCCESS) if (self.out_dir / n).exists()]
+        if old:
+            raise ValueError(f"{self.out_dir} already holds output ({sorted(old)[0]}, ...): "
+                             "use a new folder or resume from the run's checkpoint")
+        self._fresh = False
+
+
+def _shard_index(filename: str, prefix: str) -> int | None:
+    stem = filename.lstrip(".").removesuffix(".tmp").removesuffix(".tar")
+    number = stem.removeprefix(f"{prefix}-")
+    return int(number) if number != stem and number.isdigit() else None
+
+
+def _keys_in(path: Path) -> set[str]:
+    """Sample keys of a shard this writer wrote, split by the reader's key rule."""
+    keys: set[str] = set()
+    if path.exists():
+        key = None
+        with tarfile.open(path, mode="r:") as tar:
+            for name in tar.getnames():
+                key = split_member_name(name, key)[0]
+                keys.add(key)
+    return keys

@@ -1,0 +1,90 @@
+"""The manifest: one row per input sample per pass, in parquet parts that polars, pandas and
+duckdb all read."""
+
+import duckdb
+import pandas as pd
+import polars as pl
+import pytest
+import torch
+
+from jestfilter.data import Manifest, SuperBatchLoader, read_manifest
+
+
+def fill(manifest, batches, first_step=0):
+    for step, batch in enumerate(batches, start=first_step):
+        n = len(batch.samples)
+        kept = list(range(0, n, 2))
+        loss = torch.arange(n, dtype=torch.float32)
+        manifest.record(batch, step=step, kept=kept, output_shards=[f"out-{step}.tar"] * len(kept),
+                        learner_loss=loss, reference_loss=loss / 2, learnability=loss / 2)
+
+
+@pytest.fixture(scope="module")
+def batches(damaged_shards, preprocess, tokenizer):
+    return list(SuperBatchLoader(damaged_shards.pattern, 4, preprocess, tokenizer, passes=2))
+
+
+def test_every_input_sample_gets_one_row_per_pass_with_its_decision(batches, damaged_shards, tmp_path):
+    manifest = Manifest(tmp_path, rows_per_part=5)
+    fill(manifest, batches)
+    manifest.close()
+    rows = read_manifest(tmp_path)
+    assert len(list((tmp_path / "manifest.parquet").glob("part-*.parquet"))) > 3  # written as it goes
+    per_pass = len(damaged_shards.good) + len(damaged_shards.expected)
+    assert rows.height == 2 * per_pass
+    assert rows.group_by("pass").len().sort("pass")["len"].to_list() == [per_pass, per_pass]
+    rejected = rows.filter(pl.col("decision") == "rejected", pl.col("pass") == 0)
+    assert dict(zip(zip(rejected["source_shard"].map_elements(lambda s: s.rsplit("/", 1)[-1], return_dtype=pl.String),
+                        rejected["key"]), rejected["reason"])) == damaged_shards.expected
+    kept = rows.filter(pl.col("decision") == "kept")
+    assert kept["output_shard"].null_count() == 0 and kept["learner_loss"].null_count() == 0
+    dropped = rows.filter(pl.col("decision") == "dropped")
+    assert dropped.height + kept.height == 2 * len(damaged_shards.good)
+    assert dropped["output_shard"].null_count() == dropped.height
+    assert rows.filter(pl.col("decision") != "rejected")["reason"].null_count() == 2 * len(damaged_shards.good)
+
+
+def test_polars_pandas_and_duckdb_read_the_same_rows(batches, tmp_path):
+    manifest = Manifest(tmp_path, rows_per_part=7)
+    fill(manifest, batches)
+    manifest.close()
+    path = tmp_path / "manifest.parquet"
+    with_polars = pl.read_parquet(path / "*.parquet").sort("pass", "step", "key")
+    with_pandas = pd.read_parquet(path).sort_values(["pass", "step", "key"], ignore_index=True)
+    with_duckdb = duckdb.sql(f"SELECT * FROM read_parquet('{path}/*.parquet') ORDER BY pass, step, key").df()
+    assert with_polars.height == len(with_pandas) == len(with_duckdb) > 0
+    assert with_polars["key"].to_list() == with_pandas["key"].tolist() == with_duckdb["key"].tolist()
+    counts = duckdb.sql(f"SELECT decision, count(*) AS n FROM read_parquet('{path}/*.parquet') GROUP BY decision").df()
+    assert dict(zip(counts["decision"], counts["n"])) == dict(with_polars["decision"].value_counts().iter_rows())
+
+
+def test_resuming_drops_rows_written_after_the_checkpoint(batches, tmp_path):
+    whole = Manifest(tmp_path / "whole", rows_per_part=5)
+    fill(whole, batches)
+    whole.close()
+
+    crashed = Manifest(tmp_path / "resumed", rows_per_part=5)
+    fill(crashed, batches[:3])
+    state = crashed.state_dict()
+    fill(crashed, batches[3:6], first_step=3)  # written after the checkpoint: must go
+    resumed = Manifest(tmp_path / "resumed", rows_per_part=5)
+    resumed.load_state_dict(state)
+    fill(resumed, batches[3:], first_step=3)
+    resumed.close()
+    key = ["pass", "step", "decision", "key"]
+    assert read_manifest(tmp_path / "resumed").sort(key).equals(read_manifest(tmp_path / "whole").sort(key))
+
+
+def test_a_fresh_manifest_refuses_a_folder_holding_one(batches, tmp_path):
+    manifest = Manifest(tmp_path)
+    fill(manifest, batches[:1])
+    manifest.close()
+    again = Manifest(tmp_path)
+    fill(again, batches[:1])
+    with pytest.raises(ValueError, match="already holds a manifest"):
+        again.close()
+
+
+def test_scores_must_match_the_super_batch(batches, tmp_path):
+    with pytest.raises(ValueError, match="expected"):
+        Manifest(tmp_path).record(batches[0], step=0, kept=[0], learner_loss=[1.0])

@@ -1,0 +1,106 @@
+"""Filtered shards: byte-for-byte round trip, complete shards only, resume, open_clip_train."""
+
+import argparse
+import json
+
+import pytest
+
+from jestfilter.data import FilteredShardWriter, RawSample, expand_shards, iter_samples
+
+
+def read_all(pattern):
+    return list(iter_samples(expand_shards(pattern)))
+
+
+def write_all(out, samples, **kw):
+    writer = FilteredShardWriter(out, samples_per_shard=25, **kw)
+    names = [writer.write(s) for s in samples]
+    writer.close()
+    return names
+
+
+def files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_round_trip_keeps_every_byte_and_writes_sizes_and_success(web_shards, tmp_path):
+    samples = read_all(web_shards.pattern)
+    names = write_all(tmp_path, samples)
+    assert names == ["filtered-000000.tar"] * 25 + ["filtered-000001.tar"] * 25 + ["filtered-000002.tar"] * 10
+    assert json.loads((tmp_path / "sizes.json").read_text()) == {
+        "filtered-000000.tar": 25, "filtered-000001.tar": 25, "filtered-000002.tar": 10}
+    assert (tmp_path / "_SUCCESS").exists()
+    again = read_all(str(tmp_path / "filtered-{000000..000002}.tar"))
+    assert [(s.key, s.members) for s in again] == [(s.key, s.members) for s in samples]
+
+
+def test_equal_input_gives_identical_tar_files(web_shards, tmp_path):
+    samples = read_all(web_shards.pattern)
+    write_all(tmp_path / "a", samples)
+    write_all(tmp_path / "b", samples)
+    assert files(tmp_path / "a") == files(tmp_path / "b")
+
+
+def test_only_complete_shards_are_visible_while_writing(web_shards, tmp_path):
+    writer = FilteredShardWriter(tmp_path, samples_per_shard=25)
+    for sample in read_all(web_shards.pattern)[:30]:
+        writer.write(sample)
+    assert expand_shards(tmp_path) == [str(tmp_path / "filtered-000000.tar")]
+    assert len(read_all(str(tmp_path))) == 25
+    assert not (tmp_path / "sizes.json").exists() and not (tmp_path / "_SUCCESS").exists()
+
+
+def test_a_key_is_written_once(web_shards, tmp_path):
+    sample = read_all(web_shards.pattern)[0]
+    writer = FilteredShardWriter(tmp_path, samples_per_shard=25)
+    assert writer.write(sample) == writer.write(RawSample(sample.key, "elsewhere.tar", {"txt": b"other"}))
+    writer.close()
+    assert json.loads((tmp_path / "sizes.json").read_text()) == {"filtered-000000.tar": 1}
+
+
+@pytest.mark.parametrize("stop_after", [10, 30, 50])  # in shard 0; shard 0 finished since; at a boundary
+def test_resuming_from_state_dict_gives_the_uninterrupted_output(web_shards, tmp_path, stop_after):
+    samples = read_all(web_shards.pattern)
+    write_all(tmp_path / "whole", samples)
+
+    out = tmp_path / "resumed"
+    crashed = FilteredShardWriter(out, samples_per_shard=25)
+    for sample in samples[:stop_after]:
+        crashed.write(sample)
+    state = crashed.state_dict()
+    for sample in samples[stop_after:stop_after + 22]:  # written after the checkpoint, then "killed"
+        crashed.write(sample)
+    crashed._file.flush()
+
+    writer = FilteredShardWriter(out, samples_per_shard=25)
+    writer.load_state_dict(state)
+    for sample in samples[stop_after - 5:]:  # the job may repeat a few samples: written once
+        writer.write(sample)
+    writer.close()
+    assert files(out) == files(tmp_path / "whole")
+
+
+def test_a_fresh_writer_refuses_a_folder_holding_output(web_shards, tmp_path):
+    write_all(tmp_path, read_all(web_shards.pattern)[:3])
+    writer = FilteredShardWriter(tmp_path)
+    with pytest.raises(ValueError, match="already holds output"):
+        writer.write(read_all(web_shards.pattern)[5])
+
+
+def test_open_clip_train_reads_the_shards_and_counts_them_from_sizes_json(web_shards, tmp_path, preprocess, tokenizer):
+    from open_clip_train.data import get_dataset_size, get_wds_dataset
+
+    # webdataset's own key rule (first dot) would split a dotted key, so keep those out here
+    kept = [s for s in read_all(web_shards.pattern) if "." not in s.key][:28]
+    write_all(tmp_path, kept)
+    pattern = str(tmp_path / "filtered-{000000..000001}.tar")
+    args = argparse.Namespace(train_data=pattern, val_data=pattern, train_num_samples=None, val_num_samples=None,
+                              dataset_resampled=False, train_data_upsampling_factors=None, seed=0, workers=0,
+                              world_size=1, batch_size=4)
+    assert get_dataset_size(pattern) == (28, 2)  # from sizes.json
+    train = get_wds_dataset(args, preprocess, is_train=True, tokenizer=tokenizer)
+    assert train.dataloader.num_samples == 28 and train.dataloader.num_batches == 7
+    val = get_wds_dataset(args, preprocess, is_train=False, tokenizer=tokenizer)
+    images, texts = zip(*val.dataloader)
+    assert sum(len(batch) for batch in images) == len(kept)
+    assert images[0].shape == (4, 3, 28, 28) and texts[0].shape == (4, 16)
