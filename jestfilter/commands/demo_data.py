@@ -1,0 +1,53 @@
+"""`jestfilter demo-data DIR`: build the embedded demo (curated / noisy web / eval) from Fashion-MNIST."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "build the demo data set (curated, noisy web and eval shards) from real Fashion-MNIST images"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from jestfilter.data.demo import DEFAULT_MIX, NOISE_KINDS
+
+    default_mix = ",".join(f"{kind}={DEFAULT_MIX[kind]}" for kind in NOISE_KINDS)
+    parser.add_argument("dir", metavar="DIR", help="output folder (new or empty, or an earlier demo build)")
+    parser.add_argument("--source", metavar="IDX_DIR", help="folder with Fashion-MNIST's four idx files "
+                        "(default: $JESTFILTER_FASHION_MNIST, then /usr/share/datasets/fashion-mnist)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    parser.add_argument("--curated", type=int, default=2000, metavar="N", help="clean curated pairs (default 2000)")
+    parser.add_argument("--web", type=int, default=20000, metavar="N", help="noisy web pairs (default 20000)")
+    parser.add_argument("--eval", type=int, default=2000, metavar="N", help="held-out eval samples (default 2000)")
+    parser.add_argument("--noise", type=float, default=0.6, metavar="FRACTION",
+                        help="fraction of web pairs that are noise (default 0.6)")  # fmt: skip
+    parser.add_argument("--mix", default=default_mix, metavar="KIND=W,...",
+                        help=f"relative weights of the noise kinds; unnamed kinds get 0 "
+                             f"(default {default_mix})")  # fmt: skip
+    parser.add_argument("--samples-per-shard", type=int, default=500, metavar="N", help="default 500")
+
+
+def run(args: argparse.Namespace) -> int:
+    from jestfilter.data.demo import NOISE_KINDS, build_demo_data, parse_mix
+
+    paths = build_demo_data(
+        args.dir,
+        source=args.source,
+        seed=args.seed,
+        curated=args.curated,
+        web=args.web,
+        eval=args.eval,
+        noise=args.noise,
+        mix=parse_mix(args.mix),
+        samples_per_shard=args.samples_per_shard,
+    )
+    if paths.reused:
+        print(f"{paths.root} already holds this demo build (same arguments): nothing to do")
+    counts = paths.split_counts
+    print(f"curated {counts['curated']:>7,}  {paths.curated}")
+    print(f"web     {counts['web']:>7,}  {paths.web}")
+    print(f"eval    {counts['eval']:>7,}  {paths.eval}")
+    for kind in ["clean", *NOISE_KINDS]:
+        n = paths.kind_counts[kind]
+        print(f"  web {kind:<14s}{n:>7,}  {n / counts['web']:6.1%}")
+    print(f"ground truth of every web sample: {paths.truth}")
+    return 0

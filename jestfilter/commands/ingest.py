@@ -1,0 +1,46 @@
+"""`jestfilter ingest URLS --out DIR`: download a URL + caption list into shards with img2dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "download a url + caption list (parquet, csv, ...) into webdataset shards with img2dataset"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("urls", metavar="URLS", help="url list: a file, or a folder of files of one format")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (an earlier run's folder resumes)")
+    parser.add_argument("--image-size", type=int, default=64,
+                        help="scale the shorter side down to this; smaller images stay (default 64)")  # fmt: skip
+    parser.add_argument("--samples-per-shard", type=int, default=1000, metavar="N", help="default 1000")
+    parser.add_argument("--processes", type=int, default=1, metavar="N", help="download processes (default 1)")
+    parser.add_argument("--threads", type=int, default=16, metavar="N", help="threads per process (default 16)")
+    parser.add_argument("--url-col", default="url", help="column holding the url (default url)")
+    parser.add_argument("--caption-col", default="caption", help="column holding the caption (default caption)")
+    parser.add_argument("--input-format", help="img2dataset input format (default: from the file suffix)")
+    parser.add_argument("--i2d", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other img2dataset.download option, repeatable, e.g. --i2d retries=2 "
+                             "--i2d resize_mode=center_crop (values read as Python literals)")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from jestfilter.data.ingest import ingest, parse_option
+
+    summary = ingest(
+        args.urls,
+        args.out,
+        image_size=args.image_size,
+        samples_per_shard=args.samples_per_shard,
+        processes=args.processes,
+        threads=args.threads,
+        url_col=args.url_col,
+        caption_col=args.caption_col,
+        input_format=args.input_format,
+        options=dict(parse_option(text) for text in args.i2d),
+    )
+    print(f"{summary.count:,} urls: {summary.successes:,} downloaded, {summary.failed_to_download:,} failed to "
+          f"download, {summary.failed_to_resize:,} failed to resize")  # fmt: skip
+    for message, n in summary.errors.most_common(5):
+        print(f"  {n:>7,}  {message}")
+    print(f"shards: {summary.pattern or 'none'}  (per-sample status in {args.out}/*.parquet)")
+    return 0

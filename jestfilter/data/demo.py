@@ -1,0 +1,457 @@
+"""The embedded demo: curated / noisy web / eval shards built from real Fashion-MNIST images.
+
+Images are Fashion-MNIST's 28×28 grayscale pictures, stored as RGB JPEG (quality 95) because
+that is what img2dataset writes by default and what open_clip_train's loader expects; JPEG
+encoding and decoding are deterministic, so equal pixels give equal bytes. Shards follow
+img2dataset's layout (``00000.tar`` holding ``KEY.jpg``, ``KEY.txt``, ``KEY.json``, plus
+``00000_stats.json``, ``00000.parquet`` and ``sizes.json``), see :mod:`jestfilter.data.layout`.
+
+Splits draw disjoint images: curated and web from the train split, eval from the test split.
+The web split mixes clean pairs with the noise kinds of real alt-text (see ``NOISE_KINDS``);
+``web_truth.parquet``, outside the shards, names each web sample's kind.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import webdataset as wds
+from PIL import Image
+from tqdm import tqdm
+
+from jestfilter.data.layout import brace_pattern, sample_key, shard_name, write_json_atomic, write_sizes_json
+
+DEFAULT_SOURCE = Path("/usr/share/datasets/fashion-mnist")
+SOURCE_ENV = "JESTFILTER_FASHION_MNIST"
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+# Words a caption may use for each class; the first is the class name written to classnames.txt.
+CLASS_NOUNS = [
+    ["t-shirt", "top", "tee"],
+    ["trousers", "pants"],
+    ["pullover", "sweater", "jumper"],
+    ["dress"],
+    ["coat", "jacket"],
+    ["sandal"],
+    ["shirt", "button-up shirt"],
+    ["sneaker", "trainer", "running shoe"],
+    ["bag", "handbag"],
+    ["ankle boot", "boot"],
+]
+PLURAL_NOUNS = {"trousers", "pants"}
+# Look-alike classes for "partly right" captions (the classes Fashion-MNIST models confuse).
+RELATED_CLASSES = {0: [6], 2: [4, 6], 3: [4], 4: [2], 5: [7], 6: [0, 2], 7: [5, 9], 9: [7]}
+
+CAPTION_TEMPLATES = [
+    "a photo of {a}",
+    "black and white picture of {a}",
+    "product shot: {n}",
+    "{a} on a plain background",
+    "a small grayscale photo of {a}",
+    "catalog photo of {a}",
+    "{n}, studio shot",
+    "low resolution image of {a}",
+]
+EVAL_TEMPLATES = [
+    "a photo of the {}.",
+    "black and white picture of the {}.",
+    "product shot: {}.",
+    "a low resolution photo of the {}.",
+    "a catalog image of the {}.",
+]
+UNINFORMATIVE_CAPTIONS = [
+    "IMG_{4}.jpg", "DSC{5}", "image", "untitled", "click here", "photo", "thumbnail",
+    "view larger image", "no description available", "screenshot_{4}", "image {1} of 8", "{3}.jpeg",
+]
+SPAM_WORDS = [
+    "free", "shipping", "sale", "cheap", "buy", "now", "best", "price", "50%", "off", "new", "2019",
+    "women", "men", "fashion", "outlet", "discount", "hot", "deal", "wholesale", "online", "shop",
+]
+
+# Kinds of web sample; everything but "clean" is noise. Default weights of the noisy part:
+NOISE_KINDS = ["mismatched", "uninformative", "junk_image", "duplicate", "partial"]
+DEFAULT_MIX = {"mismatched": 0.35, "uninformative": 0.2, "junk_image": 0.15, "duplicate": 0.1, "partial": 0.2}
+DUPLICATE_REPEATS = 50  # each duplicated sample appears about this many times
+JUNK_TYPES = ["noise", "blank", "scrambled"]
+TAR_MTIME = 946684800  # fixed member time (2000-01-01) so equal seeds give byte-identical tars
+JPEG_QUALITY = 95
+
+
+@dataclass
+class FashionMNIST:
+    train_images: np.ndarray  # [60000, 28, 28] uint8
+    train_labels: np.ndarray  # [60000] uint8
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+@dataclass
+class DemoSample:
+    """One image-text pair to write, with what we know about it."""
+
+    pixels: np.ndarray  # [28, 28] uint8
+    caption: str
+    kind: str = "clean"
+    true_class: int | None = None  # the image's class (None: a junk image of no class)
+    caption_class: int | None = None  # the class the caption names (None: it names none)
+    detail: str | None = None  # junk type, partial type, duplicate group
+    source_index: int | None = None  # index in Fashion-MNIST's split
+
+
+@dataclass
+class DemoPaths:
+    """Where the demo lives: brace patterns for curated/web, the eval folder, the truth file."""
+
+    root: Path
+    curated: str
+    web: str
+    eval: Path
+    truth: Path
+    split_counts: dict[str, int] = field(default_factory=dict)
+    kind_counts: dict[str, int] = field(default_factory=dict)
+    reused: bool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Fashion-MNIST
+
+
+def find_fashion_mnist(source: str | Path | None = None) -> Path:
+    """The folder holding the four idx files: ``source``, $JESTFILTER_FASHION_MNIST or Debian's."""
+    folder = Path(source or os.environ.get(SOURCE_ENV) or DEFAULT_SOURCE)
+    if all(_idx_path(folder, name) for name in IDX_FILES.values()):
+        return folder
+    raise FileNotFoundError(
+        f"Fashion-MNIST idx files not found in {folder}: run `apt-get install dataset-fashion-mnist` "
+        f"or pass --source DIR (or set {SOURCE_ENV})"
+    )
+
+
+def _idx_path(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Parse an idx file (plain or .gz): 2 zero bytes, dtype code, ndim, big-endian int32 dims."""
+    path = Path(path)
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte idx file")
+    ndim = data[3]
+    shape = tuple(np.frombuffer(data, dtype=">i4", count=ndim, offset=4))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_fashion_mnist(source: str | Path | None = None) -> FashionMNIST:
+    folder = find_fashion_mnist(source)
+    return FashionMNIST(**{field: read_idx(_idx_path(folder, name)) for field, name in IDX_FILES.items()})
+
+
+# ---------------------------------------------------------------------------------------------
+# Captions
+
+
+def _with_article(noun: str) -> str:
+    if noun in PLURAL_NOUNS:
+        return f"a pair of {noun}"
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
+def clean_caption(rng: np.random.Generator, cls: int) -> str:
+    noun = CLASS_NOUNS[cls][rng.integers(len(CLASS_NOUNS[cls]))]
+    return CAPTION_TEMPLATES[rng.integers(len(CAPTION_TEMPLATES))].format(a=_with_article(noun), n=noun)
+
+
+def uninformative_caption(rng: np.random.Generator) -> str:
+    """File names and boilerplate; ``{k}`` becomes a random k-digit number."""
+    template = UNINFORMATIVE_CAPTIONS[rng.integers(len(UNINFORMATIVE_CAPTIONS))]
+    return template.format(*[f"{rng.integers(10**k):0{k}d}" for k in range(6)])
+
+
+def spam_caption(rng: np.random.Generator, cls: int) -> str:
+    """The right class name buried in shop spam."""
+    words = list(rng.choice(SPAM_WORDS, size=rng.integers(6, 11), replace=False))
+    words.insert(rng.integers(len(words) + 1), CLASS_NOUNS[cls][0])
+    return " ".join(words)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits
+
+
+def _clean_samples(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, indices) -> list[DemoSample]:
+    samples = []
+    for i in indices:
+        cls = int(labels[i])
+        samples.append(DemoSample(images[i], clean_caption(rng, cls), "clean", cls, cls, None, int(i)))
+    return samples
+
+
+def allocate(total: int, weights: dict[str, float]) -> dict[str, int]:
+    """Split ``total`` into integer counts proportional to ``weights`` (largest remainder)."""
+    if total == 0:
+        return dict.fromkeys(weights, 0)
+    norm = sum(weights.values())
+    exact = {kind: total * w / norm for kind, w in weights.items()}
+    counts = {kind: math.floor(x) for kind, x in exact.items()}
+    by_remainder = sorted(exact, key=lambda kind: (-(exact[kind] - counts[kind]), list(weights).index(kind)))
+    for kind in by_remainder[: total - sum(counts.values())]:
+        counts[kind] += 1
+    return counts
+
+
+def _junk_image(rng: np.random.Generator, kind: str, donor: np.ndarray) -> np.ndarray:
+    if kind == "noise":
+        return rng.integers(0, 256, size=(28, 28), dtype=np.uint8)
+    if kind == "blank":
+        return np.full((28, 28), rng.integers(0, 256), dtype=np.uint8)
+    # scrambled: the donor's 7×7 patches in random order, an image with real texture but no object
+    patches = donor.reshape(4, 7, 4, 7).transpose(0, 2, 1, 3).reshape(16, 7, 7)[rng.permutation(16)]
+    return patches.reshape(4, 4, 7, 7).transpose(0, 2, 1, 3).reshape(28, 28)
+
+
+def web_samples(
+    rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, pool: np.ndarray, counts: dict[str, int]
+) -> list[DemoSample]:
+    """The web split: ``counts[kind]`` samples of each kind, in random order.
+
+    Every real image is taken once from ``pool`` (indices into ``images``), except a duplicate
+    group's image, which repeats with its caption.
+    """
+    donors = iter(pool)
+
+    def real(i, kind: str, caption_class: int | None, caption: str, detail: str | None = None) -> DemoSample:
+        return DemoSample(images[i], caption, kind, int(labels[i]), caption_class, detail, int(i))
+
+    samples = _clean_samples(rng, images, labels, [next(donors) for _ in range(counts["clean"])])
+    for _ in range(counts["mismatched"]):
+        i = next(donors)
+        other = int((labels[i] + rng.integers(1, 10)) % 10)
+        samples.append(real(i, "mismatched", other, clean_caption(rng, other)))
+    for _ in range(counts["uninformative"]):
+        samples.append(real(next(donors), "uninformative", None, uninformative_caption(rng)))
+    for _ in range(counts["junk_image"]):
+        junk = JUNK_TYPES[rng.integers(len(JUNK_TYPES))]
+        i = next(donors) if junk == "scrambled" else None
+        pixels = _junk_image(rng, junk, None if i is None else images[i])
+        cls = int(rng.integers(10))
+        source = None if i is None else int(i)
+        samples.append(DemoSample(pixels, clean_caption(rng, cls), "junk_image", None, cls, junk, source))
+    n_groups = math.ceil(counts["duplicate"] / DUPLICATE_REPEATS)
+    for group, size in enumerate(allocate(counts["duplicate"], dict.fromkeys(range(n_groups), 1)).values()):
+        i = next(donors)
+        original = real(i, "duplicate", int(labels[i]), clean_caption(rng, int(labels[i])), f"group {group}")
+        samples += [original] * size
+    for _ in range(counts["partial"]):
+        i = next(donors)
+        cls = int(labels[i])
+        if cls in RELATED_CLASSES and rng.random() < 0.5:
+            related = RELATED_CLASSES[cls][rng.integers(len(RELATED_CLASSES[cls]))]
+            samples.append(real(i, "partial", related, clean_caption(rng, related), "related"))
+        else:
+            samples.append(real(i, "partial", cls, spam_caption(rng, cls), "spam"))
+    return [samples[j] for j in rng.permutation(len(samples))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def encode_jpeg(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "L").convert("RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def write_split(
+    folder: Path, samples: list[DemoSample], samples_per_shard: int, bar: tqdm, with_class: bool = False
+) -> list[tuple[str, str]]:
+    """Write ``samples`` as img2dataset-style shards; returns (key, shard name) per sample.
+
+    Each tar is written under a temporary name and renamed when complete; its
+    ``_stats.json`` (img2dataset's done marker) comes after it.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    placed, sizes = [], {}
+    for shard, start in enumerate(range(0, len(samples), samples_per_shard)):
+        name, rows = shard_name(shard), []
+        tmp = folder / f".{name}.tmp"
+        with wds.TarWriter(str(tmp), encoder=False, mtime=TAR_MTIME) as writer:
+            for index, sample in enumerate(samples[start : start + samples_per_shard]):
+                key = sample_key(shard, index, samples_per_shard)
+                jpg = encode_jpeg(sample.pixels)
+                meta = {
+                    "key": key, "caption": sample.caption, "status": "success", "error_message": None,
+                    "width": 28, "height": 28, "original_width": 28, "original_height": 28,
+                    "sha256": hashlib.sha256(jpg).hexdigest(),
+                }  # fmt: skip
+                members = {"__key__": key, "jpg": jpg, "txt": sample.caption.encode()}
+                members["json"] = json.dumps(meta).encode()
+                if with_class:
+                    members["cls"] = str(sample.true_class).encode()
+                writer.write(members)
+                rows.append(meta)
+                placed.append((key, name))
+                bar.update(1)
+        os.replace(tmp, folder / name)
+        pl.DataFrame(rows, schema_overrides={"error_message": pl.String}).write_parquet(folder / f"{name[:-4]}.parquet")
+        stats = {"count": len(rows), "successes": len(rows), "failed_to_download": 0, "failed_to_resize": 0,
+                 "status_dict": {"success": len(rows)}}  # fmt: skip
+        write_json_atomic(folder / f"{name[:-4]}_stats.json", stats)
+        sizes[name] = len(rows)
+    write_sizes_json(folder, sizes)
+    return placed
+
+
+def _truth_table(samples: list[DemoSample], placed: list[tuple[str, str]]) -> pl.DataFrame:
+    def name(cls):
+        return None if cls is None else CLASS_NAMES[cls]
+
+    return pl.DataFrame(
+        {
+            "key": [key for key, _ in placed],
+            "shard": [shard for _, shard in placed],
+            "kind": [s.kind for s in samples],
+            "true_class": [s.true_class for s in samples],
+            "true_class_name": [name(s.true_class) for s in samples],
+            "caption_class": [s.caption_class for s in samples],
+            "caption_class_name": [name(s.caption_class) for s in samples],
+            "caption": [s.caption for s in samples],
+            "detail": [s.detail for s in samples],
+            "source_index": [s.source_index for s in samples],
+        },
+        schema_overrides={
+            "true_class": pl.Int8, "caption_class": pl.Int8, "detail": pl.String, "source_index": pl.Int32
+        },  # fmt: skip
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``"mismatched=0.5,junk_image=0.5"`` → weights of the noise kinds (the rest get 0)."""
+    mix = dict.fromkeys(NOISE_KINDS, 0.0)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, sep, value = part.partition("=")
+        if not sep or kind.strip() not in mix:
+            raise ValueError(f"bad --mix entry {part!r}: use KIND=WEIGHT with KIND in {', '.join(NOISE_KINDS)}")
+        try:
+            mix[kind.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"bad --mix weight {value!r} for {kind.strip()}: not a number") from None
+    return mix
+
+
+def _check(curated: int, web: int, eval: int, noise: float, mix: dict[str, float], samples_per_shard: int) -> None:
+    for name, value in {"curated": curated, "web": web, "eval": eval, "samples_per_shard": samples_per_shard}.items():
+        if value < 1:
+            raise ValueError(f"{name} must be a positive number of samples, got {value}")
+    if not 0.0 <= noise <= 1.0:
+        raise ValueError(f"noise must be a fraction in [0, 1], got {noise}")
+    if set(mix) - set(NOISE_KINDS) or any(w < 0 for w in mix.values()) or (noise > 0 and sum(mix.values()) <= 0):
+        raise ValueError(f"mix needs non-negative weights of {', '.join(NOISE_KINDS)} with a positive sum, got {mix}")
+
+
+def build_demo_data(
+    out_dir: str | Path,
+    source: str | Path | None = None,
+    seed: int = 0,
+    curated: int = 2000,
+    web: int = 20000,
+    eval: int = 2000,
+    noise: float = 0.6,
+    mix: dict[str, float] | None = None,
+    samples_per_shard: int = 500,
+    progress: bool = True,
+) -> DemoPaths:
+    """Build (or reuse, when ``out_dir`` already holds the same build) the demo data set.
+
+    ``noise`` is the fraction of web samples that are noise, split across ``NOISE_KINDS`` by the
+    weights in ``mix`` (default ``DEFAULT_MIX``; kinds it leaves out get 0). The same arguments
+    give byte-identical shards. An interrupted build is redone from scratch on the next call.
+    """
+    mix = DEFAULT_MIX if mix is None else mix
+    _check(curated, web, eval, noise, mix, samples_per_shard)
+    mix = {kind: float(mix.get(kind, 0.0)) for kind in NOISE_KINDS}
+    data_dir = find_fashion_mnist(source)
+    out = Path(out_dir)
+    params = {"source": str(data_dir.resolve()), "seed": seed, "curated": curated, "web": web, "eval": eval,
+              "noise": noise, "mix": mix, "samples_per_shard": samples_per_shard}  # fmt: skip
+    marker = out / "demo.json"
+    if marker.is_file():
+        done = json.loads(marker.read_text())
+        if done["params"] == params and done["complete"]:
+            return _paths(out, done, reused=True)
+        for part in ("curated", "web", "eval", "web_truth.parquet", "demo.json"):  # only what we wrote
+            path = out / part
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty and holds no demo.json: give a new or empty folder")
+
+    data = load_fashion_mnist(data_dir)
+    if curated + web > len(data.train_labels) or eval > len(data.test_labels):
+        raise ValueError(
+            f"Fashion-MNIST has {len(data.train_labels)} train images for curated + web "
+            f"and {len(data.test_labels)} test images for eval; asked for {curated} + {web} and {eval}"
+        )
+    train_order = np.random.default_rng([seed, 0]).permutation(len(data.train_labels))
+    test_order = np.random.default_rng([seed, 1]).permutation(len(data.test_labels))
+    noisy = round(web * noise)
+    kind_counts = {"clean": web - noisy, **allocate(noisy, mix)}
+
+    train, labels = data.train_images, data.train_labels
+    curated_samples = _clean_samples(np.random.default_rng([seed, 2]), train, labels, train_order[:curated])
+    web_list = web_samples(np.random.default_rng([seed, 3]), train, labels, train_order[curated:], kind_counts)
+    test, test_labels = data.test_images, data.test_labels
+    eval_samples = _clean_samples(np.random.default_rng([seed, 4]), test, test_labels, test_order[:eval])
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, {"params": params, "complete": False})  # claims the folder for us
+    with tqdm(total=curated + web + eval, desc="demo-data", unit="sample", disable=not progress) as bar:
+        write_split(out / "curated", curated_samples, samples_per_shard, bar)
+        placed = write_split(out / "web", web_list, samples_per_shard, bar)
+        write_split(out / "eval", eval_samples, samples_per_shard, bar, with_class=True)
+    (out / "eval" / "classnames.txt").write_text("".join(f"{nouns[0]}\n" for nouns in CLASS_NOUNS))
+    (out / "eval" / "templates.txt").write_text("".join(f"{t}\n" for t in EVAL_TEMPLATES))
+    _truth_table(web_list, placed).write_parquet(out / "web_truth.parquet")
+    split_counts = {"curated": curated, "web": web, "eval": eval}
+    done = {"params": params, "complete": True, "split_counts": split_counts, "kind_counts": kind_counts}
+    write_json_atomic(marker, done)  # rewritten last: "complete" means every file is in place
+    return _paths(out, done, reused=False)
+
+
+def _paths(out: Path, done: dict, reused: bool) -> DemoPaths:
+    def pattern(split: str) -> str:
+        return brace_pattern(out / split, sorted(p.name for p in (out / split).glob("*.tar")))
+
+    return DemoPaths(
+        root=out,
+        curated=pattern("curated"),
+        web=pattern("web"),
+        eval=out / "eval",
+        truth=out / "web_truth.parquet",
+        split_counts=done["split_counts"],
+        kind_counts=done["kind_counts"],
+        reused=reused,
+    )

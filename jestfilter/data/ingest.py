@@ -1,0 +1,180 @@
+"""Turn a URL + caption list into WebDataset shards with img2dataset's own downloader.
+
+We only choose defaults that suit JEST and check arguments before img2dataset's worker
+processes start (so a typo fails in a second, not after a spawn); the downloading, resizing,
+sharding and per-shard ``{shard}_stats.json`` / ``{shard}.parquet`` are img2dataset's.
+Re-running into the same folder resumes: img2dataset skips shards whose ``_stats.json`` exists.
+img2dataset starts its workers with ``spawn``: call :func:`ingest` from a script's
+``if __name__ == "__main__":`` block.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from jestfilter.data.layout import brace_pattern, write_sizes_json
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset imports albumentations, which phones home
+
+INPUT_FORMATS = ["parquet", "csv", "csv.gz", "tsv", "tsv.gz", "jsonl", "jsonl.gz", "json", "json.gz", "txt", "txt.gz"]
+
+# Defaults for JEST: keep the aspect ratio and leave the final crop to the model's preprocess,
+# never upscale small images (it only invents pixels), one JPEG per sample, no wandb.
+JEST_DEFAULTS = {
+    "resize_mode": "keep_ratio",
+    "resize_only_if_bigger": True,
+    "encode_format": "jpg",
+    "encode_quality": 95,
+    "output_format": "webdataset",
+    "distributor": "multiprocessing",
+    "enable_wandb": False,
+    "extract_exif": False,
+}
+
+
+@dataclass
+class IngestSummary:
+    """Totals over the ``*_stats.json`` files of an img2dataset output folder."""
+
+    out_dir: Path
+    sizes: dict[str, int] = field(default_factory=dict)  # shard file name → samples in it
+    count: int = 0
+    successes: int = 0
+    failed_to_download: int = 0
+    failed_to_resize: int = 0
+    errors: Counter = field(default_factory=Counter)  # error message → samples
+
+    @property
+    def pattern(self) -> str | None:
+        return brace_pattern(self.out_dir, list(self.sizes)) if self.sizes else None
+
+
+def guess_input_format(urls: Path) -> str:
+    """The img2dataset input format of a file (by suffix) or of the files in a folder."""
+    names = [p.name for p in urls.iterdir() if p.is_file()] if urls.is_dir() else [urls.name]
+    found = {fmt for name in names for fmt in INPUT_FORMATS if name.endswith(f".{fmt}")}  # suffixes never overlap
+    if len(found) != 1:
+        what = f"files in {urls}" if urls.is_dir() else urls.name
+        formats = ", ".join(INPUT_FORMATS)
+        raise ValueError(f"cannot tell the input format of {what}: pass --input-format, one of {formats}")
+    return found.pop()
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """``"key=value"`` → (key, value); the value is read as a Python literal when it is one."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"bad img2dataset option {text!r}: use KEY=VALUE, e.g. retries=2")
+    try:
+        return key.strip(), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key.strip(), value
+
+
+def _columns(path: Path, input_format: str) -> list[str] | None:
+    """Column names of a parquet/csv/tsv url list (None for formats we don't peek into)."""
+    if input_format == "parquet":
+        return list(pl.read_parquet_schema(path))
+    if input_format.split(".")[0] in ("csv", "tsv"):
+        return pl.read_csv(path, n_rows=0, separator="\t" if input_format.startswith("tsv") else ",").columns
+    return None
+
+
+def check_arguments(
+    urls: Path, input_format: str | None, url_col: str, caption_col: str | None, options: dict
+) -> tuple[str, str | None]:
+    """Fail fast on what img2dataset would only notice inside a worker. Returns (format, caption_col)."""
+    import img2dataset
+
+    if not urls.exists():
+        raise FileNotFoundError(f"url list not found: {urls}")
+    input_format = input_format or guess_input_format(urls)
+    if input_format not in INPUT_FORMATS:
+        raise ValueError(f"unknown input format {input_format!r}: use one of {', '.join(INPUT_FORMATS)}")
+    known = set(inspect.signature(img2dataset.download).parameters)
+    for key in options:
+        if key in ("url_list", "output_folder"):
+            raise ValueError(f"img2dataset option {key} is set by the URLS argument and --out")
+        if key not in known:
+            raise ValueError(f"img2dataset.download has no option {key!r}")
+    if input_format.startswith("txt"):
+        return input_format, None  # a plain list of URLs has no caption column
+    files = sorted(p for p in urls.iterdir() if p.name.endswith(f".{input_format}")) if urls.is_dir() else [urls]
+    if not files:
+        raise ValueError(f"no *.{input_format} files in {urls}")
+    columns = _columns(files[0], input_format)
+    for column in (url_col, caption_col):
+        if columns is not None and column is not None and column not in columns:
+            raise ValueError(f"{files[0]} has no column {column!r} (columns: {', '.join(columns)})")
+    return input_format, caption_col
+
+
+def read_stats(out_dir: str | Path) -> IngestSummary:
+    """Sum img2dataset's per-shard ``*_stats.json`` files (a shard is done iff its file exists)."""
+    out = Path(out_dir)
+    summary = IngestSummary(out_dir=out)
+    for stats_file in sorted(out.glob("*_stats.json")):
+        stats = json.loads(stats_file.read_text())
+        tar = stats_file.name[: -len("_stats.json")] + ".tar"
+        if (out / tar).is_file():
+            summary.sizes[tar] = stats.get("successes", 0)
+        for name in ("count", "successes", "failed_to_download", "failed_to_resize"):
+            setattr(summary, name, getattr(summary, name) + stats.get(name, 0))
+        summary.errors.update({k: v for k, v in stats.get("status_dict", {}).items() if k != "success"})
+    return summary
+
+
+def ingest(
+    urls: str | Path,
+    out_dir: str | Path,
+    image_size: int = 64,
+    samples_per_shard: int = 1000,
+    processes: int = 1,
+    threads: int = 16,
+    url_col: str = "url",
+    caption_col: str | None = "caption",
+    input_format: str | None = None,
+    options: dict | None = None,
+) -> IngestSummary:
+    """Download ``urls`` (a file or folder of url lists) into img2dataset shards in ``out_dir``.
+
+    ``options`` go to ``img2dataset.download`` as they are and win over our defaults. Writes
+    ``sizes.json`` (for open_clip_train) and returns the totals of all shards in ``out_dir``.
+    """
+    for name, value in {"image_size": image_size, "samples_per_shard": samples_per_shard,
+                        "processes": processes, "threads": threads}.items():  # fmt: skip
+        if value < 1:
+            raise ValueError(f"{name} must be positive, got {value}")
+    options = dict(options or {})
+    urls = Path(urls)
+    input_format, caption_col = check_arguments(urls, input_format, url_col, caption_col, options)
+
+    import img2dataset
+
+    kwargs = {
+        **JEST_DEFAULTS,
+        "url_list": str(urls),
+        "output_folder": str(out_dir),
+        "image_size": image_size,
+        "number_sample_per_shard": samples_per_shard,
+        "processes_count": processes,
+        "thread_count": threads,
+        "input_format": input_format,
+        "url_col": url_col,
+        "caption_col": caption_col,
+        **options,
+    }
+    # img2dataset takes every *.json in the folder for a shard's done marker: hide ours meanwhile
+    (Path(out_dir) / "sizes.json").unlink(missing_ok=True)
+    img2dataset.download(**kwargs)
+    summary = read_stats(out_dir)
+    write_sizes_json(out_dir, summary.sizes)
+    return summary

@@ -1,0 +1,57 @@
+"""img2dataset's shard layout: shard names, sample keys, brace patterns and ``sizes.json``.
+
+img2dataset names shard ``s`` ``{s:05d}.tar`` and gives sample ``i`` of that shard the key
+``s * 10**ceil(log10(samples_per_shard)) + i``, zero-padded to ``5 + ceil(log10(...))`` digits
+(9 digits at its default of 10,000 samples per shard). Shards we write follow the same rules,
+so the demo data and ingested data look alike to every reader.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+SHARD_DIGITS = 5  # img2dataset's default oom_shard_count
+
+
+def shard_name(shard: int) -> str:
+    """File name of shard ``shard``: ``00042.tar``."""
+    return f"{shard:0{SHARD_DIGITS}d}.tar"
+
+
+def sample_key(shard: int, index: int, samples_per_shard: int) -> str:
+    """img2dataset's key for sample ``index`` of shard ``shard``."""
+    index_digits = math.ceil(math.log10(samples_per_shard)) if samples_per_shard > 1 else 0
+    return f"{shard * 10**index_digits + index:0{SHARD_DIGITS + index_digits}d}"
+
+
+def brace_pattern(folder: str | Path, names: list[str]) -> str:
+    """A brace pattern naming exactly ``names`` (shard file names) inside ``folder``.
+
+    Contiguous numbered names give ``folder/{00000..00039}.tar``; anything else is listed.
+    """
+    if not names:
+        raise ValueError(f"no shards in {folder}")
+    names = sorted(names)
+    stems = [name[: -len(".tar")] for name in names]
+    if len(names) == 1:
+        return str(Path(folder) / names[0])
+    numbered = all(stem.isdigit() and len(stem) == len(stems[0]) for stem in stems)
+    if numbered and int(stems[-1]) - int(stems[0]) == len(stems) - 1:
+        return f"{Path(folder)}/{{{stems[0]}..{stems[-1]}}}.tar"
+    return f"{Path(folder)}/{{{','.join(stems)}}}.tar"
+
+
+def write_json_atomic(path: str | Path, value) -> None:
+    """Write ``value`` as sorted, indented JSON via a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def write_sizes_json(folder: str | Path, sizes: dict[str, int]) -> None:
+    """``sizes.json`` (shard file name → sample count), which open_clip_train reads."""
+    write_json_atomic(Path(folder) / "sizes.json", sizes)

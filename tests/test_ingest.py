@@ -1,0 +1,116 @@
+"""`jestfilter ingest`: img2dataset's real downloader against a loopback HTTP server of Fashion-MNIST files."""
+
+import functools
+import http.server
+import json
+import threading
+
+import polars as pl
+import pytest
+import webdataset as wds
+from PIL import Image
+
+from jestfilter.cli import main
+from jestfilter.data.demo import CLASS_NOUNS, load_fashion_mnist
+from jestfilter.data.ingest import parse_option
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def image_site(tmp_path_factory):
+    """Serve real Fashion-MNIST pictures (PNG and JPEG, one enlarged) on 127.0.0.1; url → (caption, size)."""
+    site = tmp_path_factory.mktemp("site")
+    fashion = load_fashion_mnist()
+    files = {}
+    for i in range(5):
+        image = Image.fromarray(fashion.test_images[i])
+        name, size = (f"item{i}.png", (28, 28)) if i % 2 else (f"item{i}.jpg", (28, 28))
+        if i == 4:
+            image, size = image.resize((128, 96)), (85, 64)  # shorter side scaled down to 64
+        image.save(site / name)
+        files[name] = (f"product shot: {CLASS_NOUNS[fashion.test_labels[i]][0]}", size)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    yield {f"{base}/{name}": value for name, value in files.items()}, f"{base}/missing.png"
+    server.shutdown()
+    thread.join()
+
+
+@pytest.fixture
+def loopback_only(monkeypatch):
+    # img2dataset's workers inherit the environment: never route loopback through a proxy
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+
+
+def test_ingest_downloads_into_shards_with_captions_and_reports_the_404(image_site, tmp_path, capsys, loopback_only):
+    served, missing = image_site
+    urls = tmp_path / "urls.parquet"
+    rows = [(url, caption) for url, (caption, _) in served.items()] + [(missing, "a photo of nothing")]
+    pl.DataFrame(rows, schema=["url", "caption"], orient="row").write_parquet(urls)
+    out = tmp_path / "shards"
+
+    assert main(["ingest", str(urls), "--out", str(out), "--samples-per-shard", "4", "--threads", "2"]) == 0
+
+    stdout = capsys.readouterr().out
+    assert "6 urls: 5 downloaded, 1 failed to download, 0 failed to resize" in stdout
+    assert "404" in stdout
+    assert f"{out}/{{00000..00001}}.tar" in stdout
+    got = {}
+    shards = wds.WebDataset(f"{out}/{{00000..00001}}.tar", shardshuffle=False)
+    for image, caption, meta in shards.decode("pil").to_tuple("jpg", "txt", "json"):
+        got[meta["url"]] = (caption, image.size)
+    assert got == served
+    assert json.loads((out / "sizes.json").read_text()) == {"00000.tar": 4, "00001.tar": 1}  # the 404 is the last url
+    status = pl.read_parquet(list(out.glob("*.parquet"))).filter(pl.col("url") == missing)
+    assert status["status"].to_list() == ["failed_to_download"]
+
+
+def test_a_second_run_resumes_without_downloading_twice(image_site, tmp_path, capsys, loopback_only):
+    served, _ = image_site
+    urls = tmp_path / "urls.csv"
+    pl.DataFrame({"link": list(served), "alt": [c for c, _ in served.values()]}).write_csv(urls)
+    args = ["ingest", str(urls), "--out", str(tmp_path / "out"), "--url-col", "link", "--caption-col", "alt",
+            "--i2d", "retries=1", "--i2d", "resize_mode='keep_ratio'"]  # fmt: skip
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    shard = tmp_path / "out" / "00000.tar"
+    written = shard.stat().st_mtime_ns
+    assert main(args) == 0  # every shard has its _stats.json: nothing to redo
+    assert shard.stat().st_mtime_ns == written
+    assert capsys.readouterr().out.splitlines()[-2:] == first.splitlines()[-2:]
+    assert sum(1 for _ in wds.WebDataset(str(shard))) == len(served)
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda d: [str(d / "nope.parquet")], "url list not found"),
+        (lambda d: [str(d / "urls.parquet"), "--input-format", "xml"], "unknown input format 'xml'"),
+        (lambda d: [str(d / "urls.dat")], "cannot tell the input format"),
+        (lambda d: [str(d / "urls.parquet"), "--caption-col", "text"], "no column 'text'"),
+        (lambda d: [str(d / "urls.parquet"), "--i2d", "image_sise=3"], "no option 'image_sise'"),
+        (lambda d: [str(d / "urls.parquet"), "--i2d", "retries"], "use KEY=VALUE"),
+        (lambda d: [str(d / "urls.parquet"), "--processes", "0"], "processes must be positive"),
+    ],
+)
+def test_bad_arguments_fail_fast_with_one_line(tmp_path, capsys, make_args, message):
+    pl.DataFrame({"url": ["http://127.0.0.1:9/a.jpg"], "caption": ["x"]}).write_parquet(tmp_path / "urls.parquet")
+    (tmp_path / "urls.dat").write_text("http://127.0.0.1:9/a.jpg\n")
+    assert main(["ingest", *make_args(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_img2dataset_options_are_read_as_python_literals():
+    assert parse_option("retries=2") == ("retries", 2)
+    assert parse_option("resize_mode=center_crop") == ("resize_mode", "center_crop")
+    assert parse_option("disallowed_header_directives=[]") == ("disallowed_header_directives", [])
+    assert parse_option("max_aspect_ratio=2.5") == ("max_aspect_ratio", 2.5)
