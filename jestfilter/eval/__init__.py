@@ -1,0 +1,7 @@
+"""Evaluation: zero-shot classification and image↔text retrieval (faiss) on an eval directory."""
+
+from jestfilter.eval.dataset import DEFAULT_TEMPLATES, EvalSet, load_eval_set
+from jestfilter.eval.evaluate import evaluate
+from jestfilter.eval.metrics import retrieval_r1, zeroshot_top1
+
+__all__ = ["DEFAULT_TEMPLATES", "EvalSet", "evaluate", "load_eval_set", "retrieval_r1", "zeroshot_top1"]

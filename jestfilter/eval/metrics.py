@@ -1,0 +1,31 @@
+"""Zero-shot classification and retrieval metrics on L2-normalised embeddings."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+
+def zeroshot_top1(image_embeddings: np.ndarray, class_embeddings: np.ndarray, labels: np.ndarray) -> float:
+    """Share of images whose most similar class embedding is their own class."""
+    predictions = (image_embeddings @ class_embeddings.T).argmax(axis=1)
+    return float((predictions == labels).mean())
+
+
+def retrieval_r1(queries: np.ndarray, database: np.ndarray, captions: list[str]) -> float:
+    """Recall@1 when query i and database item i belong to sample i.
+
+    A hit counts as correct when its sample's caption equals the query's caption, so duplicate
+    captions (common in class-templated data) are all correct answers.
+    """
+    index = faiss.IndexFlatIP(database.shape[1])
+    index.add(np.ascontiguousarray(database, dtype=np.float32))
+    _, nearest = index.search(np.ascontiguousarray(queries, dtype=np.float32), 1)
+    caption_ids = _caption_ids(captions)
+    return float((caption_ids[nearest[:, 0]] == caption_ids).mean())
+
+
+def _caption_ids(captions: list[str]) -> np.ndarray:
+    """Equal strings get equal ids."""
+    ids: dict[str, int] = {}
+    return np.array([ids.setdefault(caption, len(ids)) for caption in captions])

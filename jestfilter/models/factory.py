@@ -1,0 +1,138 @@
+"""open_clip models by name: our small configs, any open_clip config, or a ``local-dir:`` folder.
+
+Every model is a SigLIP model (it has a learnable ``logit_bias``) and uses open_clip's bundled
+SimpleTokenizer, so nothing is downloaded. ``save_local_dir`` writes the folder format that
+``open_clip.create_model("local-dir:PATH")`` reads.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import open_clip
+import torch
+from safetensors.torch import save_file
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+OUR_MODELS = tuple(sorted(path.stem for path in CONFIG_DIR.glob("*.json")))
+LOCAL_DIR = "local-dir:"
+CONFIG_FILE = "open_clip_config.json"
+WEIGHTS_FILE = "open_clip_model.safetensors"
+
+# open_clip_train --siglip: logit scale ln 10 (scale 10), bias -10 (Zhai et al. 2023).
+SIGLIP_INIT = {"init_logit_scale": math.log(10.0), "init_logit_bias": -10.0}
+
+open_clip.add_model_config(CONFIG_DIR)
+
+
+class ModelBundle(NamedTuple):
+    """A model with the transforms that feed it."""
+
+    model: torch.nn.Module
+    preprocess: Callable  # PIL image -> [3, H, W] tensor (open_clip's eval transform)
+    tokenizer: Callable  # list[str] -> [n, context_length] token ids
+    name: str
+
+
+def logit_bias_for_batch(batch_size: int) -> float:
+    """Bias at which sigmoid(bias) = 1/batch_size, the share of positive pairs (open_clip#650)."""
+    if batch_size < 2:
+        raise ValueError(f"batch size must be at least 2 for a batch-sized bias, got {batch_size}")
+    p = 1.0 / batch_size
+    return math.log(p / (1.0 - p))
+
+
+def create_model(
+    name_or_local_dir: str,
+    device: str | torch.device = "cpu",
+    bias_for_batch_size: int | None = None,
+    **overrides: Any,
+) -> ModelBundle:
+    """Build a randomly initialised SigLIP model by name, or load a ``local-dir:PATH`` folder.
+
+    ``overrides`` go to ``open_clip.create_model`` (config keys such as ``init_logit_bias``,
+    or its ``force_*`` options). ``bias_for_batch_size=n`` starts the bias at log(1/(n-1))
+    instead of -10 (see ``logit_bias_for_batch``).
+    """
+    name = name_or_local_dir
+    if name.startswith(LOCAL_DIR):
+        if bias_for_batch_size is not None:
+            raise ValueError("bias_for_batch_size initialises a new model; a local-dir model is loaded as saved")
+        folder = Path(name[len(LOCAL_DIR):])
+        if not (folder / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"not a model folder (no {CONFIG_FILE}): {folder}")
+        model_cfg = json.loads((folder / CONFIG_FILE).read_text())["model_cfg"]
+        kwargs = dict(overrides)
+    else:
+        model_cfg = open_clip.get_model_config(name)
+        if model_cfg is None:
+            raise ValueError(
+                f"unknown model {name!r}: use one of {', '.join(OUR_MODELS)}, an open_clip model name, "
+                f"or {LOCAL_DIR}PATH"
+            )
+        kwargs = {**SIGLIP_INIT, **overrides}
+        if bias_for_batch_size is not None:
+            kwargs["init_logit_bias"] = logit_bias_for_batch(bias_for_batch_size)
+    model, _, preprocess = open_clip.create_model_and_transforms(name, device=device, **kwargs)
+    model.eval()
+    model.jest_model_cfg = _resolved_config(model_cfg, kwargs)
+    tokenizer = open_clip.get_tokenizer(name)
+    return ModelBundle(model, preprocess, tokenizer, name)
+
+
+def _resolved_config(model_cfg: dict, kwargs: dict) -> dict:
+    """The config the model was built from, with the overrides applied (what we save)."""
+    cfg = copy.deepcopy(model_cfg)
+    force = {
+        "force_image_size": ("vision_cfg", "image_size"),
+        "force_patch_dropout": ("vision_cfg", "patch_dropout"),
+        "force_context_length": ("text_cfg", "context_length"),
+    }
+    for key, value in kwargs.items():
+        if key in force:
+            if value is not None:
+                tower, field = force[key]
+                cfg[tower][field] = value
+        elif key == "force_quick_gelu":
+            cfg["quick_gelu"] = cfg.get("quick_gelu", False) or bool(value)
+        elif key not in {"device", "precision", "pretrained", "output_dict", "force_preprocess_cfg"}:
+            cfg[key] = value
+    return cfg
+
+
+def save_local_dir(bundle_or_model: ModelBundle | torch.nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``open_clip_config.json`` + ``open_clip_model.safetensors`` into ``path``.
+
+    The folder appears complete or not at all: it is written under a temporary name beside
+    ``path`` and renamed into place (an existing folder is replaced).
+    """
+    model = bundle_or_model.model if isinstance(bundle_or_model, ModelBundle) else bundle_or_model
+    model_cfg = getattr(model, "jest_model_cfg", None)
+    if model_cfg is None:
+        raise ValueError("model was not made by jestfilter.models.create_model: its config is unknown")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {"model_cfg": model_cfg, "preprocess_cfg": open_clip.get_model_preprocess_cfg(model)}
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        (temp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        save_file(state, temp / WEIGHTS_FILE)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(temp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(temp, path)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    return path

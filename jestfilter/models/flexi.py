@@ -1,0 +1,103 @@
+"""Flexi patch sizes: run an open_clip ViT at a coarser patch size with the same weights.
+
+FlexiViT (Beyer et al. 2023) resamples the patch-embedding kernel with the pseudo-inverse of
+the resize ("PI-resize") and interpolates the position embedding; Flexi-JEST scores the
+super-batch at the coarse size and co-trains half of each batch there. The resampling here is
+functional: the model is never modified, and gradients flow back into the base weights.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from open_clip.transformer import VisionTransformer
+from timm.layers import resample_abs_pos_embed, resample_patch_embed
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def native_patch_size(model: torch.nn.Module) -> int:
+    """The patch size the model was built with."""
+    return _vision_transformer(model).patch_size[0]
+
+
+def encode_image(
+    model: torch.nn.Module, images: torch.Tensor, patch_size: int | None = None, normalize: bool = False
+) -> torch.Tensor:
+    """``model.encode_image(images)``, with the image tower cut into ``patch_size`` patches."""
+    visual = _vision_transformer(model)
+    patch = patch_size or visual.patch_size[0]
+    height, width = images.shape[-2:]
+    if height % patch or width % patch:
+        raise ValueError(f"patch size {patch} does not divide the image size {height}x{width}")
+    kernel, pos_embed = resampled_embeddings(visual, patch, [height // patch, width // patch])
+    return _forward(visual, images, kernel, pos_embed, normalize)
+
+
+def resampled_embeddings(
+    visual: VisionTransformer, patch_size: int, grid: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patch-embedding kernel (PI-resize) and position embedding for another patch size / grid.
+
+    Both are identities at the native sizes. They are differentiable functions of the base
+    weights, so training at the coarse size trains the one set of weights.
+    """
+    kernel = resample_patch_embed(visual.conv1.weight, [patch_size, patch_size])
+    pos_embed = resample_abs_pos_embed(
+        visual.positional_embedding.unsqueeze(0), new_size=grid, old_size=list(visual.grid_size), num_prefix_tokens=1
+    )[0]
+    return kernel, pos_embed
+
+
+def _forward(
+    visual: VisionTransformer, images: torch.Tensor, kernel: torch.Tensor, pos_embed: torch.Tensor, normalize: bool
+) -> torch.Tensor:
+    """open_clip's ``VisionTransformer.forward`` with the given patch kernel and position embedding."""
+    x = F.conv2d(images, kernel, stride=kernel.shape[-1]).flatten(2).transpose(1, 2)  # [n, tokens, width]
+    cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+    x = torch.cat([cls, x], dim=1) + pos_embed.to(x.dtype)
+    x = visual.ln_pre(visual.patch_dropout(x))
+    x = visual.transformer(x)
+    pooled, _ = visual._pool(x)
+    if visual.proj is not None:
+        pooled = pooled @ visual.proj
+    return F.normalize(pooled, dim=-1) if normalize else pooled
+
+
+class FlopCounts(NamedTuple):
+    """Forward FLOPs of one example through each tower."""
+
+    image: int
+    text: int
+
+    @property
+    def image_fraction(self) -> float:
+        return self.image / (self.image + self.text)
+
+
+def forward_flops(model: torch.nn.Module, patch_size: int | None = None) -> FlopCounts:
+    """FLOPs of one image and one caption through the towers, counted by torch's FlopCounterMode.
+
+    Counted with autograd on: under no_grad, nn.MultiheadAttention takes a fused fast path whose
+    projections the counter does not see. The kernel resampling is left out: it is done once
+    per batch, not per example.
+    """
+    visual = _vision_transformer(model)
+    patch = patch_size or visual.patch_size[0]
+    parameter = next(model.parameters())
+    image = torch.zeros(1, 3, *visual.image_size, device=parameter.device, dtype=parameter.dtype)
+    text = torch.zeros(1, model.context_length, dtype=torch.long, device=parameter.device)
+    kernel, pos_embed = resampled_embeddings(visual, patch, [size // patch for size in visual.image_size])
+    with FlopCounterMode(display=False) as image_counter:
+        _forward(visual, image, kernel, pos_embed, normalize=False)
+    with FlopCounterMode(display=False) as text_counter:
+        model.encode_text(text)
+    return FlopCounts(image_counter.get_total_flops(), text_counter.get_total_flops())
+
+
+def _vision_transformer(model: torch.nn.Module) -> VisionTransformer:
+    visual = getattr(model, "visual", model)
+    if not isinstance(visual, VisionTransformer):
+        raise ValueError(f"Flexi patch sizes need an open_clip VisionTransformer image tower, not {type(visual).__name__}")
+    return visual
