@@ -1,0 +1,118 @@
+"""Per-shard embedding cache: one ``<shard>.emb.npz`` per input shard, key → fp16 embeddings.
+
+The reference model is frozen, so its embeddings of the web data are computed once and looked
+up by (shard, key) at every step (the paper caches reference embeddings, not scores, because
+the batch a sample lands in is unknown in advance). A shard's file is written under a temporary
+name and renamed, so its existence means the shard is done; rebuilding skips done shards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from jestfilter.data.atomic import atomic_write
+from jestfilter.data.loader import SuperBatchLoader
+from jestfilter.data.types import RawSample
+from jestfilter.models import ModelBundle, ModelOutputs, embed
+from jestfilter.models.outputs import logit_params
+
+SUFFIX = ".emb.npz"
+
+
+def shard_stem(shard: str) -> str:
+    """``.../web-000012.tar`` → ``web-000012`` (the name every per-shard output starts with)."""
+    name = os.path.basename(shard.rstrip("/"))
+    return name[: -len(".tar")] if name.endswith(".tar") else name
+
+
+def cache_path(cache_dir: str | os.PathLike, shard: str) -> Path:
+    return Path(cache_dir) / f"{shard_stem(shard)}{SUFFIX}"
+
+
+@torch.no_grad()
+def embed_shard(bundle: ModelBundle, shard: str, out_path: str | os.PathLike, batch_size: int = 256) -> int:
+    """Embed every decodable sample of ``shard`` and write them to ``out_path``; returns the count."""
+    model = bundle.model
+    model.eval()
+    device = model.logit_scale.device
+    loader = SuperBatchLoader(shard, batch_size, bundle.preprocess, bundle.tokenizer, passes=1)
+    keys, images, texts = [], [], []
+    for batch in loader:
+        if not len(batch):
+            continue
+        outputs = embed(model, batch.images.to(device), batch.texts.to(device))
+        keys += [sample.key for sample in batch.samples]
+        images.append(outputs.image.half().cpu().numpy())
+        texts.append(outputs.text.half().cpu().numpy())
+    scale, bias = logit_params(model)
+    dim = images[0].shape[1] if images else 0
+    arrays = {
+        "keys": np.array(keys, dtype=str),
+        "image": np.concatenate(images) if images else np.zeros((0, dim), np.float16),
+        "text": np.concatenate(texts) if texts else np.zeros((0, dim), np.float16),
+        "scale": np.float32(scale.item()),
+        "bias": np.float32(bias.item()),
+    }
+    atomic_write(out_path, lambda tmp: _save_npz(tmp, arrays))
+    return len(keys)
+
+
+def _save_npz(path: str, arrays: dict) -> None:
+    with open(path, "wb") as file:
+        np.savez(file, **arrays)
+
+
+def build_cache(bundle: ModelBundle, shards: Sequence[str], cache_dir: str | os.PathLike,
+                batch_size: int = 256, progress: bool = True) -> "EmbeddingCache":
+    """Embed every shard not yet in ``cache_dir``; returns the cache."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    todo = [shard for shard in shards if not cache_path(cache_dir, shard).exists()]
+    for shard in tqdm(todo, desc="reference embeddings", unit="shard", disable=not progress or not todo):
+        embed_shard(bundle, shard, cache_path(cache_dir, shard), batch_size)
+    return EmbeddingCache(cache_dir)
+
+
+class EmbeddingCache:
+    """Looks up cached embeddings for the samples of a super-batch (a few shards kept in memory)."""
+
+    def __init__(self, cache_dir: str | os.PathLike, max_open_shards: int = 256):
+        self.cache_dir = Path(cache_dir)
+        self.max_open_shards = max_open_shards
+        self._open: OrderedDict[str, tuple[dict[str, int], np.ndarray, np.ndarray, float, float]] = OrderedDict()
+
+    def _shard(self, shard: str):
+        stem = shard_stem(shard)
+        if stem in self._open:
+            self._open.move_to_end(stem)
+            return self._open[stem]
+        path = cache_path(self.cache_dir, shard)
+        if not path.exists():
+            raise FileNotFoundError(f"no cached embeddings for shard {shard} in {self.cache_dir}")
+        with np.load(path) as data:
+            entry = ({key: row for row, key in enumerate(data["keys"].tolist())}, data["image"], data["text"],
+                     float(data["scale"]), float(data["bias"]))
+        self._open[stem] = entry
+        if len(self._open) > self.max_open_shards:
+            self._open.popitem(last=False)
+        return entry
+
+    def lookup(self, samples: Sequence[RawSample], device: torch.device | str = "cpu") -> ModelOutputs:
+        """fp32 embeddings of ``samples`` (in order) with the model's scale and bias."""
+        images, texts, scale, bias = [], [], 1.0, 0.0
+        for sample in samples:
+            rows, image, text, scale, bias = self._shard(sample.source_shard)
+            if sample.key not in rows:
+                raise KeyError(f"sample {sample.key} of {sample.source_shard} is not in the embedding cache")
+            images.append(image[rows[sample.key]])
+            texts.append(text[rows[sample.key]])
+        as_tensor = lambda rows: torch.from_numpy(np.stack(rows)).to(device=device, dtype=torch.float32)  # noqa: E731
+        return ModelOutputs(as_tensor(images), as_tensor(texts), torch.tensor(scale, device=device),
+                            torch.tensor(bias, device=device))

@@ -1,0 +1,173 @@
+"""The human report of a bootstrap run: PNG plots and a markdown page beside metrics.json."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import polars as pl  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+@dataclass(order=True)
+class Example:
+    """One scored web sample kept for the report's grid of extremes."""
+
+    learnability: float
+    key: str = field(compare=False)
+    caption: str = field(compare=False)
+    image_bytes: bytes = field(compare=False, repr=False)
+
+
+class ExtremesTracker:
+    """Keeps the n most and n least learnable examples seen, with their image bytes."""
+
+    def __init__(self, n: int = 8):
+        self.n = n
+        self.most: list[Example] = []
+        self.least: list[Example] = []
+
+    def add(self, example: Example) -> None:
+        """Consider one example (a sample seen again in a later pass is not listed twice)."""
+        if not any(kept.key == example.key for kept in (*self.most, *self.least)):
+            self.most = sorted([*self.most, example], reverse=True)[: self.n]
+            self.least = sorted([*self.least, example])[: self.n]
+
+    def state_dict(self) -> dict:
+        """Tensors and primitives only, so a checkpoint loads with ``weights_only=True``."""
+        def pack(example: Example) -> dict:
+            image = torch.frombuffer(bytearray(example.image_bytes), dtype=torch.uint8)
+            return {"learnability": example.learnability, "key": example.key, "caption": example.caption,
+                    "image": image}
+        return {"most": [pack(e) for e in self.most], "least": [pack(e) for e in self.least]}
+
+    def load_state_dict(self, state: dict) -> None:
+        def unpack(entry: dict) -> Example:
+            return Example(entry["learnability"], entry["key"], entry["caption"], entry["image"].numpy().tobytes())
+        self.most = [unpack(e) for e in state["most"]]
+        self.least = [unpack(e) for e in state["least"]]
+
+
+def plot_curves(runs: dict[str, dict], path: Path) -> Path:
+    """Zero-shot top-1 against examples seen and against training+scoring FLOPs, one line a method."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, run in runs.items():
+        curve = run.get("curve") or []
+        if not curve:
+            continue
+        seen = [point[0] for point in curve]
+        accuracy = [point[1] for point in curve]
+        axes[0].plot(seen, accuracy, marker="o", markersize=3, label=name)
+        flops = run.get("flops_curve") or []
+        if flops:
+            axes[1].plot([p[0] for p in flops], [p[1] for p in flops], marker="o", markersize=3, label=name)
+    axes[0].set_xlabel("examples seen (trained on)")
+    axes[1].set_xlabel("FLOPs (training + scoring)")
+    axes[1].set_xscale("log")
+    for axis in axes:
+        axis.set_ylabel("zero-shot top-1")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_score_histograms(manifest: pl.DataFrame, path: Path) -> Path | None:
+    """Learnability, learner loss and reference loss of kept vs dropped samples."""
+    scored = manifest.filter(pl.col("decision").is_in(["kept", "dropped"]) & pl.col("learnability").is_not_null())
+    if scored.height == 0:
+        return None
+    columns = ["learnability", "learner_loss", "reference_loss"]
+    fig, axes = plt.subplots(1, len(columns), figsize=(13, 3.6))
+    for axis, column in zip(axes, columns):
+        for decision, colour in (("dropped", "tab:red"), ("kept", "tab:green")):
+            values = scored.filter(pl.col("decision") == decision)[column].drop_nulls().to_numpy()
+            if len(values):
+                axis.hist(values, bins=50, alpha=0.55, color=colour, label=f"{decision} ({len(values)})")
+        axis.set_title(column.replace("_", " "))
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_extremes(tracker: ExtremesTracker, path: Path) -> Path | None:
+    """A grid: top row the most learnable examples, bottom row the least, with their captions."""
+    rows = [("most learnable", tracker.most), ("least learnable", tracker.least)]
+    columns = max(len(examples) for _, examples in rows)
+    if columns == 0:
+        return None
+    fig, axes = plt.subplots(2, columns, figsize=(1.9 * columns, 4.8), squeeze=False)
+    for row, (title, examples) in enumerate(rows):
+        for column in range(columns):
+            axis = axes[row][column]
+            axis.axis("off")
+            if column >= len(examples):
+                continue
+            example = examples[column]
+            try:
+                axis.imshow(Image.open(io.BytesIO(example.image_bytes)).convert("RGB"))
+            except OSError:
+                axis.text(0.5, 0.5, "unreadable", ha="center")
+            caption = example.caption if len(example.caption) <= 28 else example.caption[:27] + "…"
+            axis.set_title(f"{caption}\n{example.learnability:+.2f}", fontsize=7)
+        axes[row][0].text(-0.1, 0.5, title, rotation=90, va="center", ha="right", transform=axes[row][0].transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def comparison_table(runs: dict[str, dict]) -> str:
+    """A markdown table of the final numbers of every method trained in this run."""
+    lines = [
+        "| method | zero-shot top-1 | retrieval R@1 | examples seen | wall-clock s |",
+        "|---|---|---|---|---|",
+    ]
+    for name, run in runs.items():
+        lines.append(
+            f"| {name} | {run.get('zeroshot_top1', float('nan')):.3f} | {run.get('retrieval_r1', float('nan')):.3f} "
+            f"| {run.get('examples_seen', 0):,} | {run.get('train_seconds', float('nan')):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, metrics: dict, runs: dict[str, dict], manifest: pl.DataFrame | None,
+                 tracker: ExtremesTracker | None) -> Path:
+    """Writes report.md and its PNGs under out_dir/report/; returns the page's path."""
+    report_dir = Path(out_dir) / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    parts = ["# jestfilter bootstrap report", ""]
+    reference = metrics.get("reference", {})
+    if reference:
+        parts += [f"Reference model: zero-shot top-1 **{reference.get('zeroshot_top1', float('nan')):.3f}**, "
+                  f"retrieval R@1 {reference.get('retrieval_r1', float('nan')):.3f}.", ""]
+    parts += ["## Final models", "", comparison_table(runs), ""]
+    parts += ["## Learning curves", "", f"![curves]({plot_curves(runs, report_dir / 'curves.png').name})", ""]
+    if manifest is not None:
+        counts = manifest.group_by("decision").len().sort("decision")
+        parts += ["## What happened to the web samples", "", "| decision | samples |", "|---|---|"]
+        parts += [f"| {row['decision']} | {row['len']:,} |" for row in counts.iter_rows(named=True)]
+        reasons = manifest.filter(pl.col("decision") == "rejected").group_by("reason").len().sort("len", descending=True)
+        if reasons.height:
+            parts += ["", "| rejected because | samples |", "|---|---|"]
+            parts += [f"| {row['reason']} | {row['len']:,} |" for row in reasons.iter_rows(named=True)]
+        histogram = plot_score_histograms(manifest, report_dir / "scores.png")
+        if histogram:
+            parts += ["", "## Scores of kept and dropped samples", "", f"![scores]({histogram.name})"]
+    if tracker is not None:
+        grid = plot_extremes(tracker, report_dir / "extremes.png")
+        if grid:
+            parts += ["", "## Most and least learnable examples", "", f"![extremes]({grid.name})"]
+    page = report_dir / "report.md"
+    page.write_text("\n".join(parts) + "\n")
+    return page
