@@ -221,6 +221,7 @@ class OnlineTrainer:
             state["manifest"] = self.manifest.state_dict()
         if self.tracker is not None:
             state["tracker"] = self.tracker.state_dict()
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(self.checkpoint, state)
 
     def restore(self) -> None:
