@@ -118,7 +118,7 @@ def run_bootstrap(cfg: BootstrapConfig) -> dict:
     cfg.validate()
     started = time.perf_counter()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
     curated, web, eval_dir = prepare_data(cfg)
     device = resolve_device(cfg.device)
     eval_set = load_eval_set(eval_dir)
