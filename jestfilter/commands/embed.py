@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from jestfilter.data import expand_shards
     from jestfilter.data.embeddings import cache_path, embed_shard
-    from jestfilter.jobs.common import job_device, load_model
+    from jestfilter.jobs.common import absolute, job_device, load_model
     from jestfilter.jobs.runner import placement_from_args, run_shards, unique_stems
 
     if args.batch_size < 1:
@@ -34,4 +34,5 @@ def run(args: argparse.Namespace) -> int:
     def work(shard: str) -> int:
         return embed_shard(bundle, shard, cache_path(args.out, shard), args.batch_size)
 
-    return run_shards("embed", shards, work, args.out, placement, args.retries).exit_status
+    settings = {"model": absolute(args.model)}
+    return run_shards("embed", shards, work, args.out, placement, args.retries, settings=settings).exit_status

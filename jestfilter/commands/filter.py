@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from jestfilter.jobs.runner import add_job_arguments
 
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from jestfilter.cli import UsageError
     from jestfilter.data import expand_shards
     from jestfilter.jobs import filter as job
+    from jestfilter.jobs.common import absolute
     from jestfilter.jobs.runner import all_done, placement_from_args, run_shards, unique_stems
 
     shards = unique_stems(expand_shards(args.shards))
@@ -60,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     def work(shard: str) -> dict:
         return job.filter_shard(shard, args.scores, args.out, rule, removed, args.samples_per_shard)
 
-    summary = run_shards("filter", shards, work, args.out, placement, args.retries)
+    settings = {"scores": absolute(args.scores), **dataclasses.asdict(rule),
+                "remove": absolute(args.remove), "samples_per_shard": args.samples_per_shard}
+    summary = run_shards("filter", shards, work, args.out, placement, args.retries, settings=settings)
     if all_done(args.out, shards):
         job.merge(args.out, shards)
     return summary.exit_status

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from jestfilter.cli import UsageError
     from jestfilter.data import expand_shards
-    from jestfilter.jobs.common import cached_shards, job_device, load_model
+    from jestfilter.jobs.common import absolute, cached_shards, job_device, load_model
     from jestfilter.jobs.runner import placement_from_args, run_shards, unique_stems
     from jestfilter.jobs.score import score_shard
 
@@ -37,4 +37,5 @@ def run(args: argparse.Namespace) -> int:
     def work(shard: str) -> int:
         return score_shard(shard, args.embeddings, args.out, learner, args.batch_size)
 
-    return run_shards("score", shards, work, args.out, placement, args.retries).exit_status
+    settings = {"embeddings": absolute(args.embeddings), "learner": absolute(args.learner)}
+    return run_shards("score", shards, work, args.out, placement, args.retries, settings=settings).exit_status

@@ -22,6 +22,13 @@ def load_model(spec: str, device: torch.device) -> ModelBundle:
     return create_model(spec, device=device)
 
 
+def absolute(path: str | None) -> str | None:
+    """A folder flag as an absolute path (a model name or ``None`` unchanged), for ``job.json``."""
+    if path is None or not os.path.exists(path.removeprefix(LOCAL_DIR)):
+        return path
+    return os.path.abspath(path.removeprefix(LOCAL_DIR))
+
+
 def job_device(name: str = "auto") -> torch.device:
     """``auto``: this process's GPU (torchrun's LOCAL_RANK, SLURM_LOCALID) if there is one, else CPU."""
     if name != "auto":

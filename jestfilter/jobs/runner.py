@@ -28,6 +28,7 @@ from jestfilter.data.atomic import atomic_write, atomic_write_json
 from jestfilter.data.embeddings import shard_stem
 
 DONE_SUFFIX = ".done.json"
+SETTINGS = "job.json"
 FAILURES_DIR = "failures"
 FAILURE_SCHEMA = {"shard": pl.String, "attempt": pl.Int32, "error": pl.String, "rank": pl.Int32,
                   "time": pl.Datetime("us", "UTC"), "final": pl.Boolean}
@@ -154,8 +155,24 @@ class JobSummary:
 Work = Callable[[str], "int | dict"]
 
 
+def check_settings(out_dir: str | os.PathLike, name: str, settings: Mapping) -> None:
+    """Record the settings in ``out_dir/job.json``, or refuse a folder made with other ones: a
+    done marker only means "done" for the settings that made it."""
+    path = Path(out_dir) / SETTINGS
+    record = json.loads(json.dumps({"job": name, **settings}))
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != record:
+            changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+            raise UsageError(f"{out_dir} holds output made with other settings ({', '.join(changed)}): "
+                             "use a new folder")
+        return
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, record)
+
+
 def run_shards(name: str, shards: Sequence[str], work: Work, out_dir: str | os.PathLike, placement: Placement,
-               retries: int = 2, progress: bool = True) -> JobSummary:
+               retries: int = 2, progress: bool = True, settings: Mapping | None = None) -> JobSummary:
     """Call ``work(shard)`` for each of this rank's shards that is not done yet.
 
     ``work`` returns the number of samples it handled, or a dict with ``samples`` and anything
@@ -164,7 +181,7 @@ def run_shards(name: str, shards: Sequence[str], work: Work, out_dir: str | os.P
     without a done marker, so the next run tries it again.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_settings(out_dir, name, settings or {})
     failures = _FailureTable(out_dir / FAILURES_DIR / f"rank-{placement.rank:05d}.parquet")
     summary = JobSummary(name, placement)
     start = time.perf_counter()
