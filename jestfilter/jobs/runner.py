@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import polars as pl
 from tqdm import tqdm
@@ -37,8 +37,7 @@ PRECEDENCE_HELP = ("rank and world size: --rank/--world-size win, then torchrun'
                    "SLURM (array index × tasks per array element + SLURM_PROCID); default 0 of 1")
 
 
-@dataclass(frozen=True)
-class Placement:
+class Placement(NamedTuple):
     """Which part of the shard list this process owns, and who said so."""
 
     rank: int
