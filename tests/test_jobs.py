@@ -240,6 +240,7 @@ def test_failures_are_retried_recorded_and_redone(demo, tmp_path, capsys):
     ["filter", "--shards", "{web}", "--scores", "{scores}", "--out", "{tmp}/f"],
     ["filter", "--shards", "{web}", "--scores", "{scores}", "--out", "{tmp}/f", "--keep-fraction", "1.5"],
     ["filter", "--shards", "{web}", "--scores", "{scores}", "--out", "{tmp}/f", "--threshold", "1", "--column", "x"],
+    ["filter", "--shards", "{web}", "--scores", "{scores}", "--out", "{tmp}/f", "--threshold", "1"],  # no learner
     ["embed", "--model", "{root}/reference", "--shards", "{tmp}/none-*.tar", "--out", "{tmp}/e"],
     ["embed", "--model", "{root}/reference", "--shards", "{web}", "--out", "{tmp}/e", "--rank", "2",
      "--world-size", "2"],

@@ -78,6 +78,9 @@ def keep_rule(scores: pl.LazyFrame, column: str, lower_is_better: bool, threshol
         raise ValueError(f"no score column {column!r}; the scores have {', '.join(scores.collect_schema().names())}")
     scored = scores.filter(pl.col(column).is_not_null() & pl.col(column).is_not_nan())
     total = scored.select(pl.len()).collect().item()
+    if total == 0:
+        hint = " (the score job ran without --learner)" if column in ("learner_loss", "learnability") else ""
+        raise ValueError(f"no sample has a {column} score{hint}")
     if threshold is not None:
         rule = KeepRule(column, threshold, lower_is_better)
         better = pl.col(column) <= threshold if lower_is_better else pl.col(column) >= threshold
@@ -126,8 +129,7 @@ def filter_shard(shard: str, scores_dir: str | os.PathLike, out_dir: str | os.Pa
     writer.close()
     manifest.close()
     out_dir.joinpath("manifest.parquet").mkdir(exist_ok=True)
-    for part in sorted(manifest.path.glob("part-*.parquet")):
-        os.replace(part, out_dir / "manifest.parquet" / f"part-{stem}.parquet")
+    os.replace(manifest.path / "part-00000.parquet", out_dir / "manifest.parquet" / f"part-{stem}.parquet")
     for name in writer.sizes:
         os.replace(work / name, out_dir / name)
     shutil.rmtree(work)
