@@ -72,6 +72,8 @@ def test_rank_precedence_flags_then_torchrun_then_slurm():
     assert resolve_placement(None, None, {**torchrun, **slurm})[:2] == (3, 4)
     assert resolve_placement(None, None, slurm)[:2] == (2 * 2 + 1, 6)  # array element 2 of 3, task 1 of 2
     assert resolve_placement(None, None, {"SLURM_PROCID": "2", "SLURM_NTASKS": "4"})[:2] == (2, 4)
+    assert resolve_placement(None, None, {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5",
+                                          "SLURM_ARRAY_TASK_MAX": "9"})[:2] == (2, 5)
     assert resolve_placement(None, None, {})[:2] == (0, 1)
     for bad in ({"RANK": "4", "WORLD_SIZE": "4"}, {"RANK": "x", "WORLD_SIZE": "4"}):
         with pytest.raises(UsageError):

@@ -71,7 +71,11 @@ def _slurm_placement(env: Mapping[str, str]) -> Placement:
     elements, element = 1, 0
     if "SLURM_ARRAY_TASK_ID" in env:
         element = _int(env, "SLURM_ARRAY_TASK_ID") - _int(env, "SLURM_ARRAY_TASK_MIN", 0)
-        elements = _int(env, "SLURM_ARRAY_TASK_COUNT", element + 1)
+        elements = _int(env, "SLURM_ARRAY_TASK_COUNT", None)
+        if elements is None and "SLURM_ARRAY_TASK_MAX" in env:
+            elements = _int(env, "SLURM_ARRAY_TASK_MAX") - _int(env, "SLURM_ARRAY_TASK_MIN", 0) + 1
+        if elements is None:
+            raise UsageError("SLURM array without SLURM_ARRAY_TASK_COUNT: give --rank and --world-size")
     return Placement(element * tasks + task, elements * tasks, "slurm")
 
 
