@@ -18,7 +18,8 @@ import torch
 from tqdm import tqdm
 
 from jestfilter.data.atomic import atomic_write
-from jestfilter.data.loader import SuperBatchLoader
+from jestfilter.data.loader import decode, group_super_batches
+from jestfilter.data.shards import iter_samples
 from jestfilter.data.types import RawSample
 from jestfilter.models import ModelBundle, embed
 from jestfilter.selection import SiglipOutputs
@@ -42,13 +43,15 @@ def embed_shard(bundle: ModelBundle, shard: str, out_path: str | os.PathLike, ba
     model = bundle.model
     model.eval()
     device = model.logit_scale.device
-    loader = SuperBatchLoader(shard, batch_size, bundle.preprocess, bundle.tokenizer, passes=1)
     keys, images, texts = [], [], []
-    for batch in loader:
-        if not len(batch):
+    # Read the shard directly: SuperBatchLoader splits its shard list by RANK/WORLD_SIZE, which
+    # would leave a one-shard list empty on every rank but 0 under torchrun or SLURM.
+    for samples, rejected in group_super_batches(iter_samples([shard]), batch_size):
+        pixels, tokens, samples, _ = decode(samples, rejected, bundle.preprocess, bundle.tokenizer)
+        if not samples:
             continue
-        outputs = embed(model, batch.images.to(device), batch.texts.to(device))
-        keys += [sample.key for sample in batch.samples]
+        outputs = embed(model, pixels.to(device), tokens.to(device))
+        keys += [sample.key for sample in samples]
         images.append(outputs.image.half().cpu().numpy())
         texts.append(outputs.text.half().cpu().numpy())
     scale, bias = model.logit_scale.exp(), model.logit_bias

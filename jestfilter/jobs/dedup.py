@@ -1,0 +1,152 @@
+"""Duplicates to remove: exact (same image bytes), near (cosine of cached image embeddings) and
+eval contamination (near an eval image).
+
+Order. Samples are ordered by (shard in sorted order, key); a sample is a duplicate when an
+*earlier* sample matches it, so the first occurrence of every group is kept and the result
+does not depend on ranks or timing. Its match is the earliest earlier sample it matches.
+
+Split. Every rank indexes all training image embeddings with faiss, then handles its own
+shards: the near matches of their samples, their eval matches and the sha256 of their image
+bytes go to ``<out>.parts/<shard>.dedup.parquet``. When every shard is done, one pass over the
+parts (polars, lazy) finds exact groups and writes the removal table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import faiss
+import numpy as np
+import polars as pl
+
+from jestfilter.data import iter_samples
+from jestfilter.data.atomic import atomic_write
+from jestfilter.data.embeddings import shard_stem
+from jestfilter.data.shards import image_member
+from jestfilter.data.types import RawSample
+from jestfilter.jobs.common import load_embeddings
+
+EXACT, NEAR, EVAL = "exact", "near", "eval"
+PART_SUFFIX = ".dedup.parquet"
+PART_SCHEMA = {"key": pl.String, "shard": pl.String, "order": pl.Int64, "sha256": pl.String,
+               "near_key": pl.String, "near_shard": pl.String, "near_similarity": pl.Float32,
+               "eval_key": pl.String, "eval_shard": pl.String, "eval_similarity": pl.Float32}
+REMOVAL_SCHEMA = {"key": pl.String, "shard": pl.String, "reason": pl.String,
+                  "matched_key": pl.String, "matched_shard": pl.String, "similarity": pl.Float32}
+IVF_ABOVE = 1_000_000  # vectors; below it an exact flat index is fast enough
+
+
+def parts_dir(out_file: str | os.PathLike) -> Path:
+    """``removals.parquet`` → ``removals.parts/`` beside it."""
+    out_file = Path(out_file)
+    return out_file.with_name(f"{out_file.stem}.parts")
+
+
+@dataclass
+class EmbeddingSet:
+    """Image embeddings of many shards in (shard, key) order, L2-normalised fp32 for faiss."""
+
+    keys: list[str]
+    shards: list[str]
+    vectors: np.ndarray
+    starts: dict[str, tuple[int, int]]  # shard stem → its rows [start, end)
+
+    @classmethod
+    def load(cls, embeddings_dir: str | os.PathLike, shards: Sequence[str]) -> "EmbeddingSet":
+        keys, stems, blocks, starts = [], [], [], {}
+        for shard in shards:
+            cached = load_embeddings(embeddings_dir, shard)
+            order = sorted(range(len(cached.keys)), key=cached.keys.__getitem__)
+            starts[shard_stem(shard)] = (len(keys), len(keys) + len(order))
+            keys += [cached.keys[i] for i in order]
+            stems += [shard_stem(shard)] * len(order)
+            blocks.append(cached.image.numpy()[order])
+        vectors = np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32)
+        faiss.normalize_L2(vectors)  # fp16 storage rounds the norms a little
+        return cls(keys, stems, vectors, starts)
+
+
+def build_index(vectors: np.ndarray, kind: str = "auto") -> faiss.Index:
+    """Inner-product index over ``vectors`` with ids 0..n-1: flat (exact), or IVF for large sets."""
+    n, dim = vectors.shape
+    if kind == "flat" or (kind == "auto" and n <= IVF_ABOVE):
+        index = faiss.IndexFlatIP(dim)
+    else:
+        lists = max(1, min(int(4 * np.sqrt(n)), n // 39))  # faiss wants ≥ 39 training points per list
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+        sample = vectors[np.random.default_rng(0).permutation(n)[: 256 * lists]]
+        index.train(sample)
+        index.nprobe = min(lists, 16)
+    index.add(vectors)
+    return index
+
+
+def matches(index: faiss.Index, queries: np.ndarray, threshold: float):
+    """Per query: (ids, similarities) of every indexed vector with cosine ≥ threshold."""
+    radius = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))  # faiss keeps sim > radius
+    lims, sims, ids = index.range_search(queries, radius)
+    return [(ids[lims[q]:lims[q + 1]], sims[lims[q]:lims[q + 1]]) for q in range(len(queries))]
+
+
+def image_hashes(shard: str) -> dict[str, str]:
+    """key → sha256 of the image bytes of every readable sample of ``shard``."""
+    return {item.key: hashlib.sha256(item.members[image_member(item)]).hexdigest()
+            for item in iter_samples([shard]) if isinstance(item, RawSample)}
+
+
+def dedup_shard(shard: str, order: int, train: EmbeddingSet, index: faiss.Index, threshold: float,
+                parts: Path, evals: EmbeddingSet | None = None, eval_index: faiss.Index | None = None,
+                hash_images: bool = False) -> int:
+    """Write the part of one shard; returns its number of samples."""
+    stem = shard_stem(shard)
+    start, end = train.starts[stem]
+    rows = {key: {"key": key, "shard": stem, "order": order} for key in train.keys[start:end]}
+    for offset, (ids, sims) in enumerate(matches(index, train.vectors[start:end], threshold)):
+        earlier = ids < start + offset
+        if earlier.any():
+            first = int(np.argmin(np.where(earlier, ids, np.iinfo(ids.dtype).max)))
+            row = rows[train.keys[start + offset]]
+            row.update(near_key=train.keys[ids[first]], near_shard=train.shards[ids[first]],
+                       near_similarity=float(sims[first]))
+    if evals is not None:
+        for offset, (ids, sims) in enumerate(matches(eval_index, train.vectors[start:end], threshold)):
+            if len(ids):
+                best = int(np.argmax(sims))
+                rows[train.keys[start + offset]].update(eval_key=evals.keys[ids[best]],
+                                                        eval_shard=evals.shards[ids[best]],
+                                                        eval_similarity=float(sims[best]))
+    if hash_images:
+        for key, digest in image_hashes(shard).items():
+            rows.setdefault(key, {"key": key, "shard": stem, "order": order})["sha256"] = digest
+    frame = pl.DataFrame(list(rows.values()), schema=PART_SCHEMA)
+    atomic_write(parts / f"{stem}{PART_SUFFIX}", frame.write_parquet)
+    return frame.height
+
+
+def merge(parts: Path, out_file: str | os.PathLike) -> pl.DataFrame:
+    """The removal table from every shard's part: one row per removed sample (eval first, then
+    exact, then near, when several apply)."""
+    samples = pl.scan_parquet(sorted(parts.glob(f"*{PART_SUFFIX}"))).sort("order", "key")
+    repeat = pl.col("sha256").is_not_null() & (pl.int_range(pl.len()).over("sha256") > 0)
+    samples = samples.with_columns(exact_key=pl.when(repeat).then(pl.col("key").first().over("sha256")),
+                                   exact_shard=pl.when(repeat).then(pl.col("shard").first().over("sha256")))
+    reason = (pl.when(pl.col("eval_key").is_not_null()).then(pl.lit(EVAL))
+              .when(pl.col("exact_key").is_not_null()).then(pl.lit(EXACT))
+              .when(pl.col("near_key").is_not_null()).then(pl.lit(NEAR)))
+
+    def pick(eval_col, exact_col, near_col):
+        return (pl.when(pl.col("reason") == EVAL).then(eval_col)
+                .when(pl.col("reason") == EXACT).then(exact_col).otherwise(near_col))
+
+    removals = (samples.with_columns(reason=reason).filter(pl.col("reason").is_not_null())
+                .select("key", "shard", "reason",
+                        matched_key=pick(pl.col("eval_key"), pl.col("exact_key"), pl.col("near_key")),
+                        matched_shard=pick(pl.col("eval_shard"), pl.col("exact_shard"), pl.col("near_shard")),
+                        similarity=pick(pl.col("eval_similarity"), pl.lit(1.0), pl.col("near_similarity")))
+                .cast(REMOVAL_SCHEMA).collect())
+    atomic_write(out_file, removals.write_parquet)
+    return removals
