@@ -196,7 +196,8 @@ def run_bootstrap(cfg: BootstrapConfig) -> dict:
         "seconds": time.perf_counter() - started,
     }
     atomic_write_json(out / "metrics.json", metrics)
-    page = write_report(out, metrics, runs, manifest, read_extremes(out))
+    truth = out / "demo-data" / "web_truth.parquet" if cfg.curated is None else None
+    page = write_report(out, metrics, runs, manifest, read_extremes(out), truth=truth)
     print(summary_table(runs, metrics["speedup"]))
     print(f"report: {page}")
     return metrics

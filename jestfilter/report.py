@@ -69,7 +69,7 @@ def plot_curves(runs: dict[str, dict], path: Path) -> Path:
             axes[1].plot([p[0] for p in flops], [p[1] for p in flops], marker="o", markersize=3, label=name)
     axes[0].set_xlabel("examples seen (trained on)")
     axes[1].set_xlabel("FLOPs (training + scoring)")
-    axes[1].set_xscale("log")
+    axes[1].ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
     for axis in axes:
         axis.set_ylabel("zero-shot top-1")
         axis.grid(alpha=0.3)
@@ -141,8 +141,19 @@ def comparison_table(runs: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def kept_by_kind(manifest: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
+    """For data with known noise kinds (the demo): each kind's share of the web data against its
+    share of the examples the learner trained on (kept rows, counted with repeats)."""
+    kinds = truth.select("key", "kind")
+    web = kinds.group_by("kind").len("samples").with_columns(web_share=pl.col("samples") / pl.col("samples").sum())
+    kept = (manifest.filter(pl.col("decision") == "kept").select("key").join(kinds, on="key")
+            .group_by("kind").len("trained").with_columns(trained_share=pl.col("trained") / pl.col("trained").sum()))
+    return (web.join(kept, on="kind", how="left").fill_null(0)
+            .sort("trained_share", descending=True))
+
+
 def write_report(out_dir: Path, metrics: dict, runs: dict[str, dict], manifest: pl.DataFrame | None,
-                 tracker: ExtremesTracker | None) -> Path:
+                 tracker: ExtremesTracker | None, truth: Path | None = None) -> Path:
     """Writes report.md and its PNGs under out_dir/report/; returns the page's path."""
     report_dir = Path(out_dir) / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -161,6 +172,12 @@ def write_report(out_dir: Path, metrics: dict, runs: dict[str, dict], manifest: 
         if reasons.height:
             parts += ["", "| rejected because | samples |", "|---|---|"]
             parts += [f"| {row['reason']} | {row['len']:,} |" for row in reasons.iter_rows(named=True)]
+        if truth is not None and truth.exists():
+            parts += ["", "Known kinds of the demo's web data (`web_truth.parquet`): each kind's share of the web "
+                      "data and of the examples the main method trained on.", "",
+                      "| kind | web samples | share of web | share of training examples |", "|---|---|---|---|"]
+            parts += [f"| {row['kind']} | {row['samples']:,} | {row['web_share']:.1%} | {row['trained_share']:.1%} |"
+                      for row in kept_by_kind(manifest, pl.read_parquet(truth)).iter_rows(named=True)]
         histogram = plot_score_histograms(manifest, report_dir / "scores.png")
         if histogram:
             parts += ["", "## Scores of kept and dropped samples", "", f"![scores]({histogram.name})"]

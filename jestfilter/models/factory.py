@@ -7,9 +7,11 @@ SimpleTokenizer, so nothing is downloaded. ``save_local_dir`` writes the folder 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import json
+import logging
 import math
 import os
 import shutil
@@ -83,11 +85,26 @@ def create_model(
         kwargs = {**SIGLIP_INIT, **overrides}
         if bias_for_batch_size is not None:
             kwargs["init_logit_bias"] = logit_bias_for_batch(bias_for_batch_size)
-    model, _, preprocess = open_clip.create_model_and_transforms(name, device=device, **kwargs)
+    with _without_random_init_warning():
+        model, _, preprocess = open_clip.create_model_and_transforms(name, device=device, **kwargs)
     model.eval()
     model.jest_model_cfg = _resolved_config(model_cfg, kwargs)
     tokenizer = open_clip.get_tokenizer(name)
     return ModelBundle(model, preprocess, tokenizer, name)
+
+
+@contextlib.contextmanager
+def _without_random_init_warning():
+    """open_clip warns "No pretrained weights loaded" for every new model: that is our normal case."""
+    def drop(record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
 
 
 def _resolved_config(model_cfg: dict, kwargs: dict) -> dict:
