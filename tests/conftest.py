@@ -3,7 +3,7 @@ Fashion-MNIST images (Debian's dataset-fashion-mnist), healthy and damaged."""
 
 from __future__ import annotations
 
-import gzip
+import functools
 import io
 import json
 import os
@@ -16,19 +16,23 @@ import PIL.Image
 import pytest
 import webdataset as wds
 
+from jestfilter.data.demo import load_fashion_mnist
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-FASHION_MNIST = Path(os.environ.get("JESTFILTER_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+
+
+@functools.cache
+def _fashion_mnist():
+    return load_fashion_mnist()
 
 
 def fashion_mnist(n: int, split: str = "t10k") -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` images ([n, 28, 28] uint8) and labels of a Fashion-MNIST split."""
-    with gzip.open(FASHION_MNIST / f"{split}-images-idx3-ubyte.gz") as handle:
-        images = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:n]
-    with gzip.open(FASHION_MNIST / f"{split}-labels-idx1-ubyte.gz") as handle:
-        labels = np.frombuffer(handle.read(), np.uint8, offset=8)[:n]
-    return images.copy(), labels.copy()
+    data = _fashion_mnist()
+    images, labels = (data.test_images, data.test_labels) if split == "t10k" else (data.train_images, data.train_labels)
+    return images[:n].copy(), labels[:n].copy()
 
 
 def encode(pixels: np.ndarray, fmt: str = "JPEG", size: int | None = None) -> bytes:

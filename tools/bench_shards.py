@@ -11,7 +11,6 @@ page cache; each is the best of ``--repeats`` runs.
 from __future__ import annotations
 
 import argparse
-import gzip
 import io
 import json
 import os
@@ -28,9 +27,9 @@ import webdataset as wds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from jestfilter.data.demo import load_fashion_mnist  # noqa: E402
 from jestfilter.data import FilteredShardWriter, RawSample, SuperBatchLoader, expand_shards, iter_samples  # noqa: E402
 
-FASHION_MNIST = Path(os.environ.get("JESTFILTER_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
 
 
@@ -39,10 +38,8 @@ def build_shards(folder: Path, shards: int, per_shard: int, size: int) -> list[s
     if all(p.exists() for p in paths):
         return [str(p) for p in paths]
     folder.mkdir(parents=True, exist_ok=True)
-    with gzip.open(FASHION_MNIST / "train-images-idx3-ubyte.gz") as f:
-        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    with gzip.open(FASHION_MNIST / "train-labels-idx1-ubyte.gz") as f:
-        labels = np.frombuffer(f.read(), np.uint8, offset=8)
+    data = load_fashion_mnist()
+    images, labels = data.train_images, data.train_labels
     for shard, path in enumerate(paths):
         with wds.TarWriter(str(path), mtime=0) as sink:
             for i in range(per_shard):

@@ -29,7 +29,8 @@ import webdataset as wds
 from PIL import Image
 from tqdm import tqdm
 
-from jestfilter.data.layout import brace_pattern, sample_key, shard_name, write_json_atomic, write_sizes_json
+from jestfilter.data.atomic import atomic_write_json
+from jestfilter.data.layout import brace_pattern, sample_key, shard_name, write_sizes_json
 
 DEFAULT_SOURCE = Path("/usr/share/datasets/fashion-mnist")
 SOURCE_ENV = "JESTFILTER_FASHION_MNIST"
@@ -316,7 +317,7 @@ def write_split(
         pl.DataFrame(rows, schema_overrides={"error_message": pl.String}).write_parquet(folder / f"{name[:-4]}.parquet")
         stats = {"count": len(rows), "successes": len(rows), "failed_to_download": 0, "failed_to_resize": 0,
                  "status_dict": {"success": len(rows)}}  # fmt: skip
-        write_json_atomic(folder / f"{name[:-4]}_stats.json", stats)
+        atomic_write_json(folder / f"{name[:-4]}_stats.json", stats)
         sizes[name] = len(rows)
     write_sizes_json(folder, sizes)
     return placed
@@ -427,7 +428,7 @@ def build_demo_data(
     eval_samples = _clean_samples(np.random.default_rng([seed, 4]), test, test_labels, test_order[:eval])
 
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(marker, {"params": params, "complete": False})  # claims the folder for us
+    atomic_write_json(marker, {"params": params, "complete": False})  # claims the folder for us
     with tqdm(total=curated + web + eval, desc="demo-data", unit="sample", disable=not progress) as bar:
         write_split(out / "curated", curated_samples, samples_per_shard, bar)
         placed = write_split(out / "web", web_list, samples_per_shard, bar)
@@ -437,7 +438,7 @@ def build_demo_data(
     _truth_table(web_list, placed).write_parquet(out / "web_truth.parquet")
     split_counts = {"curated": curated, "web": web, "eval": eval}
     done = {"params": params, "complete": True, "split_counts": split_counts, "kind_counts": kind_counts}
-    write_json_atomic(marker, done)  # rewritten last: "complete" means every file is in place
+    atomic_write_json(marker, done)  # rewritten last: "complete" means every file is in place
     return _paths(out, done, reused=False)
 
 

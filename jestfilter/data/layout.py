@@ -8,10 +8,10 @@ so the demo data and ingested data look alike to every reader.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
+
+from jestfilter.data.atomic import atomic_write_json
 
 SHARD_DIGITS = 5  # img2dataset's default oom_shard_count
 
@@ -44,14 +44,6 @@ def brace_pattern(folder: str | Path, names: list[str]) -> str:
     return f"{Path(folder)}/{{{','.join(stems)}}}.tar"
 
 
-def write_json_atomic(path: str | Path, value) -> None:
-    """Write ``value`` as sorted, indented JSON via a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def write_sizes_json(folder: str | Path, sizes: dict[str, int]) -> None:
     """``sizes.json`` (shard file name → sample count), which open_clip_train reads."""
-    write_json_atomic(Path(folder) / "sizes.json", sizes)
+    atomic_write_json(Path(folder) / "sizes.json", sizes)
