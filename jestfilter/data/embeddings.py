@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from jestfilter.data.atomic import atomic_write
 from jestfilter.data.loader import decode, group_super_batches
-from jestfilter.data.shards import iter_samples
+from jestfilter.data.shards import expand_shards, iter_samples
 from jestfilter.data.types import RawSample
 from jestfilter.models import ModelBundle, embed
 from jestfilter.selection import SiglipOutputs
@@ -72,9 +72,10 @@ def _save_npz(path: str, arrays: dict) -> None:
         np.savez(file, **arrays)
 
 
-def build_cache(bundle: ModelBundle, shards: Sequence[str], cache_dir: str | os.PathLike,
+def build_cache(bundle: ModelBundle, patterns: str | Sequence[str], cache_dir: str | os.PathLike,
                 batch_size: int = 256, progress: bool = True) -> "EmbeddingCache":
-    """Embed every shard not yet in ``cache_dir``; returns the cache."""
+    """Embed every shard of ``patterns`` not yet in ``cache_dir``; returns the cache."""
+    shards = expand_shards(patterns)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     todo = [shard for shard in shards if not cache_path(cache_dir, shard).exists()]

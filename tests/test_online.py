@@ -1,0 +1,71 @@
+"""The online training loop on its own: what each method trains on, Flexi scoring, bookkeeping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from jestfilter.data import FilteredShardWriter, Manifest, read_manifest
+from jestfilter.data.demo import build_demo_data
+from jestfilter.data.embeddings import build_cache
+from jestfilter.models import create_model
+from jestfilter.train.online import OnlineTrainer, TrainSettings
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return build_demo_data(tmp_path_factory.mktemp("demo"), curated=100, web=400, eval=50,
+                           samples_per_shard=100, progress=False)
+
+
+@pytest.fixture(scope="module")
+def reference_cache(demo, tmp_path_factory):
+    torch.manual_seed(1)
+    reference = create_model("jest-tiny")
+    return build_cache(reference, [demo.web], tmp_path_factory.mktemp("cache"), progress=False)
+
+
+def trainer(demo, tmp_path, method, cache=None, steps=3, **settings):
+    torch.manual_seed(0)
+    bundle = create_model("jest-tiny")
+    run = TrainSettings(steps=steps, batch_size=16, method=method, n_chunks=4, workers=0, shuffle_buffer=50,
+                        eval_every=1000, checkpoint_every=1000, **settings)
+    out = tmp_path / method
+    return OnlineTrainer(bundle, demo.web, run, checkpoint=out / "ckpt.pt", reference=cache,
+                         writer=FilteredShardWriter(out / "filtered", 1000), manifest=Manifest(out / "filtered"),
+                         progress=False)
+
+
+def test_uniform_trains_on_every_sample_it_reads(demo, tmp_path):
+    run = trainer(demo, tmp_path, "uniform")
+    summary = run.run()
+    run.manifest.close()
+    manifest = read_manifest(tmp_path / "uniform" / "filtered")
+    assert summary["examples_seen"] == 48 and (manifest["decision"] == "kept").all()
+
+
+@pytest.mark.parametrize("method", ["learnability", "easy_reference", "hard_learner", "independent"])
+def test_selection_methods_keep_b_of_each_super_batch_of_B(demo, tmp_path, reference_cache, method):
+    cache = None if method == "hard_learner" else reference_cache  # hard_learner needs no reference
+    run = trainer(demo, tmp_path, method, cache)
+    summary = run.run()
+    run.manifest.close()
+    manifest = read_manifest(tmp_path / method / "filtered")
+    assert manifest.height == 3 * 80  # B = b / (1 - 0.8) = 80 read per step
+    assert (manifest["decision"] == "kept").sum() == summary["examples_seen"] == 3 * 16
+    scored = "reference_loss" if method == "easy_reference" else "learner_loss"
+    assert manifest[scored].is_not_nan().all()
+
+
+def test_flexi_scores_at_the_coarse_patch_size_for_fewer_flops(demo, tmp_path, reference_cache):
+    full = trainer(demo, tmp_path / "a", "learnability", reference_cache)
+    flexi = trainer(demo, tmp_path / "b", "learnability", reference_cache, flexi_patch_size=14)
+    full_summary, flexi_summary = full.run(), flexi.run()
+    assert flexi_summary["examples_seen"] == full_summary["examples_seen"]
+    assert flexi_summary["flops"] < 0.8 * full_summary["flops"]
+    assert all(torch.isfinite(torch.tensor(flexi.history.losses)))
+
+
+def test_a_method_that_needs_the_reference_refuses_to_start_without_it(demo, tmp_path):
+    with pytest.raises(ValueError, match="reference"):
+        trainer(demo, tmp_path, "easy_reference", cache=None)
