@@ -39,6 +39,7 @@ class BootstrapConfig:
     batch_size: int = 64
     reference_steps: int = 400
     reference: str | None = None  # local-dir:PATH of a reference to reuse instead of training one
+    reference_cache: str | None = None  # the reference's web embeddings, e.g. from `jestfilter embed`
     model: str = "jest-tiny"
     flexi: bool = False
     flexi_patch_size: int | None = None  # default: twice the native patch size
@@ -153,8 +154,9 @@ def run_bootstrap(cfg: BootstrapConfig) -> dict:
     methods = [cfg.method] + [m for m in cfg.compare if m != cfg.method]
     cache = None
     if any(m in ("learnability", "independent", "easy_reference") for m in methods):
-        cache_dir = out / "cache" / f"reference-{_fingerprint(reference_dir)}"
+        cache_dir = cfg.reference_cache or out / "cache" / f"reference-{_fingerprint(reference_dir)}"
         cache = build_cache(reference, web, cache_dir, progress=cfg.progress)
+        cache.check_model(web, reference.model)
     del reference
 
     # 3. online training: the main method writes the filtered shards and the manifest

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jestfilter.data import FilteredShardWriter, Manifest, read_manifest
+from jestfilter.data import FilteredShardWriter, Manifest, expand_shards, read_manifest
 from jestfilter.data.demo import build_demo_data
 from jestfilter.data.embeddings import build_cache
 from jestfilter.models import create_model
@@ -69,3 +69,13 @@ def test_flexi_scores_at_the_coarse_patch_size_for_fewer_flops(demo, tmp_path, r
 def test_a_method_that_needs_the_reference_refuses_to_start_without_it(demo, tmp_path):
     with pytest.raises(ValueError, match="reference"):
         trainer(demo, tmp_path, "easy_reference", cache=None)
+
+
+def test_a_reference_cache_from_another_model_is_refused(demo, reference_cache):
+    torch.manual_seed(1)
+    same = create_model("jest-tiny")
+    reference_cache.check_model(expand_shards(demo.web), same.model)
+    with torch.no_grad():
+        same.model.logit_bias.fill_(-3.0)  # e.g. a reference trained further since the cache was written
+    with pytest.raises(ValueError, match="another model"):
+        reference_cache.check_model(expand_shards(demo.web), same.model)

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--batch-size", type=int, help="b: examples trained on per step (default 64)")
     run.add_argument("--reference-steps", type=int, help="reference training steps (default 400)")
     run.add_argument("--reference", metavar="local-dir:PATH", help="reuse this reference instead of training one")
+    run.add_argument("--reference-cache", metavar="DIR", help="the reference's embeddings of the web shards "
+                     "(a `jestfilter embed` output); shards missing there are embedded into it")
     run.add_argument("--model", help="jest-tiny (default), jest-small, jest-b16, an open_clip name or local-dir:PATH")
     run.add_argument("--flexi", action="store_true", default=None,
                      help="Flexi-JEST: score and co-train half of each batch at a coarser patch size")
