@@ -57,9 +57,16 @@ def init_distributed(device: torch.device) -> tuple[World, torch.device]:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        seconds = int(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
+        seconds = _timeout_seconds()
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=seconds))
     return current_world(), device
+
+
+def _timeout_seconds() -> int:
+    value = os.environ.get(TIMEOUT_ENV, str(DEFAULT_TIMEOUT))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {value!r}")
+    return int(value)
 
 
 def barrier(world: World) -> None:
