@@ -142,7 +142,7 @@ def test_train_under_torchrun_on_the_filtered_shards(finished_run, demo, tmp_pat
     assert metrics["steps"] == 4 and metrics["examples_seen"] == 32
     assert open_clip.create_model(f"local-dir:{tmp_path / 't' / 'model'}") is not None
     assert {p.name for p in (tmp_path / "t").glob("checkpoint*.pt")} == {
-        "checkpoint.pt", "checkpoint.rank-00000.pt", "checkpoint.rank-00001.pt"}
+        "checkpoint.pt", "checkpoint.rank-00000.step-000000004.pt", "checkpoint.rank-00001.step-000000004.pt"}
 
 
 def test_fewer_shards_than_ranks_fails_fast(demo, tmp_path):

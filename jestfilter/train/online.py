@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from jestfilter.data import FilteredShardWriter, Manifest, SuperBatch, SuperBatchLoader, atomic_torch_save
 from jestfilter.data.embeddings import EmbeddingCache
+from jestfilter.data.manifest import DROPPED
 from jestfilter.data.shards import caption_of, image_member
 from jestfilter.distributed import (average_gradients, barrier, broadcast_object, broadcast_parameters,
                                     current_world, gather_objects, min_across)
@@ -131,11 +132,10 @@ class OnlineTrainer:
                              + (f" × {chunks} chunks" if chunks > 1 else "")
                              + f": use a batch size that is a multiple of {chunks * size}")
 
-    @property
-    def rank_checkpoint(self) -> Path:
-        """This rank's stream, writer and manifest state under torchrun."""
+    def rank_checkpoint(self, step: int) -> Path:
+        """This rank's stream, writer and manifest state at ``step`` under torchrun."""
         c = self.checkpoint
-        return c.with_name(f"{c.stem}.rank-{self.world.rank:05d}{c.suffix}")
+        return c.with_name(f"{c.stem}.rank-{self.world.rank:05d}.step-{step:09d}{c.suffix}")
 
     # --- one step ---------------------------------------------------------------------------
     def selector_for(self, rows: int) -> Selector | None:
@@ -199,7 +199,7 @@ class OnlineTrainer:
             self.manifest.record(batch, step=step, kept=kept_list, output_shards=shards, **scores)
             if surplus:
                 self.manifest.append(key=[x.key for x in surplus], source_shard=[x.source_shard for x in surplus],
-                                     step=[step] * len(surplus), decision=["dropped"] * len(surplus),
+                                     step=[step] * len(surplus), decision=[DROPPED] * len(surplus),
                                      reason=[SHORT_SUPER_BATCH] * len(surplus),
                                      **{"pass": [batch.pass_index] * len(surplus)})
         if self.tracker is not None and "learnability" in scores:
@@ -272,7 +272,7 @@ class OnlineTrainer:
         }
         if self.tracker is not None:
             shared["tracker"] = self.tracker.state_dict()
-        own = {"loader": self.loader.state_dict(), "step": self.history.step}
+        own = {"loader": self.loader.state_dict()}
         for name in ("writer", "manifest"):
             if getattr(self, name) is not None:
                 own[name] = getattr(self, name).state_dict()
@@ -280,29 +280,30 @@ class OnlineTrainer:
         if self.world.size == 1:
             atomic_torch_save(self.checkpoint, {**shared, **own})
             return
-        # every rank's part first, the shared file last: a shared file means all parts are there
-        atomic_torch_save(self.rank_checkpoint, own)
+        # Every rank's part first, then the shared file, then the parts of the step before go:
+        # a crash at any point leaves a shared file whose step every rank still has a part for.
+        step = self.history.step
+        atomic_torch_save(self.rank_checkpoint(step), own)
         barrier(self.world)
         if self.world.main:
             atomic_torch_save(self.checkpoint, shared)
+        barrier(self.world)
+        c = self.checkpoint
+        for old in c.parent.glob(f"{c.stem}.rank-{self.world.rank:05d}.step-*{c.suffix}"):
+            if old != self.rank_checkpoint(step):
+                old.unlink()
 
     def restore(self) -> None:
-        state, own, problem = None, None, None
-        if self.checkpoint.exists():
-            state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
-            own = state
-            if self.world.size > 1:
-                own = torch.load(self.rank_checkpoint, weights_only=True) if self.rank_checkpoint.exists() else {}
-                if own.get("step") != state["history"]["step"]:
-                    problem = f"{self.rank_checkpoint} is not at step {state['history']['step']} of {self.checkpoint}"
-        elif self.world.size > 1 and self.rank_checkpoint.exists():
-            problem = f"{self.rank_checkpoint} has no {self.checkpoint}"
-        problems = [p for p in gather_objects(self.world, problem) if p]
-        if problems:
-            raise ValueError(f"cannot resume: {problems[0]} (the job died while saving a checkpoint, or runs "
-                             "with another number of ranks); start again in a new --out folder")
-        if state is None:
+        if not self.checkpoint.exists():
             return
+        state = own = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+        if self.world.size > 1:
+            part = self.rank_checkpoint(state["history"]["step"])
+            own = torch.load(part, weights_only=True) if part.exists() else None
+            missing = [p for p in gather_objects(self.world, None if own else str(part)) if p]
+            if missing:
+                raise ValueError(f"cannot resume: {missing[0]} is missing (was the job started with another "
+                                 "number of ranks?)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
