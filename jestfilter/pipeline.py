@@ -245,11 +245,15 @@ def read_extremes(out: Path) -> ExtremesTracker | None:
 
 
 def manifest_counts(manifest) -> dict:
-    """Kept / dropped / rejected counts and rejections by reason."""
+    """Kept / dropped / rejected counts, and rejections and unscored drops by reason."""
     counts = {row["decision"]: row["len"] for row in manifest.group_by("decision").len().iter_rows(named=True)}
-    rejected = manifest.filter(manifest["decision"] == "rejected")
-    reasons = {row["reason"]: row["len"] for row in rejected.group_by("reason").len().iter_rows(named=True)}
-    return {"rows": manifest.height, "decisions": counts, "rejected_by_reason": reasons,
+
+    def by_reason(decision: str) -> dict:
+        rows = manifest.filter(manifest["decision"] == decision, manifest["reason"].is_not_null())
+        return {row["reason"]: row["len"] for row in rows.group_by("reason").len().iter_rows(named=True)}
+
+    return {"rows": manifest.height, "decisions": counts, "rejected_by_reason": by_reason("rejected"),
+            "dropped_by_reason": by_reason("dropped"),  # short_super_batch under torchrun
             "unique_kept": manifest.filter(manifest["decision"] == "kept")["key"].n_unique()}
 
 

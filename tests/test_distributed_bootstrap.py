@@ -109,6 +109,8 @@ def test_models_load_and_rank_zero_alone_writes_metrics(finished_run):
     manifest = pl.read_parquet(out / "filtered" / "manifest.parquet")
     assert metrics["final"]["examples_seen"] == (manifest["decision"] == "kept").sum()  # over both ranks
     assert metrics["final"]["steps"] == 12
+    surplus = (manifest["reason"] == "short_super_batch").sum()
+    assert metrics["data"]["dropped_by_reason"] == {"short_super_batch": surplus}
     assert result.stdout.count("report: ") == 1 and result.stdout.count("reference: zero-shot") == 1
 
 

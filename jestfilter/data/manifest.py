@@ -28,7 +28,7 @@ SCHEMA = {
     "pass": pl.Int32,
     "step": pl.Int64,
     "decision": pl.String,  # kept | dropped | rejected
-    "reason": pl.String,  # why a sample was rejected; null otherwise
+    "reason": pl.String,  # why a sample was rejected (or, under torchrun, dropped unscored); else null
     "learner_loss": pl.Float32,
     "reference_loss": pl.Float32,
     "learnability": pl.Float32,
