@@ -27,7 +27,10 @@ def run(prefix: list[str], demo, out: Path, args) -> dict:
                "--reference-steps", str(args.steps), "--batch-size", str(args.batch_size), "--n-chunks", "4",
                "--eval-every", str(args.steps), "--checkpoint-every", str(args.steps), "--workers", "0",
                "--compare", "none", "--no-progress"]
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONPATH": str(ROOT)}
+    # torchrun sets OMP_NUM_THREADS=1 per rank; the single process gets the same, so the
+    # comparison is 1 thread against N ranks of 1 thread (--threads to change it)
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONPATH": str(ROOT),
+           "OMP_NUM_THREADS": str(args.threads)}
     subprocess.run(command, check=True, cwd=ROOT, env=env, capture_output=True)
     metrics = json.loads((out / "metrics.json").read_text())
     return {"reference": metrics["reference"]["seconds_per_step"], "final": metrics["final"]["seconds_per_step"]}
@@ -38,6 +41,7 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every process")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
