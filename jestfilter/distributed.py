@@ -24,7 +24,6 @@ class World:
 
     rank: int = 0
     size: int = 1
-    local_rank: int = 0
 
     @property
     def main(self) -> bool:
@@ -40,7 +39,7 @@ def current_world() -> World:
     """The world of an initialised process group, else one process."""
     if not (dist.is_available() and dist.is_initialized()):
         return World()
-    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return World(dist.get_rank(), dist.get_world_size())
 
 
 def init_distributed(device: torch.device) -> tuple[World, torch.device]:
