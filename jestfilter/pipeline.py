@@ -2,6 +2,10 @@
 
 Every stage leaves a marker when it is done (a model folder, a run's JSON, a finished shard
 writer), so running the same command again after a crash redoes only what is missing.
+
+Under torchrun every rank trains (see ``OnlineTrainer``), embeds its share of the web shards
+and writes its own filtered shards (``filtered-r001-000000.tar``) and manifest parts; rank 0
+alone writes models, ``sizes.json``/``_SUCCESS`` for all ranks' shards, metrics and the report.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from pathlib import Path
 import torch
 
 from jestfilter.data import FilteredShardWriter, Manifest, atomic_write_json, expand_shards, read_manifest
-from jestfilter.data.embeddings import build_cache
+from jestfilter.data.embeddings import EmbeddingCache, build_cache
+from jestfilter.data.writer import write_summary
+from jestfilter.distributed import World, barrier, gather_objects, init_distributed, main_first
 from jestfilter.eval import evaluate, load_eval_set
 from jestfilter.models import create_model, native_patch_size, save_local_dir
 from jestfilter.report import ExtremesTracker, write_report
@@ -124,9 +130,11 @@ def run_bootstrap(cfg: BootstrapConfig) -> dict:
     cfg.validate()
     started = time.perf_counter()
     out = Path(cfg.out)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    curated, web, eval_dir = prepare_data(cfg)
-    device = resolve_device(cfg.device)
+    world, device = init_distributed(resolve_device(cfg.device))
+    progress = cfg.progress and world.main
+    with main_first(world):  # rank 0 builds the demo data, the others find it built
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+        curated, web, eval_dir = prepare_data(cfg)
     eval_set = load_eval_set(eval_dir)
 
     # 1. the reference: trained on the curated shards (or reused), evaluated, saved
@@ -143,19 +151,24 @@ def run_bootstrap(cfg: BootstrapConfig) -> dict:
         reference = create_model(cfg.model, device=device, **cfg.init_bias())
         trainer = OnlineTrainer(reference, curated, cfg.settings("uniform", cfg.reference_steps, None),
                                 checkpoint=out / "checkpoints" / "reference.pt", eval_set=eval_set,
-                                name="reference", progress=cfg.progress)
+                                name="reference", progress=progress)
         reference_metrics = trainer.run()
-    if not reference_metrics_path.exists():
-        save_local_dir(reference, reference_dir)
-        atomic_write_json(reference_metrics_path, reference_metrics)
-    print(f"reference: zero-shot top-1 {reference_metrics['zeroshot_top1']:.3f}")
+    with main_first(world):
+        if world.main and not reference_metrics_path.exists():
+            save_local_dir(reference, reference_dir)
+            atomic_write_json(reference_metrics_path, reference_metrics)
+    if world.main:
+        print(f"reference: zero-shot top-1 {reference_metrics['zeroshot_top1']:.3f}")
 
     # 2. reference embeddings of the web data, computed once per reference model
     methods = [cfg.method] + [m for m in cfg.compare if m != cfg.method]
     cache = None
     if any(m in ("learnability", "independent", "easy_reference") for m in methods):
         cache_dir = cfg.reference_cache or out / "cache" / f"reference-{_fingerprint(reference_dir)}"
-        cache = build_cache(reference, web, cache_dir, progress=cfg.progress)
+        # each rank embeds every world-th shard; after the barrier every rank's cache finds them all
+        build_cache(reference, sorted(web)[world.rank::world.size], cache_dir, progress=progress)
+        barrier(world)
+        cache = EmbeddingCache(cache_dir)
         cache.check_model(web, reference.model)
     del reference
 
@@ -171,22 +184,30 @@ def run_bootstrap(cfg: BootstrapConfig) -> dict:
         learner = create_model(cfg.model, device=device, **cfg.init_bias())
         flexi = (cfg.flexi_patch_size or 2 * native_patch_size(learner.model)) if cfg.flexi else None
         main = method == cfg.method
-        tracker = ExtremesTracker() if main else None
+        tracker = ExtremesTracker() if main and world.main else None  # rank 0's rows only
         filtered = out / "filtered"
+        writer, manifest = (filtered_outputs(filtered, cfg.samples_per_shard, world) if main else (None, None))
         trainer = OnlineTrainer(
             learner, web, cfg.settings(method, cfg.steps, flexi), checkpoint=out / "checkpoints" / f"{method}.pt",
-            eval_set=eval_set, reference=cache,
-            writer=FilteredShardWriter(filtered, cfg.samples_per_shard, prefix="filtered") if main else None,
-            manifest=Manifest(filtered) if main else None, tracker=tracker, name=method, progress=cfg.progress)
+            eval_set=eval_set, reference=cache, writer=writer, manifest=manifest, tracker=tracker, name=method,
+            progress=progress)
         runs[method] = trainer.run()
         if main:
-            trainer.writer.close()
-            trainer.manifest.close()
-            save_local_dir(learner, out / "final")
-            write_extremes(out, tracker)
-        atomic_write_json(run_path, runs[method])
+            writer.close(summary=world.size == 1)
+            manifest.close()
+            all_sizes = gather_objects(world, writer.sizes)
+        if world.main:
+            if main:
+                if world.size > 1:
+                    write_summary(filtered, {k: v for sizes in all_sizes for k, v in sizes.items()})
+                save_local_dir(learner, out / "final")
+                write_extremes(out, tracker)
+            atomic_write_json(run_path, runs[method])
+        barrier(world)
+    if not world.main:
+        return {}
 
-    # 4. metrics, report, summary
+    # 4. metrics, report, summary (rank 0)
     manifest = read_manifest(out / "filtered")
     metrics = {
         "reference": reference_metrics,
@@ -205,6 +226,14 @@ def run_bootstrap(cfg: BootstrapConfig) -> dict:
     return metrics
 
 
+def filtered_outputs(folder: Path, samples_per_shard: int, world: World) -> tuple[FilteredShardWriter, Manifest]:
+    """The shard writer and manifest of this rank (one of each per rank under torchrun)."""
+    if world.size == 1:
+        return FilteredShardWriter(folder, samples_per_shard, prefix="filtered"), Manifest(folder)
+    return (FilteredShardWriter(folder, samples_per_shard, prefix=f"filtered-r{world.rank:03d}"),
+            Manifest(folder, part_prefix=f"rank-{world.rank:05d}-part"))
+
+
 def write_extremes(out: Path, tracker: ExtremesTracker) -> None:
     torch.save(tracker.state_dict(), out / "report-extremes.pt")
 
@@ -219,11 +248,15 @@ def read_extremes(out: Path) -> ExtremesTracker | None:
 
 
 def manifest_counts(manifest) -> dict:
-    """Kept / dropped / rejected counts and rejections by reason."""
+    """Kept / dropped / rejected counts, and rejections and unscored drops by reason."""
     counts = {row["decision"]: row["len"] for row in manifest.group_by("decision").len().iter_rows(named=True)}
-    rejected = manifest.filter(manifest["decision"] == "rejected")
-    reasons = {row["reason"]: row["len"] for row in rejected.group_by("reason").len().iter_rows(named=True)}
-    return {"rows": manifest.height, "decisions": counts, "rejected_by_reason": reasons,
+
+    def by_reason(decision: str) -> dict:
+        rows = manifest.filter(manifest["decision"] == decision, manifest["reason"].is_not_null())
+        return {row["reason"]: row["len"] for row in rows.group_by("reason").len().iter_rows(named=True)}
+
+    return {"rows": manifest.height, "decisions": counts, "rejected_by_reason": by_reason("rejected"),
+            "dropped_by_reason": by_reason("dropped"),  # short_super_batch under torchrun
             "unique_kept": manifest.filter(manifest["decision"] == "kept")["key"].n_unique()}
 
 

@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--method", choices=METHODS, help="selection criterion (default learnability)")
     run.add_argument("--filter-ratio", type=float, help="f: share of each super-batch dropped (default 0.8)")
     run.add_argument("--steps", type=int, help="learner training steps (default 600)")
-    run.add_argument("--batch-size", type=int, help="b: examples trained on per step (default 64)")
+    run.add_argument("--batch-size", type=int, help="b: examples trained on per step over all ranks "
+                     "(default 64; under torchrun each of N ranks reads B/N and trains on b/N)")
     run.add_argument("--reference-steps", type=int, help="reference training steps (default 400)")
     run.add_argument("--reference", metavar="local-dir:PATH", help="reuse this reference instead of training one")
     run.add_argument("--reference-cache", metavar="DIR", help="the reference's embeddings of the web shards "

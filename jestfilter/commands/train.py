@@ -1,4 +1,6 @@
-"""`jestfilter train`: train a model uniformly on shards (e.g. the filtered output of bootstrap)."""
+"""`jestfilter train`: train a model uniformly on shards (e.g. the filtered output of bootstrap).
+
+Runs under torchrun too: every rank reads its own shards, rank 0 writes the model and metrics."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval", metavar="DIR", help="eval folder for zero-shot and retrieval")
     parser.add_argument("--model", default="jest-tiny", help="model name or local-dir:PATH to continue from")
     parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="examples per step over all ranks (each of N torchrun ranks trains on 1/N)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=100)
@@ -27,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from jestfilter.data import atomic_write_json
+    from jestfilter.distributed import barrier, init_distributed
     from jestfilter.eval import load_eval_set
     from jestfilter.models import create_model, save_local_dir
     from jestfilter.pipeline import resolve_device
@@ -37,14 +41,18 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     out = Path(args.out)
     eval_set = load_eval_set(args.eval) if args.eval else None
+    world, device = init_distributed(resolve_device(args.device))
     torch.manual_seed(args.seed)
-    bundle = create_model(args.model, device=resolve_device(args.device))
+    bundle = create_model(args.model, device=device)
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
                              eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
                              workers=args.workers)
     trainer = OnlineTrainer(bundle, args.shards, settings, checkpoint=out / "checkpoint.pt", eval_set=eval_set,
-                            name="train")
+                            name="train", progress=world.main)
     metrics = trainer.run()
+    barrier(world)
+    if not world.main:
+        return 0
     save_local_dir(bundle, out / "model")
     atomic_write_json(out / "metrics.json", metrics)
     if eval_set is not None:

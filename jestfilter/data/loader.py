@@ -1,8 +1,9 @@
 """Raw samples → decoded super-batches of ``B``, in a deterministic, resumable order.
 
-Order. Each pass shuffles the shard list with ``(seed, pass)``, gives every rank its own
-shards (webdataset's ``split_by_node``), and mixes samples in a seeded shuffle buffer
-(webdataset's ``_shuffle``). The stream is therefore a pure function of (shards, seed, pass),
+Order. Every rank owns a fixed share of the shards (webdataset's ``split_by_node``), the same
+in every pass, so a sample is always read by the same rank and a rank's shard writer keeps each
+key once without asking the others. Each pass shuffles the rank's shards with ``(seed, pass)``
+and mixes samples in a seeded shuffle buffer (webdataset's ``_shuffle``). The stream is therefore a pure function of (shards, seed, pass),
 and a position in it is just (pass, super-batches handed out), which ``state_dict()`` saves.
 
 Workers. Every DataLoader worker reads the same raw stream (bytes only, cheap) but decodes
@@ -34,11 +35,11 @@ Tokenizer = Callable[[list[str]], torch.Tensor]
 
 
 def pass_shards(shards: Sequence[str], seed: int, pass_index: int, shuffle: bool) -> list[str]:
-    """This rank's shards for one pass, in the pass's order (the same on every rank)."""
-    shards = list(shards)
+    """This rank's shards (the same share every pass) in the pass's order."""
+    mine = [s["url"] for s in split_by_node([{"url": url} for url in shards])]
     if shuffle:
-        random.Random(f"{seed}/{pass_index}/shards").shuffle(shards)
-    return [s["url"] for s in split_by_node([{"url": url} for url in shards])]
+        random.Random(f"{seed}/{pass_index}/shards").shuffle(mine)
+    return mine
 
 
 def pass_stream(

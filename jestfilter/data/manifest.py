@@ -4,6 +4,8 @@ The manifest is a folder ``manifest.parquet/`` of ``part-NNNNN.parquet`` files, 
 whole (temporary name, then rename) once ``rows_per_part`` rows have gathered, so memory does
 not grow with the pool. polars (``pl.read_parquet("…/manifest.parquet/*.parquet")``), pandas
 (``pd.read_parquet("…/manifest.parquet")``) and duckdb (``read_parquet('…/*.parquet')``) read it.
+Under torchrun every rank writes its own parts (``rank-00001-part-NNNNN.parquet``) into the
+same folder, so the folder still reads as one table.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ SCHEMA = {
     "pass": pl.Int32,
     "step": pl.Int64,
     "decision": pl.String,  # kept | dropped | rejected
-    "reason": pl.String,  # why a sample was rejected; null otherwise
+    "reason": pl.String,  # why a sample was rejected (or, under torchrun, dropped unscored); else null
     "learner_loss": pl.Float32,
     "reference_loss": pl.Float32,
     "learnability": pl.Float32,
@@ -37,10 +39,10 @@ SCHEMA = {
 class Manifest:
     """Collect rows and write them as parquet parts under ``out_dir/manifest.parquet/``."""
 
-    def __init__(self, out_dir: str | os.PathLike, rows_per_part: int = 100_000):
+    def __init__(self, out_dir: str | os.PathLike, rows_per_part: int = 100_000, part_prefix: str = "part"):
         self.path = Path(out_dir) / "manifest.parquet"
         self.path.mkdir(parents=True, exist_ok=True)
-        self.rows_per_part = rows_per_part
+        self.rows_per_part, self.part_prefix = rows_per_part, part_prefix
         self.parts = 0
         self._rows: dict[str, list] = {name: [] for name in SCHEMA}
         self._fresh = True
@@ -97,7 +99,7 @@ class Manifest:
         if self._fresh:
             self._refuse_old_parts()
         frame = pl.DataFrame(self._rows, schema=SCHEMA)
-        atomic_write(self.path / f"part-{self.parts:05d}.parquet", frame.write_parquet)
+        atomic_write(self.path / f"{self.part_prefix}-{self.parts:05d}.parquet", frame.write_parquet)
         self.parts += 1
         self._rows = {name: [] for name in SCHEMA}
 
@@ -109,17 +111,17 @@ class Manifest:
         return {"parts": self.parts}
 
     def load_state_dict(self, state: dict) -> None:
-        """Drop parts written after the checkpoint (and rows gathered since)."""
+        """Drop this writer's parts written after the checkpoint (and rows gathered since)."""
         self.parts = state["parts"]
-        for path in self.path.iterdir():
-            number = path.name.removeprefix("part-").removesuffix(".parquet")
+        for path in [*self.path.glob(f"{self.part_prefix}-*"), *self.path.glob(f".{self.part_prefix}-*")]:
+            number = path.name.lstrip(".").removeprefix(f"{self.part_prefix}-").removesuffix(".parquet")
             if not number.isdigit() or int(number) >= self.parts:
                 path.unlink()
         self._rows = {name: [] for name in SCHEMA}
         self._fresh = False
 
     def _refuse_old_parts(self) -> None:
-        if any(self.path.glob("part-*.parquet")):
+        if any(self.path.glob(f"{self.part_prefix}-*.parquet")):
             raise ValueError(f"{self.path} already holds a manifest: use a new folder or resume "
                              "from the run's checkpoint")
         self._fresh = False
@@ -138,6 +140,6 @@ def _scores(values, n: int, rejected: int) -> list:
 def read_manifest(out_dir: str | os.PathLike) -> pl.DataFrame:
     """All rows of ``out_dir/manifest.parquet`` (empty, with the schema, when there are none)."""
     path = Path(out_dir) / "manifest.parquet"
-    if not any(path.glob("part-*.parquet")):
+    if not any(path.glob("*part-*.parquet")):
         return pl.DataFrame(schema=SCHEMA)
-    return pl.read_parquet(path / "part-*.parquet")
+    return pl.read_parquet(path / "*part-*.parquet")

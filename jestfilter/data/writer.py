@@ -77,16 +77,18 @@ class FilteredShardWriter:
             self._finish_shard()
         return name
 
-    def close(self) -> None:
-        """Finish the last shard, then write ``sizes.json`` and ``_SUCCESS`` (in that order)."""
+    def close(self, summary: bool = True) -> None:
+        """Finish the last shard, then write ``sizes.json`` and ``_SUCCESS`` (in that order).
+        ``summary=False`` leaves those two out: with a writer per rank, rank 0 writes them once
+        for all ranks' shards (``write_summary``)."""
         if self.closed:
             return
         if self._fresh:
             self._refuse_old_output()
         if self.count:
             self._finish_shard()
-        atomic_write_json(self.out_dir / SIZES, self.sizes)
-        atomic_write(self.out_dir / SUCCESS, lambda tmp: Path(tmp).write_text(""))
+        if summary:
+            write_summary(self.out_dir, self.sizes)
         self.closed = True
 
     def state_dict(self) -> dict:
@@ -154,6 +156,13 @@ class FilteredShardWriter:
             raise ValueError(f"{self.out_dir} already holds output ({sorted(old)[0]}, ...): "
                              "use a new folder or resume from the run's checkpoint")
         self._fresh = False
+
+
+def write_summary(out_dir: str | os.PathLike, sizes: dict[str, int]) -> None:
+    """``sizes.json`` for the finished shards ``sizes``, then the ``_SUCCESS`` marker."""
+    out_dir = Path(out_dir)
+    atomic_write_json(out_dir / SIZES, dict(sorted(sizes.items())))
+    atomic_write(out_dir / SUCCESS, lambda tmp: Path(tmp).write_text(""))
 
 
 def _shard_index(filename: str, prefix: str) -> int | None:

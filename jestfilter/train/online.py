@@ -5,6 +5,13 @@ with the learner (no gradients) and the cached reference embeddings, the Selecto
 examples, and the learner trains on them. Kept samples go to the shard writer, every sample's
 fate to the manifest. The loop checkpoints model, optimiser, stream, writer and manifest in one
 file, so a killed run restarts where the last checkpoint left it.
+
+Under torchrun each rank reads its own shards, B/world rows a step, the Selector chooses b
+over all ranks' rows together (b/world from each), the gradients are averaged over ranks and
+the SigLIP loss sees every rank's texts as negatives. Ranks stay in lock-step: a step uses
+the smallest row count any rank has (a pass ends at different times on different ranks);
+the rows a rank reads beyond it go to the manifest as dropped, reason ``short_super_batch``.
+Rank 0 checkpoints the model and optimiser, each rank its own stream, writer and manifest.
 """
 
 from __future__ import annotations
@@ -15,11 +22,15 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from open_clip.loss import SigLipLoss
 from tqdm import tqdm
 
 from jestfilter.data import FilteredShardWriter, Manifest, SuperBatch, SuperBatchLoader, atomic_torch_save
 from jestfilter.data.embeddings import EmbeddingCache
+from jestfilter.data.manifest import DROPPED
 from jestfilter.data.shards import caption_of, image_member
+from jestfilter.distributed import (average_gradients, barrier, broadcast_object, broadcast_parameters,
+                                    current_world, gather_objects, min_across)
 from jestfilter.eval import EvalSet, evaluate
 from jestfilter.models import ModelBundle, embed, forward_flops
 from jestfilter.report import Example, ExtremesTracker
@@ -29,11 +40,12 @@ from jestfilter.train.step import train_step
 
 NEEDS_LEARNER = {"learnability", "independent", "hard_learner"}
 NEEDS_REFERENCE = {"learnability", "independent", "easy_reference"}
+SHORT_SUPER_BATCH = "short_super_batch"  # read by a rank beyond the step's common row count
 
 
 @dataclass
 class TrainSettings:
-    """One training run. ``batch_size`` is b, the examples trained on per step."""
+    """One training run. ``batch_size`` is b, the examples trained on per step (over all ranks)."""
 
     steps: int
     batch_size: int
@@ -54,7 +66,7 @@ class TrainSettings:
 
     @property
     def super_batch(self) -> int:
-        """B = b / (1 − f) examples read per step (b for uniform)."""
+        """B = b / (1 − f) examples read per step over all ranks (b for uniform)."""
         if self.method == "uniform":
             return self.batch_size
         return round(self.batch_size / (1.0 - self.filter_ratio))
@@ -90,11 +102,18 @@ class OnlineTrainer:
         self.checkpoint = Path(checkpoint)
         self.eval_set, self.reference = eval_set, reference
         self.writer, self.manifest, self.tracker = writer, manifest, tracker
+        self.world = current_world()
+        self._check_world()
+        broadcast_parameters(self.world, self.model)
+        self.loss_fn = SigLipLoss(rank=self.world.rank, world_size=self.world.size)
         self.optimizer = make_optimizer(self.model, settings.lr, settings.weight_decay)
         self.scheduler = make_scheduler(self.optimizer, settings.steps, settings.warmup)
         self.loader = SuperBatchLoader(
-            patterns, settings.super_batch, bundle.preprocess, bundle.tokenizer, workers=settings.workers,
-            shuffle_buffer=settings.shuffle_buffer, seed=settings.seed, passes=None)
+            patterns, settings.super_batch // self.world.size, bundle.preprocess, bundle.tokenizer,
+            workers=settings.workers, shuffle_buffer=settings.shuffle_buffer, seed=settings.seed, passes=None)
+        if len(self.loader.shards) < self.world.size:
+            raise ValueError(f"{len(self.loader.shards)} shard(s) for {self.world.size} ranks: every rank needs "
+                             "at least one; write the data in more, smaller shards")
         self.history = History()
         self._selectors: dict[int, Selector | None] = {}
         full, coarse = forward_flops(self.model), forward_flops(self.model, settings.flexi_patch_size)
@@ -103,19 +122,44 @@ class OnlineTrainer:
             self._train_flops = 3 * ((full.image + coarse.image) / 2 + full.text)
         self._score_flops = coarse.image + coarse.text if settings.method in NEEDS_LEARNER else 0
 
+    def _check_world(self) -> None:
+        s, size = self.settings, self.world.size
+        if size == 1:
+            return
+        chunks = 1 if s.method in ("uniform", "independent") else s.n_chunks
+        if s.batch_size % (chunks * size) or s.super_batch % size:
+            raise ValueError(f"b={s.batch_size} (B={s.super_batch}) does not split over {size} ranks"
+                             + (f" × {chunks} chunks" if chunks > 1 else "")
+                             + f": use a batch size that is a multiple of {chunks * size}")
+
+    def rank_checkpoint(self, step: int) -> Path:
+        """This rank's stream, writer and manifest state at ``step`` under torchrun."""
+        c = self.checkpoint
+        return c.with_name(f"{c.stem}.rank-{self.world.rank:05d}.step-{step:09d}{c.suffix}")
+
     # --- one step ---------------------------------------------------------------------------
     def selector_for(self, rows: int) -> Selector | None:
-        """The Selector for a super-batch of ``rows`` (a short one keeps b a multiple of n_chunks)."""
+        """The Selector for ``rows`` per rank (a short super-batch keeps b a multiple of n_chunks × ranks)."""
         s = self.settings
         if s.method == "uniform":
             return None
         if rows not in self._selectors:
-            chunks = 1 if s.method == "independent" else s.n_chunks
-            b = round(rows * (1.0 - s.filter_ratio)) // chunks * chunks
+            step = (1 if s.method == "independent" else s.n_chunks) * self.world.size
+            total = rows * self.world.size
+            b = round(total * (1.0 - s.filter_ratio)) // step * step
             self._selectors[rows] = None if b == 0 else Selector(
-                method=s.method, filter_ratio=1.0 - b / rows, n_chunks=s.n_chunks, sampling=s.sampling,
+                method=s.method, filter_ratio=1.0 - b / total, n_chunks=s.n_chunks, sampling=s.sampling,
                 gain=s.gain, seed=s.seed)
         return self._selectors[rows]
+
+    def common_rows(self, batch: SuperBatch) -> tuple[SuperBatch, list]:
+        """The batch cut to the row count every rank has, and the samples cut off."""
+        rows = min_across(self.world, len(batch), self.device)
+        if rows == len(batch):
+            return batch, []
+        used = SuperBatch(batch.images[:rows], batch.texts[:rows], batch.samples[:rows], batch.rejected,
+                          batch.pass_index, batch.index)
+        return used, batch.samples[rows:]
 
     def choose(self, batch: SuperBatch, step: int) -> tuple[torch.Tensor, dict]:
         """Indices of the examples to train on, and per-example scores for the manifest."""
@@ -133,7 +177,7 @@ class OnlineTrainer:
                                 self.settings.flexi_patch_size)
         if self.settings.method in NEEDS_REFERENCE:
             reference = self.reference.lookup(batch.samples, self.device)
-        selection = selector.select_with_scores(learner, reference, step=step)
+        selection = selector.select_with_scores(learner, reference, step=step, group=self.world.group)
         scores = {"learner_loss": selection.learner_loss, "reference_loss": selection.reference_loss,
                   "learnability": selection.learnability}
         return selection.indices.cpu(), {k: v for k, v in scores.items() if v is not None}
@@ -145,13 +189,19 @@ class OnlineTrainer:
             order = torch.randperm(len(kept), generator=torch.Generator().manual_seed(self.settings.seed * 7919 + step))
             kept = kept[order]
         return train_step(self.model, self.optimizer, self.scheduler, batch.images[kept], batch.texts[kept],
-                          flexi_patch_size=self.settings.flexi_patch_size)
+                          loss_fn=self.loss_fn, flexi_patch_size=self.settings.flexi_patch_size,
+                          reduce_gradients=lambda model: average_gradients(self.world, model))
 
-    def record(self, batch: SuperBatch, kept: torch.Tensor, scores: dict, step: int) -> None:
+    def record(self, batch: SuperBatch, kept: torch.Tensor, scores: dict, step: int, surplus: list = ()) -> None:
         kept_list = kept.tolist()
         shards = [self.writer.write(batch.samples[i]) for i in kept_list] if self.writer else None
         if self.manifest is not None:
             self.manifest.record(batch, step=step, kept=kept_list, output_shards=shards, **scores)
+            if surplus:
+                self.manifest.append(key=[x.key for x in surplus], source_shard=[x.source_shard for x in surplus],
+                                     step=[step] * len(surplus), decision=[DROPPED] * len(surplus),
+                                     reason=[SHORT_SUPER_BATCH] * len(surplus),
+                                     **{"pass": [batch.pass_index] * len(surplus)})
         if self.tracker is not None and "learnability" in scores:
             for i, value in enumerate(scores["learnability"].tolist()):
                 sample = batch.samples[i]
@@ -163,17 +213,20 @@ class OnlineTrainer:
         s, h = self.settings, self.history
         if h.step == 0 and not h.curve:
             self.evaluate_now()
-        bar = tqdm(total=s.steps, initial=h.step, desc=self.name, unit="step", disable=not self.progress)
+        bar = tqdm(total=s.steps, initial=h.step, desc=self.name, unit="step",
+                   disable=not self.progress or not self.world.main)
         started = time.perf_counter()
         for batch in self.loader:
             if h.step >= s.steps:
                 break
+            batch, surplus = self.common_rows(batch)
             kept, scores = self.choose(batch, h.step)
             loss = self.train_on(batch, kept, h.step)
-            self.record(batch, kept, scores, h.step)
+            self.record(batch, kept, scores, h.step, surplus)
             h.step += 1
-            h.examples_seen += len(kept)
-            h.flops += len(kept) * self._train_flops + len(batch) * self._score_flops
+            # every rank keeps and scores as many rows as this one
+            h.examples_seen += len(kept) * self.world.size
+            h.flops += (len(kept) * self._train_flops + len(batch) * self._score_flops) * self.world.size
             if loss is not None:
                 h.losses.append(loss)
                 bar.set_postfix(loss=f"{loss:.3f}")
@@ -190,7 +243,9 @@ class OnlineTrainer:
     def evaluate_now(self) -> dict:
         if self.eval_set is None:
             return {}
-        metrics = evaluate(self.bundle, self.eval_set, device=self.device)
+        # rank 0 evaluates; every rank keeps the same curve
+        metrics = evaluate(self.bundle, self.eval_set, device=self.device) if self.world.main else None
+        metrics = broadcast_object(self.world, metrics)
         h = self.history
         top1 = metrics["zeroshot_top1"]
         h.curve.append([h.examples_seen, top1])
@@ -210,31 +265,52 @@ class OnlineTrainer:
 
     # --- checkpoints --------------------------------------------------------------------------
     def save(self) -> None:
-        state = {
+        shared = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "history": vars(self.history),
-            "loader": self.loader.state_dict(), "last_metrics": getattr(self, "last_metrics", {}),
+            "last_metrics": getattr(self, "last_metrics", {}),
         }
-        if self.writer is not None:
-            state["writer"] = self.writer.state_dict()
-        if self.manifest is not None:
-            state["manifest"] = self.manifest.state_dict()
         if self.tracker is not None:
-            state["tracker"] = self.tracker.state_dict()
+            shared["tracker"] = self.tracker.state_dict()
+        own = {"loader": self.loader.state_dict()}
+        for name in ("writer", "manifest"):
+            if getattr(self, name) is not None:
+                own[name] = getattr(self, name).state_dict()
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save(self.checkpoint, state)
+        if self.world.size == 1:
+            atomic_torch_save(self.checkpoint, {**shared, **own})
+            return
+        # Every rank's part first, then the shared file, then the parts of the step before go:
+        # a crash at any point leaves a shared file whose step every rank still has a part for.
+        step = self.history.step
+        atomic_torch_save(self.rank_checkpoint(step), own)
+        barrier(self.world)
+        if self.world.main:
+            atomic_torch_save(self.checkpoint, shared)
+        barrier(self.world)
+        c = self.checkpoint
+        for old in c.parent.glob(f"{c.stem}.rank-{self.world.rank:05d}.step-*{c.suffix}"):
+            if old != self.rank_checkpoint(step):
+                old.unlink()
 
     def restore(self) -> None:
         if not self.checkpoint.exists():
             return
-        state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+        state = own = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+        if self.world.size > 1:
+            part = self.rank_checkpoint(state["history"]["step"])
+            own = torch.load(part, weights_only=True) if part.exists() else None
+            missing = [p for p in gather_objects(self.world, None if own else str(part)) if p]
+            if missing:
+                raise ValueError(f"cannot resume: {missing[0]} is missing (was the job started with another "
+                                 "number of ranks?)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.history = History(**state["history"])
-        self.loader.load_state_dict(state["loader"])
         self.last_metrics = state["last_metrics"]
-        for name in ("writer", "manifest", "tracker"):
+        self.loader.load_state_dict(own["loader"])
+        for name, source in (("writer", own), ("manifest", own), ("tracker", state)):
             part = getattr(self, name)
-            if part is not None and name in state:
-                part.load_state_dict(state[name])
+            if part is not None and name in source:
+                part.load_state_dict(source[name])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from open_clip.loss import SigLipLoss
@@ -23,6 +24,7 @@ def train_step(
     loss_fn: torch.nn.Module = _SIGLIP_LOSS,
     flexi_patch_size: int | None = None,
     max_grad_norm: float = 1.0,
+    reduce_gradients: Callable[[torch.nn.Module], None] | None = None,
 ) -> float:
     """Train on one batch; return its loss.
 
@@ -30,6 +32,8 @@ def train_step(
     and the second half at ``flexi_patch_size``; the embeddings are joined before the loss,
     as Flexi-JEST co-trains both resolutions. The halves should be random: pass the batch in
     random order (the Selector returns its choices chunk by chunk, not shuffled).
+    ``reduce_gradients(model)`` runs between the backward pass and the update (under torchrun:
+    the mean over ranks).
     """
     model.train()
     device = model.logit_scale.device
@@ -38,6 +42,8 @@ def train_step(
     outputs = flexi_embed(model, images, texts, flexi_patch_size)
     loss = loss_fn(*outputs)
     loss.backward()
+    if reduce_gradients is not None:
+        reduce_gradients(model)
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
     if scheduler is not None:
