@@ -111,11 +111,11 @@ class EmbeddingCache:
     def check_model(self, shards: Sequence[str], model: torch.nn.Module) -> None:
         """Refuse a cache written by another model: its stored scale and bias must be the model's."""
         _, _, _, scale, bias = self._shard(shards[0])
-        own_bias = 0.0 if model.logit_bias is None else float(model.logit_bias)
-        if abs(scale - float(model.logit_scale.exp())) > 1e-3 * scale or abs(bias - own_bias) > 1e-3 * max(1, abs(bias)):
-            raise ValueError(f"the embeddings in {self.cache_dir} were made by another model "
-                             f"(scale {scale:.4g}, bias {bias:.4g}; this reference: {float(model.logit_scale.exp()):.4g}, "
-                             f"{own_bias:.4g})")
+        own_scale = model.logit_scale.detach().exp().item()
+        own_bias = 0.0 if model.logit_bias is None else model.logit_bias.detach().item()
+        if abs(scale - own_scale) > 1e-3 * scale or abs(bias - own_bias) > 1e-3 * max(1.0, abs(bias)):
+            raise ValueError(f"the embeddings in {self.cache_dir} were made by another model (scale {scale:.4g}, "
+                             f"bias {bias:.4g}; this reference: {own_scale:.4g}, {own_bias:.4g})")
 
     def lookup(self, samples: Sequence[RawSample], device: torch.device | str = "cpu") -> SiglipOutputs:
         """fp32 embeddings of ``samples`` (in order) with the model's scale and bias."""
