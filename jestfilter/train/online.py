@@ -35,6 +35,7 @@ from jestfilter.eval import EvalSet, evaluate
 from jestfilter.models import ModelBundle, embed, forward_flops
 from jestfilter.report import Example, ExtremesTracker
 from jestfilter.selection import Selector
+from jestfilter.train.checkpoint import restore_training_state, training_state
 from jestfilter.train.optim import make_optimizer, make_scheduler
 from jestfilter.train.step import train_step
 
@@ -265,13 +266,10 @@ class OnlineTrainer:
 
     # --- checkpoints --------------------------------------------------------------------------
     def save(self) -> None:
-        shared = {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "history": vars(self.history),
-            "last_metrics": getattr(self, "last_metrics", {}),
-        }
+        extra = {"history": vars(self.history), "last_metrics": getattr(self, "last_metrics", {})}
         if self.tracker is not None:
-            shared["tracker"] = self.tracker.state_dict()
+            extra["tracker"] = self.tracker.state_dict()
+        shared = training_state(self.model, self.optimizer, self.scheduler, self.history.step, extra)
         own = {"loader": self.loader.state_dict()}
         for name in ("writer", "manifest"):
             if getattr(self, name) is not None:
@@ -298,19 +296,17 @@ class OnlineTrainer:
             return
         state = own = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
         if self.world.size > 1:
-            part = self.rank_checkpoint(state["history"]["step"])
+            part = self.rank_checkpoint(state["step"])
             own = torch.load(part, weights_only=True) if part.exists() else None
             missing = [p for p in gather_objects(self.world, None if own else str(part)) if p]
             if missing:
                 raise ValueError(f"cannot resume: {missing[0]} is missing (was the job started with another "
                                  "number of ranks?)")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.history = History(**state["history"])
-        self.last_metrics = state["last_metrics"]
+        _, extra = restore_training_state(state, self.model, self.optimizer, self.scheduler)
+        self.history = History(**extra["history"])
+        self.last_metrics = extra["last_metrics"]
         self.loader.load_state_dict(own["loader"])
-        for name, source in (("writer", own), ("manifest", own), ("tracker", state)):
+        for name, source in (("writer", own), ("manifest", own), ("tracker", extra)):
             part = getattr(self, name)
             if part is not None and name in source:
                 part.load_state_dict(source[name])
