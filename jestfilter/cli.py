@@ -15,12 +15,9 @@ import sys
 
 import jestfilter
 from jestfilter import commands
+from jestfilter.errors import UsageError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-
-
-class UsageError(Exception):
-    """A bad argument: reported as one line, exit status 2."""
 
 
 def command_modules() -> dict:

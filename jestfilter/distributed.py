@@ -42,6 +42,17 @@ def current_world() -> World:
     return World(dist.get_rank(), dist.get_world_size())
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: this process's GPU (torchrun's LOCAL_RANK, else SLURM_LOCALID) if there is one,
+    else the CPU; any other name as torch reads it (``cpu``, ``cuda``, ``cuda:1``, ...)."""
+    if name != "auto":
+        return torch.device(name)
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    local = int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", 0)))
+    return torch.device("cuda", local % torch.cuda.device_count())
+
+
 def init_distributed(device: torch.device) -> tuple[World, torch.device]:
     """Join torchrun's process group when WORLD_SIZE > 1; returns the world and this rank's device.
 

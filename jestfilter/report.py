@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -11,47 +10,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-
-@dataclass(order=True)
-class Example:
-    """One scored web sample kept for the report's grid of extremes."""
-
-    learnability: float
-    key: str = field(compare=False)
-    caption: str = field(compare=False)
-    image_bytes: bytes = field(compare=False, repr=False)
-
-
-class ExtremesTracker:
-    """Keeps the n most and n least learnable examples seen, with their image bytes."""
-
-    def __init__(self, n: int = 8):
-        self.n = n
-        self.most: list[Example] = []
-        self.least: list[Example] = []
-
-    def add(self, example: Example) -> None:
-        """Consider one example (a sample seen again in a later pass is not listed twice)."""
-        if not any(kept.key == example.key for kept in (*self.most, *self.least)):
-            self.most = sorted([*self.most, example], reverse=True)[: self.n]
-            self.least = sorted([*self.least, example])[: self.n]
-
-    def state_dict(self) -> dict:
-        """Tensors and primitives only, so a checkpoint loads with ``weights_only=True``."""
-        def pack(example: Example) -> dict:
-            image = torch.frombuffer(bytearray(example.image_bytes), dtype=torch.uint8)
-            return {"learnability": example.learnability, "key": example.key, "caption": example.caption,
-                    "image": image}
-        return {"most": [pack(e) for e in self.most], "least": [pack(e) for e in self.least]}
-
-    def load_state_dict(self, state: dict) -> None:
-        def unpack(entry: dict) -> Example:
-            return Example(entry["learnability"], entry["key"], entry["caption"], entry["image"].numpy().tobytes())
-        self.most = [unpack(e) for e in state["most"]]
-        self.least = [unpack(e) for e in state["least"]]
+from jestfilter.sinks import ExtremesTracker  # noqa: E402
 
 
 def plot_curves(runs: dict[str, dict], path: Path) -> Path:

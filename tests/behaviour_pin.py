@@ -48,7 +48,7 @@ def digests(out: Path) -> dict:
 
 def run_pinned(root: Path) -> dict:
     """Build the small demo data and run the pinned bootstrap under ``root``; its digests."""
-    from jestfilter.data.demo import build_demo_data
+    from jestfilter.datasets.demo import build_demo_data
 
     demo = build_demo_data(root / "data", curated=200, web=600, eval=100, samples_per_shard=100, progress=False)
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": "1"}

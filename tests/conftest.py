@@ -16,7 +16,7 @@ import PIL.Image
 import pytest
 import webdataset as wds
 
-from jestfilter.data.demo import load_fashion_mnist
+from jestfilter.datasets.fashion_mnist import load_fashion_mnist
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from jestfilter.data import demo
+from jestfilter.datasets import captions, fashion_mnist
 
-CLASSNAMES = [nouns[0] for nouns in demo.CLASS_NOUNS]  # what the demo writes to classnames.txt
+CLASSNAMES = [nouns[0] for nouns in captions.CLASS_NOUNS]  # what the demo writes to classnames.txt
 TEMPLATES = ["a photo of a {}.", "a picture of a {}."]
 
 
@@ -25,9 +25,9 @@ def one_torch_thread():
 
 
 @functools.cache
-def _fashion_mnist() -> demo.FashionMNIST:
+def _fashion_mnist() -> fashion_mnist.FashionMNIST:
     try:
-        return demo.load_fashion_mnist()
+        return fashion_mnist.load_fashion_mnist()
     except FileNotFoundError as error:
         pytest.skip(str(error))
 

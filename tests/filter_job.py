@@ -1,6 +1,6 @@
 """A small filtering run for the resume test: keep the brighter half of every super-batch,
-write the kept samples and a manifest, checkpoint after every step. Restarted with the same
-command it continues from its checkpoint."""
+hand it to a FilteredOutput sink (kept samples and a manifest), checkpoint after every step.
+Restarted with the same command it continues from its checkpoint."""
 
 import argparse
 import sys
@@ -8,8 +8,24 @@ import time
 from pathlib import Path
 
 import open_clip
+import torch
 
-from jestfilter.data import FilteredShardWriter, Manifest, SuperBatchLoader, load_data_state, save_data_state
+from jestfilter.data import SuperBatchLoader, atomic_torch_save
+from jestfilter.sinks import FilteredOutput
+from jestfilter.sinks.filtered import selection_of
+
+
+def save(path, loader, sink, step):
+    atomic_torch_save(path, {"loader": loader.state_dict(), "sink": sink.state_dict(), "step": step})
+
+
+def load(path, loader, sink) -> int:
+    if not path.exists():
+        return 0
+    state = torch.load(path, weights_only=True)
+    loader.load_state_dict(state["loader"])
+    sink.load_state_dict(state["sink"])
+    return state["step"]
 
 
 def main() -> None:
@@ -22,22 +38,20 @@ def main() -> None:
     loader = SuperBatchLoader(args.pattern, 8, open_clip.image_transform(28, is_train=False),
                               open_clip.SimpleTokenizer(context_length=16), workers=2, shuffle_buffer=16,
                               seed=7, passes=2)
-    writer = FilteredShardWriter(args.out, samples_per_shard=5)
-    manifest = Manifest(args.out, rows_per_part=10)
+    sink = FilteredOutput(args.out, samples_per_shard=5, extremes=False)
+    sink.manifest.rows_per_part = 10
     checkpoint = args.out / "checkpoint.pt"
-    step = (load_data_state(checkpoint, loader, writer, manifest) or {}).get("step", 0)
+    step = load(checkpoint, loader, sink)
     for batch in loader:
         brightness = batch.images.mean(dim=(1, 2, 3))
         kept = brightness.argsort(descending=True)[: len(batch) // 2].sort().values.tolist()
-        shards = [writer.write(batch.samples[i]) for i in kept]
-        manifest.record(batch, step=step, kept=kept, output_shards=shards, learnability=brightness)
+        sink.record(batch, selection_of(kept, learnability=brightness), step)
         step += 1
-        save_data_state(checkpoint, loader, writer, manifest, step=step)
+        save(checkpoint, loader, sink, step)
         print(f"step {step}", flush=True)
         time.sleep(args.delay)
-    writer.close()
-    manifest.close()
-    save_data_state(checkpoint, loader, writer, manifest, step=step)
+    sink.close()
+    save(checkpoint, loader, sink, step)
     print("done", flush=True)
 
 

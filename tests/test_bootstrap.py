@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from jestfilter.cli import main
-from jestfilter.data.demo import build_demo_data
+from jestfilter.datasets.demo import build_demo_data
 
 TINY = ["--steps", "12", "--reference-steps", "6", "--batch-size", "16", "--n-chunks", "4",
         "--eval-every", "6", "--checkpoint-every", "3", "--samples-per-shard", "50", "--workers", "0",
@@ -168,5 +168,5 @@ def test_config_file_sets_options_and_flags_win(tmp_path):
     config.write_text('method = "easy_reference"\nsteps = 7\nfilter-ratio = 0.5\n')
     args = build_parser().parse_args(["bootstrap", "--config", str(config), "--steps", "9"])
     cfg = config_from(args)
-    assert (cfg.method, cfg.steps, cfg.filter_ratio) == ("easy_reference", 9, 0.5)
+    assert (cfg.train.method, cfg.train.steps, cfg.train.filter_ratio) == ("easy_reference", 9, 0.5)
     assert cfg.compare == ["uniform", "easy_reference"]  # the demo's default comparison

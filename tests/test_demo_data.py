@@ -14,7 +14,9 @@ import webdataset as wds
 from PIL import Image
 
 from jestfilter.cli import main
-from jestfilter.data.demo import CLASS_NOUNS, NOISE_KINDS, build_demo_data, load_fashion_mnist
+from jestfilter.datasets.captions import CLASS_NOUNS
+from jestfilter.datasets.demo import NOISE_KINDS, build_demo_data
+from jestfilter.datasets.fashion_mnist import load_fashion_mnist
 
 SMALL = dict(curated=300, web=1000, eval=200, samples_per_shard=128)
 # An even mix makes the expected counts easy to state: 50% noise → 100 of each noise kind.

@@ -15,7 +15,7 @@ import open_clip
 import polars as pl
 import pytest
 
-from jestfilter.data.demo import build_demo_data
+from jestfilter.datasets.demo import build_demo_data
 from jestfilter.data.shards import split_member_name
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,9 @@ import webdataset as wds
 from PIL import Image
 
 from jestfilter.cli import main
-from jestfilter.data.demo import CLASS_NOUNS, load_fashion_mnist
-from jestfilter.data.ingest import parse_option
+from jestfilter.datasets.captions import CLASS_NOUNS
+from jestfilter.datasets.fashion_mnist import load_fashion_mnist
+from jestfilter.datasets.ingest import parse_option
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -14,10 +14,11 @@ import polars as pl
 import pytest
 import torch
 
-from jestfilter.cli import UsageError, main
+from jestfilter.cli import main
+from jestfilter.errors import UsageError
 from jestfilter.data import expand_shards, iter_samples
-from jestfilter.data.demo import build_demo_data
-from jestfilter.data.embeddings import EmbeddingCache
+from jestfilter.datasets.demo import build_demo_data
+from jestfilter.embeddings import EmbeddingCache
 from jestfilter.data.types import RawSample
 from jestfilter.jobs.runner import (done_path, my_shards, read_done, read_failures, resolve_placement,
                                     run_shards)

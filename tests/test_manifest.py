@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from jestfilter.data import Manifest, SuperBatchLoader, read_manifest
+from jestfilter.selection.criteria import SCORE_COLUMNS
 
 
 def fill(manifest, batches, first_step=0):
@@ -25,7 +26,7 @@ def batches(damaged_shards, preprocess, tokenizer):
 
 
 def test_every_input_sample_gets_one_row_per_pass_with_its_decision(batches, damaged_shards, tmp_path):
-    manifest = Manifest(tmp_path, rows_per_part=5)
+    manifest = Manifest(tmp_path, rows_per_part=5, score_columns=SCORE_COLUMNS)
     fill(manifest, batches)
     manifest.close()
     rows = read_manifest(tmp_path)
@@ -45,7 +46,7 @@ def test_every_input_sample_gets_one_row_per_pass_with_its_decision(batches, dam
 
 
 def test_polars_pandas_and_duckdb_read_the_same_rows(batches, tmp_path):
-    manifest = Manifest(tmp_path, rows_per_part=7)
+    manifest = Manifest(tmp_path, rows_per_part=7, score_columns=SCORE_COLUMNS)
     fill(manifest, batches)
     manifest.close()
     path = tmp_path / "manifest.parquet"
@@ -59,15 +60,15 @@ def test_polars_pandas_and_duckdb_read_the_same_rows(batches, tmp_path):
 
 
 def test_resuming_drops_rows_written_after_the_checkpoint(batches, tmp_path):
-    whole = Manifest(tmp_path / "whole", rows_per_part=5)
+    whole = Manifest(tmp_path / "whole", rows_per_part=5, score_columns=SCORE_COLUMNS)
     fill(whole, batches)
     whole.close()
 
-    crashed = Manifest(tmp_path / "resumed", rows_per_part=5)
+    crashed = Manifest(tmp_path / "resumed", rows_per_part=5, score_columns=SCORE_COLUMNS)
     fill(crashed, batches[:3])
     state = crashed.state_dict()
     fill(crashed, batches[3:6], first_step=3)  # written after the checkpoint: must go
-    resumed = Manifest(tmp_path / "resumed", rows_per_part=5)
+    resumed = Manifest(tmp_path / "resumed", rows_per_part=5, score_columns=SCORE_COLUMNS)
     resumed.load_state_dict(state)
     fill(resumed, batches[3:], first_step=3)
     resumed.close()
@@ -76,10 +77,10 @@ def test_resuming_drops_rows_written_after_the_checkpoint(batches, tmp_path):
 
 
 def test_a_fresh_manifest_refuses_a_folder_holding_one(batches, tmp_path):
-    manifest = Manifest(tmp_path)
+    manifest = Manifest(tmp_path, score_columns=SCORE_COLUMNS)
     fill(manifest, batches[:1])
     manifest.close()
-    again = Manifest(tmp_path)
+    again = Manifest(tmp_path, score_columns=SCORE_COLUMNS)
     fill(again, batches[:1])
     with pytest.raises(ValueError, match="already holds a manifest"):
         again.close()
@@ -87,4 +88,4 @@ def test_a_fresh_manifest_refuses_a_folder_holding_one(batches, tmp_path):
 
 def test_scores_must_match_the_super_batch(batches, tmp_path):
     with pytest.raises(ValueError, match="expected"):
-        Manifest(tmp_path).record(batches[0], step=0, kept=[0], learner_loss=[1.0])
+        Manifest(tmp_path, score_columns=SCORE_COLUMNS).record(batches[0], step=0, kept=[0], learner_loss=[1.0])

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jestfilter.data import FilteredShardWriter, Manifest, expand_shards, read_manifest
-from jestfilter.data.demo import build_demo_data
-from jestfilter.data.embeddings import build_cache
+from jestfilter.config import TrainSettings
+from jestfilter.data import expand_shards, read_manifest
+from jestfilter.datasets.demo import build_demo_data
+from jestfilter.embeddings import build_cache
 from jestfilter.models import create_model
-from jestfilter.train.online import OnlineTrainer, TrainSettings
+from jestfilter.sinks import FilteredOutput
+from jestfilter.train.loop import OnlineTrainer
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +34,13 @@ def trainer(demo, tmp_path, method, cache=None, steps=3, **settings):
                         eval_every=1000, checkpoint_every=1000, **settings)
     out = tmp_path / method
     return OnlineTrainer(bundle, demo.web, run, checkpoint=out / "ckpt.pt", reference=cache,
-                         writer=FilteredShardWriter(out / "filtered", 1000), manifest=Manifest(out / "filtered"),
-                         progress=False)
+                         sink=FilteredOutput(out / "filtered", 1000), progress=False)
 
 
 def test_uniform_trains_on_every_sample_it_reads(demo, tmp_path):
     run = trainer(demo, tmp_path, "uniform")
     summary = run.run()
-    run.manifest.close()
+    run.sink.close()
     manifest = read_manifest(tmp_path / "uniform" / "filtered")
     assert summary["examples_seen"] == 48 and (manifest["decision"] == "kept").all()
 
@@ -49,17 +50,17 @@ def test_selection_methods_keep_b_of_each_super_batch_of_B(demo, tmp_path, refer
     cache = None if method == "hard_learner" else reference_cache  # hard_learner needs no reference
     run = trainer(demo, tmp_path, method, cache)
     summary = run.run()
-    run.manifest.close()
+    run.sink.close()
     manifest = read_manifest(tmp_path / method / "filtered")
     assert manifest.height == 3 * 80  # B = b / (1 - 0.8) = 80 read per step
     assert (manifest["decision"] == "kept").sum() == summary["examples_seen"] == 3 * 16
     scored = "reference_loss" if method == "easy_reference" else "learner_loss"
-    assert manifest[scored].is_not_nan().all()
+    assert manifest[scored].is_not_nan().all() and manifest[scored].null_count() == 0
 
 
 def test_flexi_scores_at_the_coarse_patch_size_for_fewer_flops(demo, tmp_path, reference_cache):
     full = trainer(demo, tmp_path / "a", "learnability", reference_cache)
-    flexi = trainer(demo, tmp_path / "b", "learnability", reference_cache, flexi_patch_size=14)
+    flexi = trainer(demo, tmp_path / "b", "learnability", reference_cache, flexi=True, flexi_patch_size=14)
     full_summary, flexi_summary = full.run(), flexi.run()
     assert flexi_summary["examples_seen"] == full_summary["examples_seen"]
     assert flexi_summary["flops"] < 0.8 * full_summary["flops"]

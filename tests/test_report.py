@@ -3,7 +3,8 @@
 import polars as pl
 import pytest
 
-from jestfilter.report import Example, ExtremesTracker, kept_by_kind
+from jestfilter.report import kept_by_kind
+from jestfilter.sinks import Example, ExtremesTracker
 
 
 def test_kept_by_kind_compares_web_share_with_training_share():

@@ -133,11 +133,13 @@ def test_selection_carries_each_examples_own_pair_diagnostics():
 def test_missing_model_allowed_only_when_its_criterion_ignores_it():
     learner = random_model(64, 8, 9)
     hard = Selector("hard_learner", filter_ratio=0.75, n_chunks=4).select_with_scores(learner, None)
-    assert hard.indices.numel() == 16 and hard.reference_loss.isnan().all()
+    assert hard.indices.numel() == 16 and hard.learner_loss.shape == (64,)
+    assert hard.reference_loss is None and hard.learnability is None  # not computed: None, never NaN
     easy = Selector("easy_reference", filter_ratio=0.75, n_chunks=4, sampling="greedy")
     expected = dense_algorithm1(-sigmoid_pair_matrix(learner), 16, 4)
     assert torch.equal(easy.select(None, learner), expected)
     assert Selector("uniform", filter_ratio=0.75).select(None, learner).numel() == 16
+    assert Selector("uniform", filter_ratio=0.75).select(None, None, rows=64).numel() == 16
     with pytest.raises(ValueError, match="needs the reference"):
         Selector(filter_ratio=0.75, n_chunks=4).select(learner, None)
 

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jestfilter.data.demo import build_demo_data
+from jestfilter.datasets.demo import build_demo_data
 
 
 def main() -> None:

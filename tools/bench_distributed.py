@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from jestfilter.data.demo import build_demo_data
+from jestfilter.datasets.demo import build_demo_data
 
 ROOT = Path(__file__).resolve().parents[1]
 

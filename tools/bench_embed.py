@@ -37,7 +37,7 @@ PAPER = {"B": 163_840, "b": 32_768, "d": 768, "W": 256}
 
 def bench_embed(web: int, repeats: int) -> dict:
     from jestfilter.cli import main
-    from jestfilter.data.demo import build_demo_data
+    from jestfilter.datasets.demo import build_demo_data
     from jestfilter.jobs.runner import read_done
     from jestfilter.models import create_model, save_local_dir
 

@@ -15,15 +15,16 @@ import statistics
 import time
 from pathlib import Path
 
-from jestfilter.data.demo import build_demo_data
-from jestfilter.pipeline import BootstrapConfig, run_bootstrap
+from jestfilter.datasets.demo import build_demo_data
+from jestfilter.config import BootstrapConfig, TrainSettings
+from jestfilter.pipeline import run_bootstrap
 
 BASELINES = ["uniform", "easy_reference", "hard_learner", "independent"]
 
 
-def bootstrap(demo, out: Path, **options) -> dict:
+def bootstrap(demo, out: Path, compare=(), **train) -> dict:
     cfg = BootstrapConfig(curated=[demo.curated], web=[demo.web], eval=str(demo.eval), out=str(out),
-                          progress=False, **options)
+                          progress=False, compare=list(compare), train=TrainSettings(**train))
     return run_bootstrap(cfg)
 
 

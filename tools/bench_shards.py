@@ -27,7 +27,7 @@ import webdataset as wds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jestfilter.data.demo import load_fashion_mnist  # noqa: E402
+from jestfilter.datasets.fashion_mnist import load_fashion_mnist  # noqa: E402
 from jestfilter.data import FilteredShardWriter, RawSample, SuperBatchLoader, expand_shards, iter_samples  # noqa: E402
 
 CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]

@@ -8,7 +8,9 @@ import tomllib
 from dataclasses import fields
 from pathlib import Path
 
-from jestfilter.cli import UsageError
+from jestfilter.commands._flags import add_flags, given
+from jestfilter.config import BootstrapConfig, TrainSettings
+from jestfilter.errors import UsageError
 
 HELP = "train a reference, select web data online with JEST, write filtered shards, train and evaluate"
 
@@ -16,72 +18,51 @@ DEMO_COMPARE = ["uniform", "easy_reference"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from jestfilter.pipeline import METHODS
-
     data = parser.add_argument_group("data (all three, or none for the Fashion-MNIST demo)")
-    data.add_argument("--curated", nargs="+", metavar="PATTERN", help="curated shards, e.g. 'cur/{000..009}.tar'")
-    data.add_argument("--web", nargs="+", metavar="PATTERN", help="web shards, e.g. 'web/web-{000000..000039}.tar'")
-    data.add_argument("--eval", metavar="DIR", help="eval folder: *.tar with KEY.jpg/.txt/.cls, classnames.txt")
-    parser.add_argument("--out", metavar="DIR", help="output folder (default runs/demo)")
+    add_flags(data, BootstrapConfig, only=("curated", "web", "eval"))
+    add_flags(parser, BootstrapConfig, skip=("curated", "web", "eval"))
     parser.add_argument("--config", metavar="FILE", help="JSON or TOML file of these options (flags win)")
-    run = parser.add_argument_group("selection and training")
-    run.add_argument("--method", choices=METHODS, help="selection criterion (default learnability)")
-    run.add_argument("--filter-ratio", type=float, help="f: share of each super-batch dropped (default 0.8)")
-    run.add_argument("--steps", type=int, help="learner training steps (default 600)")
-    run.add_argument("--batch-size", type=int, help="b: examples trained on per step over all ranks "
-                     "(default 64; under torchrun each of N ranks reads B/N and trains on b/N)")
-    run.add_argument("--reference-steps", type=int, help="reference training steps (default 400)")
-    run.add_argument("--reference", metavar="local-dir:PATH", help="reuse this reference instead of training one")
-    run.add_argument("--reference-cache", metavar="DIR", help="the reference's embeddings of the web shards "
-                     "(a `jestfilter embed` output); shards missing there are embedded into it")
-    run.add_argument("--model", help="jest-tiny (default), jest-small, jest-b16, an open_clip name or local-dir:PATH")
-    run.add_argument("--flexi", action="store_true", default=None,
-                     help="Flexi-JEST: score and co-train half of each batch at a coarser patch size")
-    run.add_argument("--flexi-patch-size", type=int, help="coarse patch size (default twice the native one)")
-    run.add_argument("--compare", metavar="M1,M2", help="also train these methods with the same budget "
-                     "(default for the demo: uniform,easy_reference; 'none' for none)")
-    run.add_argument("--seed", type=int)
-    run.add_argument("--n-chunks", type=int, help="chunks of the joint sampler (default 16)")
-    run.add_argument("--sampling", choices=["softmax", "greedy"])
-    run.add_argument("--gain", type=float, help="inverse temperature of softmax sampling (default 1)")
-    run.add_argument("--lr", type=float)
-    run.add_argument("--eval-every", type=int, help="evaluate every N steps (default 100)")
-    run.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (default 50)")
-    run.add_argument("--samples-per-shard", type=int, help="samples per filtered shard (default 5000)")
-    run.add_argument("--workers", type=int, help="decoding workers (default 2)")
-    run.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
-    run.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    add_flags(parser.add_argument_group("selection and training of the learner"), TrainSettings)
 
 
-def config_from(args: argparse.Namespace):
-    """Defaults, then the --config file, then the flags given."""
-    from jestfilter.pipeline import BootstrapConfig
-
-    known = {f.name for f in fields(BootstrapConfig)}
+def config_from(args: argparse.Namespace) -> BootstrapConfig:
+    """Defaults, then the --config file (flat keys, or training keys under ``train``), then the flags."""
+    top, train = {f.name for f in fields(BootstrapConfig)} - {"train"}, {f.name for f in fields(TrainSettings)}
     values: dict = {}
     if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise UsageError(f"config file not found: {path}")
-        text = path.read_text()
-        try:
-            loaded = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-            raise UsageError(f"cannot parse {path}: {error}") from None
-        unknown = sorted(set(k.replace("-", "_") for k in loaded) - known)
-        if unknown:
-            raise UsageError(f"unknown option(s) in {path}: {', '.join(unknown)}")
-        values.update({k.replace("-", "_"): v for k, v in loaded.items()})
-    values.update({k: v for k, v in vars(args).items() if k in known and v is not None})
+        values = _read_config(Path(args.config))
+    values.update(given(args, BootstrapConfig))
+    values.update(given(args, TrainSettings))
+    nested = values.pop("train", {})
+    unknown = sorted(set(values) - top - train) + sorted(set(nested) - train)
+    if unknown:
+        raise UsageError(f"unknown option(s) in {args.config}: {', '.join(unknown)}")
+    settings = {**nested, **{k: v for k, v in values.items() if k in train}}
+    values = {k: v for k, v in values.items() if k in top}
     if isinstance(values.get("compare"), str):
         values["compare"] = [] if values["compare"] == "none" else [m for m in values["compare"].split(",") if m]
     for key in ("curated", "web"):
         if isinstance(values.get(key), str):
             values[key] = [values[key]]
-    demo = values.get("curated") is None and values.get("web") is None and values.get("eval") is None
+    demo = all(values.get(key) is None for key in ("curated", "web", "eval"))
     if demo and "compare" not in values:
         values["compare"] = list(DEMO_COMPARE)
-    return BootstrapConfig(**values)
+    return BootstrapConfig(**values, train=TrainSettings(**settings))
+
+
+def _read_config(path: Path) -> dict:
+    if not path.is_file():
+        raise UsageError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        loaded = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"cannot parse {path}: {error}") from None
+    normalise = lambda table: {k.replace("-", "_"): v for k, v in table.items()}  # noqa: E731
+    values = normalise(loaded)
+    if isinstance(values.get("train"), dict):
+        values["train"] = normalise(values["train"])
+    return values
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from jestfilter.jobs.runner import add_job_arguments
+from jestfilter.commands._flags import add_job_arguments
 
 HELP = "find exact and near duplicates and eval look-alikes; write a removal table for filter --remove"
 
@@ -24,37 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jestfilter.cli import UsageError
-    from jestfilter.data import expand_shards
-    from jestfilter.jobs import dedup as job
-    from jestfilter.jobs.common import absolute, cached_shards
-    from jestfilter.jobs.runner import all_done, placement_from_args, run_shards, unique_stems
+    from jestfilter.commands._flags import placement_from_args
+    from jestfilter.jobs.dedup import run_dedup
 
-    if not -1.0 <= args.threshold <= 1.0:
-        raise UsageError(f"--threshold is a cosine in [-1, 1], got {args.threshold}")
-    if not args.out.endswith(".parquet"):
-        raise UsageError(f"--out names a .parquet file, got {args.out}")
-    placement = placement_from_args(args)
-    shards = unique_stems(expand_shards(args.shards) if args.shards else cached_shards(args.embeddings))
-    train = job.EmbeddingSet.load(args.embeddings, shards)
-    index = job.build_index(train.vectors, args.index)
-    evals = eval_index = None
-    if args.eval_embeddings:
-        evals = job.EmbeddingSet.load(args.eval_embeddings, cached_shards(args.eval_embeddings))
-        eval_index = job.build_index(evals.vectors, args.index)
-    parts = job.parts_dir(args.out)
-    order = {shard: i for i, shard in enumerate(shards)}
-
-    def work(shard: str) -> int:
-        return job.dedup_shard(shard, order[shard], train, index, args.threshold, parts, evals, eval_index,
-                               hash_images=bool(args.shards))
-
-    settings = {"embeddings": absolute(args.embeddings), "eval_embeddings": absolute(args.eval_embeddings),
-                "exact": bool(args.shards), "threshold": args.threshold, "index": args.index}
-    summary = run_shards("dedup", shards, work, parts, placement, args.retries, settings=settings)
-    if all_done(parts, shards):
-        removals = job.merge(parts, args.out)
-        counts = dict(removals.group_by("reason").len().iter_rows())
-        print(f"dedup: {removals.height:,} of {len(train.keys):,} samples to remove ("
-              + ", ".join(f"{counts.get(r, 0):,} {r}" for r in (job.EXACT, job.NEAR, job.EVAL)) + f") → {args.out}")
-    return summary.exit_status
+    return run_dedup(args.embeddings, args.out, placement_from_args(args), args.retries, args.shards,
+                     args.eval_embeddings, args.threshold, args.index)

@@ -8,7 +8,7 @@ HELP = "build the demo data set (curated, noisy web and eval shards) from real F
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from jestfilter.data.demo import DEFAULT_MIX, NOISE_KINDS
+    from jestfilter.datasets.demo import DEFAULT_MIX, NOISE_KINDS
 
     default_mix = ",".join(f"{kind}={DEFAULT_MIX[kind]}" for kind in NOISE_KINDS)
     parser.add_argument("dir", metavar="DIR", help="output folder (new or empty, or an earlier demo build)")
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jestfilter.data.demo import NOISE_KINDS, build_demo_data, parse_mix
+    from jestfilter.datasets.demo import NOISE_KINDS, build_demo_data, parse_mix
 
     paths = build_demo_data(
         args.dir,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from jestfilter.jobs.runner import add_job_arguments
+from jestfilter.commands._flags import add_job_arguments
 
 HELP = "embed shards with a model into per-shard <shard>.emb.npz files (the reference cache bootstrap reads)"
 
@@ -20,19 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jestfilter.data import expand_shards
-    from jestfilter.data.embeddings import cache_path, embed_shard
-    from jestfilter.jobs.common import absolute, job_device, load_model
-    from jestfilter.jobs.runner import placement_from_args, run_shards, unique_stems
+    from jestfilter.jobs.embed import run_embed
+    from jestfilter.commands._flags import placement_from_args
 
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    placement = placement_from_args(args)
-    shards = unique_stems(expand_shards(args.shards))
-    bundle = load_model(args.model, job_device(args.device))
-
-    def work(shard: str) -> int:
-        return embed_shard(bundle, shard, cache_path(args.out, shard), args.batch_size)
-
-    settings = {"model": absolute(args.model)}
-    return run_shards("embed", shards, work, args.out, placement, args.retries, settings=settings).exit_status
+    return run_embed(args.model, args.shards, args.out, placement_from_args(args), args.retries,
+                     args.batch_size, args.device)

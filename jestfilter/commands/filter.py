@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-from jestfilter.jobs.runner import add_job_arguments
+from jestfilter.commands._flags import add_job_arguments
 
 HELP = "filter shards by a score threshold or a global keep fraction into shards + manifest, bytes unchanged"
 
@@ -33,38 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jestfilter.cli import UsageError
-    from jestfilter.data import expand_shards
-    from jestfilter.jobs import filter as job
-    from jestfilter.jobs.common import absolute
-    from jestfilter.jobs.runner import all_done, placement_from_args, run_shards, unique_stems
+    from jestfilter.commands._flags import placement_from_args
+    from jestfilter.jobs.filter import run_filter
 
-    shards = unique_stems(expand_shards(args.shards))
-    if args.merge:
-        sizes = job.merge(args.out, shards)
-        print(f"filter: sizes.json covers {len(sizes)} output shards, {sum(sizes.values()):,} samples")
-        return 0
-    if args.threshold is None and args.keep_fraction is None:
-        raise UsageError("give --threshold X or --keep-fraction F")
-    if args.keep_fraction is not None and not 0.0 <= args.keep_fraction <= 1.0:
-        raise UsageError(f"--keep-fraction must be in [0, 1], got {args.keep_fraction}")
-    if args.samples_per_shard < 1:
-        raise UsageError(f"--samples-per-shard must be positive, got {args.samples_per_shard}")
-    placement = placement_from_args(args)
-    removals = job.read_removals(args.remove) if args.remove else None
-    scores = job.scan_scores(args.scores, removals)
-    rule, total, kept = job.keep_rule(scores, args.column, args.lower_is_better, args.threshold, args.keep_fraction)
-    print(f"filter: {rule.describe()}: {kept:,} of {total:,} scored samples"
-          + (f" after removing {len(removals):,} listed in {args.remove}" if removals is not None else ""))
-    removed = {} if removals is None else {
-        (shard, key): f"dedup_{reason}" for shard, key, reason in removals.iter_rows()}
-
-    def work(shard: str) -> dict:
-        return job.filter_shard(shard, args.scores, args.out, rule, removed, args.samples_per_shard)
-
-    settings = {"scores": absolute(args.scores), **dataclasses.asdict(rule),
-                "remove": absolute(args.remove), "samples_per_shard": args.samples_per_shard}
-    summary = run_shards("filter", shards, work, args.out, placement, args.retries, settings=settings)
-    if all_done(args.out, shards):
-        job.merge(args.out, shards)
-    return summary.exit_status
+    placement = None if args.merge else placement_from_args(args)
+    return run_filter(args.shards, args.scores, args.out, placement, args.retries, column=args.column,
+                      lower_is_better=args.lower_is_better, threshold=args.threshold,
+                      keep_fraction=args.keep_fraction, remove=args.remove,
+                      samples_per_shard=args.samples_per_shard, merge_only=args.merge)

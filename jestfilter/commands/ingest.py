@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jestfilter.data.ingest import ingest, parse_option
+    from jestfilter.datasets.ingest import ingest, parse_option
 
     summary = ingest(
         args.urls,

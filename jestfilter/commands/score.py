@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from jestfilter.jobs.runner import add_job_arguments
+from jestfilter.commands._flags import add_job_arguments
 
 HELP = "score cached embeddings per example (reference loss; learner loss and learnability) into parquet"
 
@@ -22,20 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jestfilter.cli import UsageError
-    from jestfilter.data import expand_shards
-    from jestfilter.jobs.common import absolute, cached_shards, job_device, load_model
-    from jestfilter.jobs.runner import placement_from_args, run_shards, unique_stems
-    from jestfilter.jobs.score import score_shard
+    from jestfilter.commands._flags import placement_from_args
+    from jestfilter.jobs.score import run_score
 
-    if args.learner and not args.shards:
-        raise UsageError("--learner needs --shards: the learner embeds the shards itself")
-    placement = placement_from_args(args)
-    shards = unique_stems(expand_shards(args.shards) if args.shards else cached_shards(args.embeddings))
-    learner = load_model(args.learner, job_device(args.device)) if args.learner else None
-
-    def work(shard: str) -> int:
-        return score_shard(shard, args.embeddings, args.out, learner, args.batch_size)
-
-    settings = {"embeddings": absolute(args.embeddings), "learner": absolute(args.learner)}
-    return run_shards("score", shards, work, args.out, placement, args.retries, settings=settings).exit_status
+    return run_score(args.embeddings, args.out, placement_from_args(args), args.retries, args.learner, args.shards,
+                     args.batch_size, args.device)

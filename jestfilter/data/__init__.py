@@ -1,7 +1,6 @@
 """The data plane: WebDataset shards in, super-batches through, filtered shards and a manifest out."""
 
 from jestfilter.data.atomic import atomic_torch_save, atomic_write_json
-from jestfilter.data.checkpoint import load_data_state, save_data_state
 from jestfilter.data.loader import SuperBatchLoader
 from jestfilter.data.manifest import Manifest, read_manifest
 from jestfilter.data.shards import expand_shards, iter_samples
@@ -19,7 +18,5 @@ __all__ = [
     "atomic_write_json",
     "expand_shards",
     "iter_samples",
-    "load_data_state",
     "read_manifest",
-    "save_data_state",
 ]

@@ -1,4 +1,4 @@
-"""img2dataset's shard layout: shard names, sample keys, brace patterns and ``sizes.json``.
+"""img2dataset's shard layout: shard names, sample keys, brace patterns, ``sizes.json`` and ``_SUCCESS``.
 
 img2dataset names shard ``s`` ``{s:05d}.tar`` and gives sample ``i`` of that shard the key
 ``s * 10**ceil(log10(samples_per_shard)) + i``, zero-padded to ``5 + ceil(log10(...))`` digits
@@ -9,11 +9,20 @@ so the demo data and ingested data look alike to every reader.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
-from jestfilter.data.atomic import atomic_write_json
+from jestfilter.data.atomic import atomic_write, atomic_write_json
 
 SHARD_DIGITS = 5  # img2dataset's default oom_shard_count
+SIZES = "sizes.json"  # shard file name → sample count, which open_clip_train reads
+SUCCESS = "_SUCCESS"  # written last: every shard of the folder is complete
+
+
+def shard_stem(shard: str) -> str:
+    """``.../web-000012.tar`` → ``web-000012`` (the name every per-shard output starts with)."""
+    name = os.path.basename(shard.rstrip("/"))
+    return name[: -len(".tar")] if name.endswith(".tar") else name
 
 
 def shard_name(shard: int) -> str:
@@ -45,5 +54,11 @@ def brace_pattern(folder: str | Path, names: list[str]) -> str:
 
 
 def write_sizes_json(folder: str | Path, sizes: dict[str, int]) -> None:
-    """``sizes.json`` (shard file name → sample count), which open_clip_train reads."""
-    atomic_write_json(Path(folder) / "sizes.json", sizes)
+    """``sizes.json`` (shard file name → sample count, sorted), which open_clip_train reads."""
+    atomic_write_json(Path(folder) / SIZES, dict(sorted(sizes.items())))
+
+
+def mark_complete(folder: str | Path, sizes: dict[str, int]) -> None:
+    """``sizes.json`` for the folder's finished shards, then the ``_SUCCESS`` marker."""
+    write_sizes_json(folder, sizes)
+    atomic_write(Path(folder) / SUCCESS, lambda tmp: Path(tmp).write_text(""))

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import polars as pl
 import torch
 
 from jestfilter.data.atomic import atomic_write
-from jestfilter.data.types import SuperBatch
+from jestfilter.data.types import RawSample, SuperBatch
 
 KEPT, DROPPED, REJECTED = "kept", "dropped", "rejected"
 
@@ -28,23 +28,27 @@ SCHEMA = {
     "pass": pl.Int32,
     "step": pl.Int64,
     "decision": pl.String,  # kept | dropped | rejected
-    "reason": pl.String,  # why a sample was rejected (or, under torchrun, dropped unscored); else null
-    "learner_loss": pl.Float32,
-    "reference_loss": pl.Float32,
-    "learnability": pl.Float32,
+    "reason": pl.String,  # why a sample was rejected, or dropped without the usual scoring; else null
     "output_shard": pl.String,  # the filtered shard holding a kept sample
 }
+# Score columns (Float32, null where a score was not computed) follow, named by the caller.
 
 
 class Manifest:
-    """Collect rows and write them as parquet parts under ``out_dir/manifest.parquet/``."""
+    """Collect rows and write them as parquet parts under ``out_dir/manifest.parquet/``.
 
-    def __init__(self, out_dir: str | os.PathLike, rows_per_part: int = 100_000, part_prefix: str = "part"):
+    ``score_columns`` names the per-sample scores the rows carry (e.g. the Selector's
+    ``learner_loss``, ``reference_loss``, ``learnability``); a score not given is null.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, rows_per_part: int = 100_000, part_prefix: str = "part",
+                 score_columns: Sequence[str] = ()):
         self.path = Path(out_dir) / "manifest.parquet"
         self.path.mkdir(parents=True, exist_ok=True)
         self.rows_per_part, self.part_prefix = rows_per_part, part_prefix
+        self.schema = {**SCHEMA, **{name: pl.Float32 for name in score_columns}}
         self.parts = 0
-        self._rows: dict[str, list] = {name: [] for name in SCHEMA}
+        self._rows: dict[str, list] = {name: [] for name in self.schema}
         self._fresh = True
 
     def __len__(self) -> int:
@@ -67,30 +71,38 @@ class Manifest:
         step: int,
         kept: Sequence[int],
         output_shards: Sequence[str | None] | None = None,
-        learner_loss: Sequence[float] | torch.Tensor | None = None,
-        reference_loss: Sequence[float] | torch.Tensor | None = None,
-        learnability: Sequence[float] | torch.Tensor | None = None,
+        reasons: Mapping[int, str] | None = None,
+        **scores: Sequence[float] | torch.Tensor | None,
     ) -> None:
         """Rows for a whole super-batch: ``kept`` indexes ``batch.samples`` (``output_shards``
-        aligned with it), scores are per sample; every other sample is dropped and every
-        rejection is recorded with its reason."""
+        aligned with it), ``scores`` are per sample (one keyword per score column); every other
+        sample is dropped (with ``reasons[i]`` when given) and every rejection is recorded with
+        its reason."""
         kept = [int(i) for i in kept]
         shard_of = dict(zip(kept, output_shards)) if output_shards is not None else {}
-        chosen = set(kept)
+        chosen, reasons = set(kept), reasons or {}
         samples, rejected = batch.samples, batch.rejected
         n, total = len(samples), len(samples) + len(rejected)
+        unknown = set(scores) - set(self.schema)
+        if unknown:
+            raise ValueError(f"no score column {sorted(unknown)[0]!r} in this manifest")
         self.append(
             key=[s.key for s in samples] + [r.key for r in rejected],
             source_shard=[s.source_shard for s in samples] + [r.source_shard for r in rejected],
             **{"pass": [batch.pass_index] * total},
             step=[step] * total,
             decision=[KEPT if i in chosen else DROPPED for i in range(n)] + [REJECTED] * len(rejected),
-            reason=[None] * n + [r.reason for r in rejected],
-            learner_loss=_scores(learner_loss, n, len(rejected)),
-            reference_loss=_scores(reference_loss, n, len(rejected)),
-            learnability=_scores(learnability, n, len(rejected)),
+            reason=[reasons.get(i) for i in range(n)] + [r.reason for r in rejected],
             output_shard=[shard_of.get(i) for i in range(n)] + [None] * len(rejected),
+            **{name: _scores(values, n, len(rejected)) for name, values in scores.items()},
         )
+
+    def record_dropped(self, samples: Sequence[RawSample], *, step: int, pass_index: int, reason: str) -> None:
+        """Rows for samples read but dropped unscored, all for ``reason``."""
+        if samples:
+            self.append(key=[s.key for s in samples], source_shard=[s.source_shard for s in samples],
+                        step=[step] * len(samples), decision=[DROPPED] * len(samples),
+                        reason=[reason] * len(samples), **{"pass": [pass_index] * len(samples)})
 
     def flush(self) -> None:
         """Write the gathered rows as the next part."""
@@ -98,10 +110,10 @@ class Manifest:
             return
         if self._fresh:
             self._refuse_old_parts()
-        frame = pl.DataFrame(self._rows, schema=SCHEMA)
+        frame = pl.DataFrame(self._rows, schema=self.schema)
         atomic_write(self.path / f"{self.part_prefix}-{self.parts:05d}.parquet", frame.write_parquet)
         self.parts += 1
-        self._rows = {name: [] for name in SCHEMA}
+        self._rows = {name: [] for name in self.schema}
 
     close = flush
 
@@ -117,7 +129,7 @@ class Manifest:
             number = path.name.lstrip(".").removeprefix(f"{self.part_prefix}-").removesuffix(".parquet")
             if not number.isdigit() or int(number) >= self.parts:
                 path.unlink()
-        self._rows = {name: [] for name in SCHEMA}
+        self._rows = {name: [] for name in self.schema}
         self._fresh = False
 
     def _refuse_old_parts(self) -> None:
@@ -128,13 +140,14 @@ class Manifest:
 
 
 def _scores(values, n: int, rejected: int) -> list:
+    """One score per sample, then nulls for the rejections; a NaN is stored as null too."""
     if values is None:
         return [None] * (n + rejected)
     if isinstance(values, torch.Tensor):
         values = values.detach().float().cpu().tolist()
     if len(values) != n:
         raise ValueError(f"expected {n} scores, got {len(values)}")
-    return list(values) + [None] * rejected
+    return [None if v is None or v != v else v for v in values] + [None] * rejected
 
 
 def read_manifest(out_dir: str | os.PathLike) -> pl.DataFrame:

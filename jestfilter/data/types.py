@@ -44,3 +44,8 @@ class SuperBatch:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    @classmethod
+    def undecoded(cls, samples: list[RawSample], rejected: list[Rejected], pass_index: int = 0) -> "SuperBatch":
+        """Samples as read, without pixels or tokens (for jobs that never run a model on them)."""
+        return cls(torch.empty(0), torch.empty(0, dtype=torch.long), samples, rejected, pass_index)

@@ -13,12 +13,9 @@ import os
 import tarfile
 from pathlib import Path
 
-from jestfilter.data.atomic import atomic_write, atomic_write_json
+from jestfilter.data.layout import SIZES, SUCCESS, mark_complete
 from jestfilter.data.shards import split_member_name
 from jestfilter.data.types import RawSample
-
-SIZES = "sizes.json"
-SUCCESS = "_SUCCESS"
 
 
 class FilteredShardWriter:
@@ -80,7 +77,7 @@ class FilteredShardWriter:
     def close(self, summary: bool = True) -> None:
         """Finish the last shard, then write ``sizes.json`` and ``_SUCCESS`` (in that order).
         ``summary=False`` leaves those two out: with a writer per rank, rank 0 writes them once
-        for all ranks' shards (``write_summary``)."""
+        for all ranks' shards (``jestfilter.data.layout.mark_complete``)."""
         if self.closed:
             return
         if self._fresh:
@@ -88,7 +85,7 @@ class FilteredShardWriter:
         if self.count:
             self._finish_shard()
         if summary:
-            write_summary(self.out_dir, self.sizes)
+            mark_complete(self.out_dir, self.sizes)
         self.closed = True
 
     def state_dict(self) -> dict:
@@ -156,13 +153,6 @@ class FilteredShardWriter:
             raise ValueError(f"{self.out_dir} already holds output ({sorted(old)[0]}, ...): "
                              "use a new folder or resume from the run's checkpoint")
         self._fresh = False
-
-
-def write_summary(out_dir: str | os.PathLike, sizes: dict[str, int]) -> None:
-    """``sizes.json`` for the finished shards ``sizes``, then the ``_SUCCESS`` marker."""
-    out_dir = Path(out_dir)
-    atomic_write_json(out_dir / SIZES, dict(sorted(sizes.items())))
-    atomic_write(out_dir / SUCCESS, lambda tmp: Path(tmp).write_text(""))
 
 
 def _shard_index(filename: str, prefix: str) -> int | None:

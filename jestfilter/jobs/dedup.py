@@ -23,12 +23,15 @@ import faiss
 import numpy as np
 import polars as pl
 
-from jestfilter.data import iter_samples
+from jestfilter.data import expand_shards, iter_samples
 from jestfilter.data.atomic import atomic_write
-from jestfilter.data.embeddings import shard_stem
+from jestfilter.data.layout import shard_stem
 from jestfilter.data.shards import image_member
 from jestfilter.data.types import RawSample
-from jestfilter.jobs.common import load_embeddings
+from jestfilter.embeddings import cached_shards, load_embeddings
+from jestfilter.errors import UsageError
+from jestfilter.jobs.common import absolute
+from jestfilter.jobs.runner import Placement, all_done, run_shards, unique_stems
 
 EXACT, NEAR, EVAL = "exact", "near", "eval"
 PART_SUFFIX = ".dedup.parquet"
@@ -64,7 +67,7 @@ class EmbeddingSet:
             starts[shard_stem(shard)] = (len(keys), len(keys) + len(order))
             keys += [cached.keys[i] for i in order]
             stems += [shard_stem(shard)] * len(order)
-            blocks.append(cached.image.numpy()[order])
+            blocks.append(cached.image[order])
         vectors = np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32)
         faiss.normalize_L2(vectors)  # fp16 storage rounds the norms a little
         return cls(keys, stems, vectors, starts)
@@ -150,3 +153,35 @@ def merge(parts: Path, out_file: str | os.PathLike) -> pl.DataFrame:
                 .cast(REMOVAL_SCHEMA).collect())
     atomic_write(out_file, removals.write_parquet)
     return removals
+
+
+def run_dedup(embeddings: str, out: str, placement: Placement, retries: int = 2, patterns: Sequence[str] | None = None,
+              eval_embeddings: str | None = None, threshold: float = 0.95, index_kind: str = "auto") -> int:
+    """Find this rank's duplicates; the last rank to finish writes the removal table. Returns the exit status."""
+    if not -1.0 <= threshold <= 1.0:
+        raise UsageError(f"--threshold is a cosine in [-1, 1], got {threshold}")
+    if not out.endswith(".parquet"):
+        raise UsageError(f"--out names a .parquet file, got {out}")
+    shards = unique_stems(expand_shards(patterns) if patterns else cached_shards(embeddings))
+    train = EmbeddingSet.load(embeddings, shards)
+    index = build_index(train.vectors, index_kind)
+    evals = eval_index = None
+    if eval_embeddings:
+        evals = EmbeddingSet.load(eval_embeddings, cached_shards(eval_embeddings))
+        eval_index = build_index(evals.vectors, index_kind)
+    parts = parts_dir(out)
+    order = {shard: i for i, shard in enumerate(shards)}
+
+    def work(shard: str) -> int:
+        return dedup_shard(shard, order[shard], train, index, threshold, parts, evals, eval_index,
+                           hash_images=bool(patterns))
+
+    settings = {"embeddings": absolute(embeddings), "eval_embeddings": absolute(eval_embeddings),
+                "exact": bool(patterns), "threshold": threshold, "index": index_kind}
+    summary = run_shards("dedup", shards, work, parts, placement, retries, settings=settings)
+    if all_done(parts, shards):
+        removals = merge(parts, out)
+        counts = dict(removals.group_by("reason").len().iter_rows())
+        print(f"dedup: {removals.height:,} of {len(train.keys):,} samples to remove ("
+              + ", ".join(f"{counts.get(r, 0):,} {r}" for r in (EXACT, NEAR, EVAL)) + f") → {out}")
+    return summary.exit_status

@@ -1,17 +1,17 @@
 """Offline filtering by a score column: a threshold, or a global keep fraction.
 
-Each input shard is filtered on its own (so the job is idempotent per shard): its kept samples
-go byte-for-byte through a ``FilteredShardWriter`` to ``<shard>-NNNNNN.tar``, and every one of
-its samples gets one manifest row in ``manifest.parquet/part-<shard>.parquet`` (kept; dropped
-with its scores, or with ``reason`` ``duplicate_*`` when a dedup table removed it; rejected with
-the reader's reason). Each shard is written in a private folder and moved in, so shards from
+Each input shard is filtered on its own (so the job is idempotent per shard) into a
+``FilteredOutput`` sink: its kept samples go byte-for-byte to ``<shard>-NNNNNN.tar``, and every
+one of its samples gets one manifest row in ``manifest.parquet/part-<shard>-NNNNN.parquet``
+(kept; dropped with its scores, or with ``reason`` ``dedup_*`` when a dedup table removed it;
+rejected with the reader's reason). Each shard is written in a private folder and moved in, so shards from
 many ranks never meet half-written. When every shard is done, ``sizes.json`` and ``_SUCCESS``
 cover them all.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass
@@ -19,18 +19,22 @@ from pathlib import Path
 from typing import Sequence
 
 import polars as pl
+import torch
 
-from jestfilter.data import FilteredShardWriter, Manifest, iter_samples
-from jestfilter.data.atomic import atomic_write, atomic_write_json
-from jestfilter.data.embeddings import shard_stem
-from jestfilter.data.manifest import DROPPED, KEPT, REJECTED
-from jestfilter.data.types import Rejected
-from jestfilter.data.writer import SIZES, SUCCESS
-from jestfilter.jobs.runner import read_done
+from jestfilter.data import expand_shards, iter_samples
+from jestfilter.data.layout import mark_complete, shard_stem
+from jestfilter.data.loader import group_super_batches
+from jestfilter.data.types import Rejected, SuperBatch
+from jestfilter.errors import UsageError
+from jestfilter.jobs.common import absolute
+from jestfilter.jobs.runner import Placement, all_done, read_done, run_shards, unique_stems
 from jestfilter.jobs.score import SCORES_SUFFIX
+from jestfilter.selection.criteria import SCORE_COLUMNS
+from jestfilter.sinks import FilteredOutput
+from jestfilter.sinks.filtered import selection_of
 
 MISSING_SCORE = "missing_score"  # read fine, but the score job has no row for it (it failed to decode)
-SCORE_COLUMNS = ("learner_loss", "reference_loss", "learnability")
+GROUP = 1000  # samples handed to the sink at a time
 
 
 @dataclass(frozen=True)
@@ -109,31 +113,31 @@ def filter_shard(shard: str, scores_dir: str | os.PathLike, out_dir: str | os.Pa
     scores = {row["key"]: row for row in pl.read_parquet(Path(scores_dir) / f"{stem}{SCORES_SUFFIX}").iter_rows(named=True)}
     work = out_dir / f".work-{stem}"
     shutil.rmtree(work, ignore_errors=True)  # what a killed attempt left
-    writer = FilteredShardWriter(work, samples_per_shard=samples_per_shard, prefix=stem)
-    manifest = Manifest(work, rows_per_part=1 << 62)
-    counts = {KEPT: 0, DROPPED: 0, REJECTED: 0}
-    for item in iter_samples([shard]):
-        row = {"key": [item.key], "source_shard": [item.source_shard], "pass": [0]}
-        if isinstance(item, Rejected):
-            decision, reason = REJECTED, item.reason
-        elif item.key not in scores:
-            decision, reason = REJECTED, MISSING_SCORE
-        else:
-            row.update({name: [scores[item.key][name]] for name in SCORE_COLUMNS})
-            reason = removed.get((stem, item.key))
-            decision = KEPT if reason is None and rule.keeps(scores[item.key][rule.column], stem, item.key) else DROPPED
-            if decision == KEPT:
-                row["output_shard"] = [writer.write(item)]
-        counts[decision] += 1
-        manifest.append(**row, decision=[decision], reason=[reason])
-    writer.close()
-    manifest.close()
-    out_dir.joinpath("manifest.parquet").mkdir(exist_ok=True)
-    os.replace(manifest.path / "part-00000.parquet", out_dir / "manifest.parquet" / f"part-{stem}.parquet")
-    for name in writer.sizes:
+    sink = FilteredOutput(work, samples_per_shard, prefix=stem, part_prefix=f"part-{stem}", extremes=False)
+    counts = {"kept": 0, "dropped": 0, "rejected": 0}
+    for samples, rejected in group_super_batches(iter_samples([shard]), GROUP):
+        rejected += [Rejected(s.key, s.source_shard, MISSING_SCORE) for s in samples if s.key not in scores]
+        samples = [s for s in samples if s.key in scores]
+        reasons = {i: removed[(stem, s.key)] for i, s in enumerate(samples) if (stem, s.key) in removed}
+        kept = [i for i, s in enumerate(samples)
+                if i not in reasons and rule.keeps(scores[s.key][rule.column], stem, s.key)]
+        values = {name: torch.tensor([_number(scores[s.key][name]) for s in samples]) for name in SCORE_COLUMNS}
+        sink.record(SuperBatch.undecoded(samples, rejected), selection_of(kept, **values), step=0, reasons=reasons)
+        counts["kept"] += len(kept)
+        counts["dropped"] += len(samples) - len(kept)
+        counts["rejected"] += len(rejected)
+    sizes = sink.close()
+    (out_dir / "manifest.parquet").mkdir(exist_ok=True)
+    for part in sink.manifest.path.glob("*.parquet"):
+        os.replace(part, out_dir / "manifest.parquet" / part.name)
+    for name in sizes:
         os.replace(work / name, out_dir / name)
     shutil.rmtree(work)
-    return {"samples": sum(counts.values()), **counts, "sizes": writer.sizes}
+    return {"samples": sum(counts.values()), **counts, "sizes": sizes}
+
+
+def _number(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def merge(out_dir: str | os.PathLike, shards: Sequence[str]) -> dict[str, int]:
@@ -145,6 +149,40 @@ def merge(out_dir: str | os.PathLike, shards: Sequence[str]) -> dict[str, int]:
         if record is None:
             raise ValueError(f"shard {shard} is not filtered yet: run the filter job until every shard is done")
         sizes.update(record["sizes"])
-    atomic_write_json(out_dir / SIZES, sizes)
-    atomic_write(out_dir / SUCCESS, lambda tmp: Path(tmp).write_text(json.dumps({"shards": len(shards)})))
+    mark_complete(out_dir, sizes)
     return sizes
+
+
+def run_filter(patterns: Sequence[str], scores_dir: str, out: str, placement: Placement, retries: int = 2, *,
+               column: str = "learnability", lower_is_better: bool = False, threshold: float | None = None,
+               keep_fraction: float | None = None, remove: str | None = None, samples_per_shard: int = 10_000,
+               merge_only: bool = False) -> int:
+    """Filter this rank's shards not yet done; the last rank to finish merges. Returns the exit status."""
+    shards = unique_stems(expand_shards(patterns))
+    if merge_only:
+        sizes = merge(out, shards)
+        print(f"filter: sizes.json covers {len(sizes)} output shards, {sum(sizes.values()):,} samples")
+        return 0
+    if threshold is None and keep_fraction is None:
+        raise UsageError("give --threshold X or --keep-fraction F")
+    if keep_fraction is not None and not 0.0 <= keep_fraction <= 1.0:
+        raise UsageError(f"--keep-fraction must be in [0, 1], got {keep_fraction}")
+    if samples_per_shard < 1:
+        raise UsageError(f"--samples-per-shard must be positive, got {samples_per_shard}")
+    removals = read_removals(remove) if remove else None
+    scores = scan_scores(scores_dir, removals)
+    rule, total, kept = keep_rule(scores, column, lower_is_better, threshold, keep_fraction)
+    print(f"filter: {rule.describe()}: {kept:,} of {total:,} scored samples"
+          + (f" after removing {len(removals):,} listed in {remove}" if removals is not None else ""))
+    removed = {} if removals is None else {
+        (shard, key): f"dedup_{reason}" for shard, key, reason in removals.iter_rows()}
+
+    def work(shard: str) -> dict:
+        return filter_shard(shard, scores_dir, out, rule, removed, samples_per_shard)
+
+    settings = {"scores": absolute(scores_dir), **dataclasses.asdict(rule),
+                "remove": absolute(remove), "samples_per_shard": samples_per_shard}
+    summary = run_shards("filter", shards, work, out, placement, retries, settings=settings)
+    if all_done(out, shards):
+        merge(out, shards)
+    return summary.exit_status

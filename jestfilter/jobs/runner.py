@@ -10,7 +10,6 @@ missing. A shard that keeps failing is recorded and skipped; the job goes on.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -23,9 +22,9 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import polars as pl
 from tqdm import tqdm
 
-from jestfilter.cli import UsageError
 from jestfilter.data.atomic import atomic_write, atomic_write_json
-from jestfilter.data.embeddings import shard_stem
+from jestfilter.data.layout import shard_stem
+from jestfilter.errors import UsageError
 
 DONE_SUFFIX = ".done.json"
 SETTINGS = "job.json"
@@ -87,20 +86,6 @@ def _int(env: Mapping[str, str], name: str, default: int | None = None) -> int:
         return int(value)
     except ValueError:
         raise UsageError(f"{name}={value!r} is not an integer") from None
-
-
-def add_job_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags every batch job shares."""
-    parser.add_argument("--rank", type=int, help=PRECEDENCE_HELP)
-    parser.add_argument("--world-size", type=int, help="number of ranks sharing the shard list")
-    parser.add_argument("--retries", type=int, default=2, metavar="N",
-                        help="attempts after the first for a failing shard (default 2)")
-
-
-def placement_from_args(args: argparse.Namespace) -> Placement:
-    if args.retries < 0:
-        raise UsageError(f"--retries must be >= 0, got {args.retries}")
-    return resolve_placement(args.rank, args.world_size)
 
 
 def unique_stems(shards: Sequence[str]) -> list[str]:

@@ -1,23 +1,29 @@
-"""Per-example scores of one shard from cached embeddings: the reference loss of each example's
-own pair and, given a learner, its loss and the learnability (learner − reference)."""
+"""The score job: per-example scores of each shard from cached embeddings: the reference loss
+of each example's own pair and, given a learner, its loss and the learnability (learner −
+reference), as the Selector computes them (``jestfilter.selection.criteria.SCORE_COLUMNS``)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import polars as pl
 
+from jestfilter.data import expand_shards
 from jestfilter.data.atomic import atomic_write
-from jestfilter.data.embeddings import cache_path, embed_shard, shard_stem
-from jestfilter.jobs.common import CachedEmbeddings, load_embeddings
+from jestfilter.data.layout import shard_stem
+from jestfilter.distributed import resolve_device
+from jestfilter.embeddings import CachedEmbeddings, cache_path, cached_shards, embed_shard, load_embeddings
+from jestfilter.errors import UsageError
+from jestfilter.jobs.common import absolute, load_model
+from jestfilter.jobs.runner import Placement, run_shards, unique_stems
 from jestfilter.models import ModelBundle
+from jestfilter.selection.criteria import SCORE_COLUMNS
 from jestfilter.selection.losses import own_pair_loss
-from jestfilter.selection.outputs import SiglipOutputs
 
 SCORES_SUFFIX = ".scores.parquet"
-SCORE_SCHEMA = {"key": pl.String, "shard": pl.String, "reference_loss": pl.Float32,
-                "learner_loss": pl.Float32, "learnability": pl.Float32}
+SCORE_SCHEMA = {"key": pl.String, "shard": pl.String, **{name: pl.Float32 for name in SCORE_COLUMNS}}
 LEARNER_CACHE = "learner-embeddings"
 
 
@@ -27,8 +33,7 @@ def scores_path(out_dir: str | os.PathLike, shard: str) -> Path:
 
 def pair_losses(cached: CachedEmbeddings) -> pl.DataFrame:
     """(key, loss) with the sigmoid loss of each example's own pair, as the Selector computes it."""
-    outputs = SiglipOutputs(cached.image, cached.text, cached.scale, cached.bias)
-    return pl.DataFrame({"key": cached.keys, "loss": own_pair_loss(outputs, "sigmoid").numpy()},
+    return pl.DataFrame({"key": cached.keys, "loss": own_pair_loss(cached.as_outputs(), "sigmoid").numpy()},
                         schema={"key": pl.String, "loss": pl.Float32})
 
 
@@ -54,3 +59,18 @@ def score_shard(shard: str, embeddings_dir: str | os.PathLike, out_dir: str | os
                           for name, dtype in SCORE_SCHEMA.items())
     atomic_write(scores_path(out_dir, shard), frame.write_parquet)
     return frame.height
+
+
+def run_score(embeddings: str, out: str, placement: Placement, retries: int = 2, learner: str | None = None,
+              patterns: Sequence[str] | None = None, batch_size: int = 256, device: str = "auto") -> int:
+    """Score this rank's shards not yet done; returns the exit status (1 if a shard failed)."""
+    if learner and not patterns:
+        raise UsageError("--learner needs --shards: the learner embeds the shards itself")
+    shards = unique_stems(expand_shards(patterns) if patterns else cached_shards(embeddings))
+    bundle = load_model(learner, resolve_device(device)) if learner else None
+
+    def work(shard: str) -> int:
+        return score_shard(shard, embeddings, out, bundle, batch_size)
+
+    settings = {"embeddings": absolute(embeddings), "learner": absolute(learner)}
+    return run_shards("score", shards, work, out, placement, retries, settings=settings).exit_status

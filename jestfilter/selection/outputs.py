@@ -23,18 +23,18 @@ class SiglipOutputs(NamedTuple):
 
 
 class Selection(NamedTuple):
-    """The chosen sub-batch and each example's own-pair diagnostics (all ``[B]`` fp32).
+    """The chosen sub-batch and each example's own-pair diagnostics (``[B]`` fp32 each).
 
     ``learner_loss`` / ``reference_loss`` are the loss of each example's own pair (i, i)
-    under each model, NaN where that model was not given; ``learnability`` is their
-    difference. With ``loss="softmax"`` they are the paper's unconditional per-example
-    score ``-scale·<u_i, v_i>``.
+    under each model, None where that model was not given; ``learnability`` is their
+    difference (None unless both were given). With ``loss="softmax"`` they are the paper's
+    unconditional per-example score ``-scale·<u_i, v_i>``.
     """
 
     indices: Tensor
-    learner_loss: Tensor
-    reference_loss: Tensor
-    learnability: Tensor
+    learner_loss: Tensor | None
+    reference_loss: Tensor | None
+    learnability: Tensor | None
 
 
 def as_siglip_outputs(outputs, name: str, device: torch.device | None = None) -> SiglipOutputs:

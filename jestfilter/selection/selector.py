@@ -9,17 +9,10 @@ import torch
 from torch import Tensor
 
 from jestfilter.selection.conditioning import LogSumExps, NoConditioning, PairLossSums
+from jestfilter.selection.criteria import criterion
 from jestfilter.selection.losses import own_pair_loss
 from jestfilter.selection.outputs import Selection, SiglipOutputs, as_siglip_outputs
 
-# Which models each criterion scores, as (learner weight, reference weight): A = wL·l_L + wR·l_R.
-CRITERIA = {
-    "learnability": (1.0, -1.0),
-    "independent": (1.0, -1.0),  # learnability scored per example: one chunk, diagonal only
-    "hard_learner": (1.0, 0.0),
-    "easy_reference": (0.0, -1.0),
-    "uniform": (0.0, 0.0),
-}
 SAMPLINGS = ("softmax", "greedy")
 LOSSES = ("sigmoid", "softmax")
 
@@ -27,11 +20,12 @@ LOSSES = ("sigmoid", "softmax")
 class Selector:
     """Chooses the b = round(B·(1 − filter_ratio)) most learnable examples of a super-batch, jointly.
 
-    Criteria (``method``): ``learnability`` (A = l_learner − l_reference per pair, the default),
-    ``hard_learner`` (A = l_learner), ``easy_reference`` (A = −l_reference), ``uniform``, and
-    ``independent``: learnability scored per example, all b drawn from A_ii alone (the paper's
-    baseline). Any criterion becomes per-example with ``n_chunks=1``. ``reference`` may be None
-    for hard_learner/uniform, ``learner`` may be None for easy_reference/uniform.
+    Criteria (``method``, see ``jestfilter.selection.criteria``): ``learnability`` (A =
+    l_learner − l_reference per pair, the default), ``hard_learner`` (A = l_learner),
+    ``easy_reference`` (A = −l_reference), ``uniform``, and ``independent``: learnability scored
+    per example, all b drawn from A_ii alone. Any criterion becomes per-example with
+    ``n_chunks=1``. ``reference`` may be None when the criterion does not score with the
+    reference, ``learner`` likewise.
 
     The batch is drawn in ``n_chunks`` chunks (Algorithm 1): the first by each example's own
     score A_ii, each next one by A_ii + Σ_{k chosen}(A_ik + A_ki), i.e. conditioned on
@@ -45,6 +39,13 @@ class Selector:
     learnable data yet still explores; Algorithm 2's gain 100 makes every chunk practically
     greedy (use ``sampling="greedy"`` for that), and rescaling by 1/b would flatten large
     super-batches towards uniform. A prototype on the demo data did well with gain 1.
+
+    Batch arithmetic. Without ``batch_size`` the sub-batch is b = round(B·(1 − filter_ratio))
+    of whatever B rows come in, and b must split into chunks (a ValueError says what to
+    change). With ``batch_size=b`` the Selector plans a run once: ``super_batch`` is the B to
+    read per step (b itself for ``uniform``, which reads nothing extra), b is checked to split
+    into chunks × strata at construction, a full super-batch keeps exactly b, and a short one
+    (the end of a pass) keeps its share in whole chunks, possibly none.
 
     ``strata=k`` splits the rows into k equal contiguous blocks and takes chunk/k from each
     block in every chunk (what each rank of a distributed job takes from its own rows).
@@ -61,8 +62,8 @@ class Selector:
 
     def __init__(self, method: str = "learnability", filter_ratio: float = 0.8, n_chunks: int = 16,
                  sampling: str = "softmax", gain: float = 1.0, seed: int = 0, strata: int = 1,
-                 loss: str = "sigmoid", block_bytes: int = 256 * 2**20):
-        _check_choice("method", method, tuple(CRITERIA))
+                 loss: str = "sigmoid", block_bytes: int = 256 * 2**20, batch_size: int | None = None):
+        self.criterion = criterion(method)
         _check_choice("sampling", sampling, SAMPLINGS)
         _check_choice("loss", loss, LOSSES)
         if not 0.0 < filter_ratio < 1.0:
@@ -75,41 +76,67 @@ class Selector:
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.method, self.filter_ratio, self.sampling, self.loss = method, filter_ratio, sampling, loss
-        self.n_chunks = 1 if method in ("independent", "uniform") else n_chunks
+        self.n_chunks = n_chunks if self.criterion.joint else 1
         self.gain, self.seed, self.strata, self.block_bytes = gain, seed, strata, block_bytes
+        self.batch_size = batch_size
+        if batch_size is not None:
+            self._check_batch_size(batch_size)
 
-    def select(self, learner, reference, step: int = 0, group=None) -> Tensor:
+    @property
+    def super_batch(self) -> int | None:
+        """B: the rows to read per step for ``batch_size`` (None without one)."""
+        if self.batch_size is None:
+            return None
+        if self.criterion.random:
+            return self.batch_size
+        return round(self.batch_size / (1.0 - self.filter_ratio))
+
+    def keep(self, rows: int, strata: int | None = None) -> int:
+        """b: how many of ``rows`` (over all strata) the Selector keeps."""
+        if self.batch_size is None:
+            return round(rows * (1 - self.filter_ratio))
+        if self.criterion.random:
+            return min(rows, self.batch_size)
+        step = self.n_chunks * (strata or self.strata)
+        return min(self.batch_size, round(rows * (1 - self.filter_ratio)) // step * step)
+
+    def select(self, learner, reference, step: int = 0, group=None, rows: int | None = None) -> Tensor:
         """Indices of the chosen examples into the super-batch, a LongTensor [b]."""
-        return self.select_with_scores(learner, reference, step=step, group=group).indices
+        return self.select_with_scores(learner, reference, step=step, group=group, rows=rows).indices
 
-    def select_with_scores(self, learner, reference, step: int = 0, group=None) -> Selection:
-        """The chosen indices plus each example's own-pair losses, from the same pass."""
+    def select_with_scores(self, learner, reference, step: int = 0, group=None, rows: int | None = None) -> Selection:
+        """The chosen indices plus each example's own-pair losses, from the same pass.
+
+        ``rows`` (the super-batch's size) is needed only when neither model's outputs are given,
+        i.e. for ``uniform``.
+        """
         if not isinstance(step, int) or step < 0:
             raise ValueError(f"step must be a non-negative integer, got {step!r}")
-        learner, reference = self._check_models(learner, reference)
-        rows, device = _rows_and_device(learner, reference)
-        weight_learner, weight_reference = CRITERIA[self.method]
-        nan = torch.full((rows,), float("nan"), device=device)
-        learner_loss = own_pair_loss(learner, self.loss) if learner is not None else nan
-        reference_loss = own_pair_loss(reference, self.loss) if reference is not None else nan
-        terms = [(weight, model) for weight, model in
-                 ((weight_learner, learner), (weight_reference, reference)) if weight]
+        learner, reference = self._check_models(learner, reference, rows)
+        model = learner if learner is not None else reference
+        device = model.image.device if model is not None else torch.device("cpu")
+        rows = model.image.shape[0] if model is not None else rows
+        learner_loss = None if learner is None else own_pair_loss(learner, self.loss)
+        reference_loss = None if reference is None else own_pair_loss(reference, self.loss)
+        learnability = None if learner is None or reference is None else learner_loss - reference_loss
+        scores = dict(learner_loss=learner_loss, reference_loss=reference_loss, learnability=learnability)
+        c = self.criterion
+        terms = [(weight, m) for weight, m in ((c.learner_weight, learner), (c.reference_weight, reference)) if weight]
         own = torch.zeros(rows, device=device)
-        if weight_learner:
-            own += weight_learner * learner_loss
-        if weight_reference:
-            own += weight_reference * reference_loss
-        conditional = self._conditioning(terms, rows, device)
+        for weight, m in terms:
+            own += weight * (learner_loss if m is learner else reference_loss)
         generator = torch.Generator(device).manual_seed(self._generator_seed(step))
-        sample = dict(own=own, conditional=conditional, generator=generator)
+        sample = dict(own=own, conditional=self._conditioning(terms, rows, device), generator=generator)
         if group is None:
-            chunk_size = self._chunk_size(rows)
-            indices = self._sample(**sample, quota=chunk_size // self.strata, strata=self.strata,
+            keep = self._checked_keep(rows, self.strata)
+            if keep == rows:  # nothing to choose
+                return Selection(torch.arange(rows, device=device), **scores)
+            indices = self._sample(**sample, quota=keep // self.n_chunks // self.strata, strata=self.strata,
                                    first_row=0, total_rows=rows,
                                    gather=lambda new: [(m.image[new], m.text[new]) for _, m in terms])
         else:
             indices = self._sample_distributed(sample, terms, rows, group)
-        return Selection(indices, learner_loss, reference_loss, learner_loss - reference_loss)
+        return Selection(indices, **scores)
 
     def _sample(self, own: Tensor, conditional, generator: torch.Generator, quota: int,
                 strata: int, first_row: int, total_rows: int, gather) -> Tensor:
@@ -121,9 +148,11 @@ class Selector:
         """
         chosen = torch.zeros_like(own, dtype=torch.bool)
         picks = []
+        if quota == 0:
+            return torch.zeros(0, dtype=torch.long, device=own.device)
         for chunk in range(self.n_chunks):
             logits = self.gain * (own + conditional.value)
-            if self.sampling == "softmax" or self.method == "uniform":
+            if self.sampling == "softmax" or self.criterion.random:
                 noise = gumbel_noise(total_rows, generator)  # all rows, so every process agrees
                 logits += noise[first_row:first_row + own.shape[0]]
             logits[chosen] = float("-inf")
@@ -137,28 +166,30 @@ class Selector:
         return torch.cat(picks)
 
     def _sample_distributed(self, sample: dict, terms, rows: int, group) -> Tensor:
-        from jestfilter.selection.distributed import all_gather_rows, world_rows
+        from jestfilter.selection.exchange import all_gather_rows, world_rows
 
         world, rank, total_rows = world_rows(rows, group)
         if self.strata not in (1, world):
             raise ValueError(f"strata={self.strata} with a process group of {world} ranks: "
                              f"leave strata=1 (each rank is one stratum) or pass {world}")
-        chunk_size = self._chunk_size(total_rows, strata=world)
+        keep = self._checked_keep(total_rows, world)
+        if keep == total_rows:  # nothing to choose
+            return torch.arange(rows, device=sample["own"].device)
 
         def gather(new: Tensor):
             return [(all_gather_rows(m.image[new], group), all_gather_rows(m.text[new], group))
                     for _, m in terms]
 
-        return self._sample(**sample, quota=chunk_size // world, strata=1, first_row=rank * rows,
+        return self._sample(**sample, quota=keep // self.n_chunks // world, strata=1, first_row=rank * rows,
                             total_rows=total_rows, gather=gather)
 
-    def _check_models(self, learner, reference):
-        weight_learner, weight_reference = CRITERIA[self.method]
-        if learner is None and reference is None:
+    def _check_models(self, learner, reference, rows: int | None):
+        c = self.criterion
+        if learner is None and reference is None and (not c.random or rows is None):
             raise ValueError("pass the learner's or the reference's outputs (both are None)")
-        if learner is None and weight_learner:
+        if learner is None and c.needs_learner:
             raise ValueError(f"method={self.method!r} needs the learner's outputs (got None)")
-        if reference is None and weight_reference:
+        if reference is None and c.needs_reference:
             raise ValueError(f"method={self.method!r} needs the reference's outputs (got None)")
         learner = None if learner is None else as_siglip_outputs(learner, "learner")
         device = learner.image.device if learner is not None else None
@@ -175,15 +206,26 @@ class Selector:
         accumulator = PairLossSums if self.loss == "sigmoid" else LogSumExps
         return accumulator(terms, self.block_bytes)
 
-    def _chunk_size(self, rows: int, strata: int | None = None) -> int:
-        """Chunk size in integers (the paper's float truncation loses examples), or a ValueError
-        saying what to change."""
-        strata = self.strata if strata is None else strata
-        keep = round(rows * (1 - self.filter_ratio))
-        step = self.n_chunks * strata
+    def _check_batch_size(self, batch_size: int) -> None:
+        """b must split into chunks × strata, and B over the strata, before any data is read."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        step = (1 if self.criterion.random else self.n_chunks) * self.strata
+        if batch_size % step or self.super_batch % self.strata:
+            parts = ([f"{self.strata} ranks"] if self.strata > 1 else []) + \
+                    ([f"{self.n_chunks} chunks"] if step > self.strata else [])
+            raise ValueError(f"b={batch_size} (B={self.super_batch}) does not split into {' × '.join(parts)}: "
+                             f"use a batch size that is a multiple of {step}")
+
+    def _checked_keep(self, rows: int, strata: int) -> int:
+        """b for ``rows``, or a ValueError saying what to change."""
+        keep = self.keep(rows, strata)
         what = f"n_chunks={self.n_chunks}" + (f" × strata={strata}" if strata > 1 else "")
         if rows % strata:
             raise ValueError(f"B={rows} examples do not split into strata={strata} equal blocks")
+        if self.batch_size is not None:
+            return keep
+        step = self.n_chunks * strata
         if keep < step:
             raise ValueError(f"too few examples: B={rows} at filter_ratio={self.filter_ratio} keeps "
                              f"b={keep}, fewer than {what} = {step} (one per chunk and stratum)")
@@ -192,7 +234,7 @@ class Selector:
             raise ValueError(f"b={keep} (= round({rows}·(1−{self.filter_ratio}))) is not divisible "
                              f"by {what}: use a super-batch of B={self._nearest_batch(rows, strata)}"
                              + (f" or n_chunks in {fits}" if fits else ""))
-        return keep // self.n_chunks
+        return keep
 
     def _nearest_batch(self, rows: int, strata: int) -> int:
         step = self.n_chunks * strata
@@ -220,11 +262,6 @@ def top_k_per_stratum(logits: Tensor, k: int, strata: int) -> Tensor:
     blocks = logits.view(strata, -1)
     offsets = torch.arange(strata, device=logits.device)[:, None] * blocks.shape[1]
     return (blocks.topk(k, dim=1).indices + offsets).flatten()
-
-
-def _rows_and_device(learner: SiglipOutputs | None, reference: SiglipOutputs | None):
-    model = learner if learner is not None else reference
-    return model.image.shape[0], model.image.device
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -1,9 +1,9 @@
 """Training checkpoints: model, optimiser, schedule, step and extra state.
 
 ``training_state`` / ``restore_training_state`` turn the objects into one dict of tensors and
-primitives (so it loads with ``torch.load(weights_only=True)``) and back; the pipeline can
-store that dict beside the data plane's state. ``save_checkpoint`` / ``load_checkpoint`` do the
-same through a file written atomically (temporary file, then ``os.replace``).
+primitives (so it loads with ``torch.load(weights_only=True)``) and back. ``save_checkpoint`` /
+``load_checkpoint`` do the same through a file written atomically (temporary file, then
+``os.replace``); ``RunCheckpoint`` adds the data plane's state and torchrun's ranks.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from jestfilter.distributed import World, barrier, gather_objects
 
 
 def training_state(
@@ -79,3 +81,53 @@ def load_checkpoint(
         raise FileNotFoundError(f"checkpoint not found: {path}")
     state = torch.load(path, map_location=model.logit_scale.device, weights_only=True)
     return restore_training_state(state, model, optimizer, scheduler)
+
+
+class RunCheckpoint:
+    """A training run's checkpoint: the state every rank shares (model, optimiser, schedule,
+    history) and each rank's own (its stream position and output sink).
+
+    One process: both in one file, ``path``. Under torchrun each rank first writes its own part,
+    ``<stem>.rank-RRRRR.step-SSSSSSSSS<suffix>``, then rank 0 the shared file, then the parts of
+    the step before go: a crash at any point leaves a shared file whose step every rank still
+    has a part for.
+    """
+
+    def __init__(self, path: str | os.PathLike, world: World):
+        self.path, self.world = Path(path), world
+
+    def part(self, step: int) -> Path:
+        p = self.path
+        return p.with_name(f"{p.stem}.rank-{self.world.rank:05d}.step-{step:09d}{p.suffix}")
+
+    def save(self, shared: dict[str, Any], own: dict[str, Any]) -> None:
+        from jestfilter.data.atomic import atomic_torch_save
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.world.size == 1:
+            atomic_torch_save(self.path, {**shared, "own": own})
+            return
+        step = shared["step"]
+        atomic_torch_save(self.part(step), own)
+        barrier(self.world)
+        if self.world.main:
+            atomic_torch_save(self.path, shared)
+        barrier(self.world)
+        for old in self.path.parent.glob(f"{self.path.stem}.rank-{self.world.rank:05d}.step-*{self.path.suffix}"):
+            if old != self.part(step):
+                old.unlink()
+
+    def load(self, device: torch.device) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(shared, own), or None on a fresh start."""
+        if not self.path.exists():
+            return None
+        shared = torch.load(self.path, map_location=device, weights_only=True)
+        if self.world.size == 1:
+            return shared, shared.pop("own")
+        part = self.part(shared["step"])
+        own = torch.load(part, weights_only=True) if part.exists() else None
+        missing = [p for p in gather_objects(self.world, None if own else str(part)) if p]
+        if missing:
+            raise ValueError(f"cannot resume: {missing[0]} is missing (was the job started with another "
+                             "number of ranks?)")
+        return shared, own

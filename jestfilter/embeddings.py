@@ -1,4 +1,9 @@
-"""Per-shard embedding cache: one ``<shard>.emb.npz`` per input shard, key → fp16 embeddings.
+"""Embeddings of whole shards by a model, cached as one ``<shard>.emb.npz`` per input shard.
+
+This module owns the format: ``keys`` (str), ``image`` and ``text`` (fp16 ``[n, d]``, in key
+order), the model's ``scale`` (exponentiated) and ``bias``. ``write_embeddings`` and
+``read_embeddings`` are its one writer and reader; bootstrap's reference cache and the
+``embed``, ``score`` and ``dedup`` jobs all go through them.
 
 The reference model is frozen, so its embeddings of the web data are computed once and looked
 up by (shard, key) at every step (the paper caches reference embeddings, not scores, because
@@ -11,26 +16,77 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from jestfilter.data.atomic import atomic_write
+from jestfilter.data.layout import shard_stem
 from jestfilter.data.loader import decode, group_super_batches
 from jestfilter.data.shards import expand_shards, iter_samples
 from jestfilter.data.types import RawSample
+from jestfilter.errors import UsageError
 from jestfilter.models import ModelBundle, embed
 from jestfilter.selection import SiglipOutputs
 
 SUFFIX = ".emb.npz"
 
 
-def shard_stem(shard: str) -> str:
-    """``.../web-000012.tar`` → ``web-000012`` (the name every per-shard output starts with)."""
-    name = os.path.basename(shard.rstrip("/"))
-    return name[: -len(".tar")] if name.endswith(".tar") else name
+class CachedEmbeddings(NamedTuple):
+    """One shard's embeddings: keys in file order, fp16 ``[n, d]`` arrays, the model's scale and bias."""
+
+    keys: list[str]
+    image: np.ndarray
+    text: np.ndarray
+    scale: float
+    bias: float
+
+    def as_outputs(self) -> SiglipOutputs:
+        """All rows as fp32 tensors, as the Selector and the loss functions take them."""
+        as_tensor = lambda rows: torch.from_numpy(rows.astype(np.float32))  # noqa: E731
+        return SiglipOutputs(as_tensor(self.image), as_tensor(self.text), torch.tensor(self.scale),
+                             torch.tensor(self.bias))
+
+
+def write_embeddings(path: str | os.PathLike, embeddings: CachedEmbeddings) -> None:
+    """Write one shard's file atomically (its existence means the shard is done)."""
+    arrays = {"keys": np.array(embeddings.keys, dtype=str), "image": embeddings.image.astype(np.float16),
+              "text": embeddings.text.astype(np.float16), "scale": np.float32(embeddings.scale),
+              "bias": np.float32(embeddings.bias)}
+
+    def save(tmp: str) -> None:
+        with open(tmp, "wb") as file:
+            np.savez(file, **arrays)
+
+    atomic_write(path, save)
+
+
+def read_embeddings(path: str | os.PathLike) -> CachedEmbeddings:
+    """Read one shard's file (written by ``write_embeddings``)."""
+    with np.load(path) as data:
+        return CachedEmbeddings(data["keys"].tolist(), data["image"], data["text"], float(data["scale"]),
+                                float(data["bias"]))
+
+
+def load_embeddings(cache_dir: str | os.PathLike, shard: str) -> CachedEmbeddings:
+    """The embeddings of ``shard`` in ``cache_dir``, or FileNotFoundError."""
+    path = cache_path(cache_dir, shard)
+    if not path.exists():
+        raise FileNotFoundError(f"no embeddings for shard {shard} in {cache_dir}")
+    return read_embeddings(path)
+
+
+def cached_shards(cache_dir: str | os.PathLike) -> list[str]:
+    """The shard names an embedding folder covers (``web-000001.emb.npz`` → ``web-000001``)."""
+    folder = Path(cache_dir)
+    if not folder.is_dir():
+        raise UsageError(f"embedding folder {cache_dir} does not exist")
+    stems = sorted(p.name[: -len(SUFFIX)] for p in folder.glob(f"*{SUFFIX}"))
+    if not stems:
+        raise UsageError(f"embedding folder {cache_dir} holds no *{SUFFIX} file")
+    return stems
 
 
 def cache_path(cache_dir: str | os.PathLike, shard: str) -> Path:
@@ -54,22 +110,16 @@ def embed_shard(bundle: ModelBundle, shard: str, out_path: str | os.PathLike, ba
         keys += [sample.key for sample in samples]
         images.append(outputs.image.half().cpu().numpy())
         texts.append(outputs.text.half().cpu().numpy())
-    scale, bias = model.logit_scale.exp(), model.logit_bias
+    bias = model.logit_bias
     dim = images[0].shape[1] if images else 0
-    arrays = {
-        "keys": np.array(keys, dtype=str),
-        "image": np.concatenate(images) if images else np.zeros((0, dim), np.float16),
-        "text": np.concatenate(texts) if texts else np.zeros((0, dim), np.float16),
-        "scale": np.float32(scale.item()),
-        "bias": np.float32(0.0 if bias is None else bias.item()),  # softmax CLIP models have none
-    }
-    atomic_write(out_path, lambda tmp: _save_npz(tmp, arrays))
+    write_embeddings(out_path, CachedEmbeddings(
+        keys,
+        np.concatenate(images) if images else np.zeros((0, dim), np.float16),
+        np.concatenate(texts) if texts else np.zeros((0, dim), np.float16),
+        model.logit_scale.exp().item(),
+        0.0 if bias is None else bias.item(),  # softmax CLIP models have none
+    ))
     return len(keys)
-
-
-def _save_npz(path: str, arrays: dict) -> None:
-    with open(path, "wb") as file:
-        np.savez(file, **arrays)
 
 
 def build_cache(bundle: ModelBundle, patterns: str | Sequence[str], cache_dir: str | os.PathLike,
@@ -90,19 +140,15 @@ class EmbeddingCache:
     def __init__(self, cache_dir: str | os.PathLike, max_open_shards: int = 256):
         self.cache_dir = Path(cache_dir)
         self.max_open_shards = max_open_shards
-        self._open: OrderedDict[str, tuple[dict[str, int], np.ndarray, np.ndarray, float, float]] = OrderedDict()
+        self._open: OrderedDict[str, tuple[dict[str, int], CachedEmbeddings]] = OrderedDict()
 
     def _shard(self, shard: str):
         stem = shard_stem(shard)
         if stem in self._open:
             self._open.move_to_end(stem)
             return self._open[stem]
-        path = cache_path(self.cache_dir, shard)
-        if not path.exists():
-            raise FileNotFoundError(f"no cached embeddings for shard {shard} in {self.cache_dir}")
-        with np.load(path) as data:
-            entry = ({key: row for row, key in enumerate(data["keys"].tolist())}, data["image"], data["text"],
-                     float(data["scale"]), float(data["bias"]))
+        cached = load_embeddings(self.cache_dir, shard)
+        entry = ({key: row for row, key in enumerate(cached.keys)}, cached)
         self._open[stem] = entry
         if len(self._open) > self.max_open_shards:
             self._open.popitem(last=False)
@@ -110,7 +156,8 @@ class EmbeddingCache:
 
     def check_model(self, shards: Sequence[str], model: torch.nn.Module) -> None:
         """Refuse a cache written by another model: its stored scale and bias must be the model's."""
-        _, _, _, scale, bias = self._shard(shards[0])
+        _, cached = self._shard(shards[0])
+        scale, bias = cached.scale, cached.bias
         own_scale = model.logit_scale.detach().exp().item()
         own_bias = 0.0 if model.logit_bias is None else model.logit_bias.detach().item()
         if abs(scale - own_scale) > 1e-3 * scale or abs(bias - own_bias) > 1e-3 * max(1.0, abs(bias)):
@@ -121,11 +168,12 @@ class EmbeddingCache:
         """fp32 embeddings of ``samples`` (in order) with the model's scale and bias."""
         images, texts, scale, bias = [], [], 1.0, 0.0
         for sample in samples:
-            rows, image, text, scale, bias = self._shard(sample.source_shard)
+            rows, cached = self._shard(sample.source_shard)
             if sample.key not in rows:
                 raise KeyError(f"sample {sample.key} of {sample.source_shard} is not in the embedding cache")
-            images.append(image[rows[sample.key]])
-            texts.append(text[rows[sample.key]])
+            images.append(cached.image[rows[sample.key]])
+            texts.append(cached.text[rows[sample.key]])
+            scale, bias = cached.scale, cached.bias
         as_tensor = lambda rows: torch.from_numpy(np.stack(rows)).to(device=device, dtype=torch.float32)  # noqa: E731
         return SiglipOutputs(as_tensor(images), as_tensor(texts), torch.tensor(scale, device=device),
                             torch.tensor(bias, device=device))

@@ -13,7 +13,6 @@ The web split mixes clean pairs with the noise kinds of real alt-text (see ``NOI
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -31,59 +30,9 @@ from tqdm import tqdm
 
 from jestfilter.data.atomic import atomic_write_json
 from jestfilter.data.layout import brace_pattern, sample_key, shard_name, write_sizes_json
-
-DEFAULT_SOURCE = Path("/usr/share/datasets/fashion-mnist")
-SOURCE_ENV = "JESTFILTER_FASHION_MNIST"
-IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-
-CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-# Words a caption may use for each class; the first is the class name written to classnames.txt.
-CLASS_NOUNS = [
-    ["t-shirt", "top", "tee"],
-    ["trousers", "pants"],
-    ["pullover", "sweater", "jumper"],
-    ["dress"],
-    ["coat", "jacket"],
-    ["sandal"],
-    ["shirt", "button-up shirt"],
-    ["sneaker", "trainer", "running shoe"],
-    ["bag", "handbag"],
-    ["ankle boot", "boot"],
-]
-PLURAL_NOUNS = {"trousers", "pants"}
-# Look-alike classes for "partly right" captions (the classes Fashion-MNIST models confuse).
-RELATED_CLASSES = {0: [6], 2: [4, 6], 3: [4], 4: [2], 5: [7], 6: [0, 2], 7: [5, 9], 9: [7]}
-
-CAPTION_TEMPLATES = [
-    "a photo of {a}",
-    "black and white picture of {a}",
-    "product shot: {n}",
-    "{a} on a plain background",
-    "a small grayscale photo of {a}",
-    "catalog photo of {a}",
-    "{n}, studio shot",
-    "low resolution image of {a}",
-]
-EVAL_TEMPLATES = [
-    "a photo of the {}.",
-    "black and white picture of the {}.",
-    "product shot: {}.",
-    "a low resolution photo of the {}.",
-    "a catalog image of the {}.",
-]
-UNINFORMATIVE_CAPTIONS = [
-    "IMG_{4}.jpg", "DSC{5}", "image", "untitled", "click here", "photo", "thumbnail",
-    "view larger image", "no description available", "screenshot_{4}", "image {1} of 8", "{3}.jpeg",
-]
-SPAM_WORDS = [
-    "free", "shipping", "sale", "cheap", "buy", "now", "best", "price", "50%", "off", "new", "2019",
-    "women", "men", "fashion", "outlet", "discount", "hot", "deal", "wholesale", "online", "shop",
-]
+from jestfilter.datasets.captions import (CLASS_NAMES, CLASS_NOUNS, EVAL_TEMPLATES, RELATED_CLASSES, clean_caption,
+                                          spam_caption, uninformative_caption)
+from jestfilter.datasets.fashion_mnist import find_fashion_mnist, load_fashion_mnist
 
 # Kinds of web sample; everything but "clean" is noise. Default weights of the noisy part:
 NOISE_KINDS = ["mismatched", "uninformative", "junk_image", "duplicate", "partial"]
@@ -92,14 +41,6 @@ DUPLICATE_REPEATS = 50  # each duplicated sample appears about this many times
 JUNK_TYPES = ["noise", "blank", "scrambled"]
 TAR_MTIME = 946684800  # fixed member time (2000-01-01) so equal seeds give byte-identical tars
 JPEG_QUALITY = 95
-
-
-@dataclass
-class FashionMNIST:
-    train_images: np.ndarray  # [60000, 28, 28] uint8
-    train_labels: np.ndarray  # [60000] uint8
-    test_images: np.ndarray
-    test_labels: np.ndarray
 
 
 @dataclass
@@ -127,72 +68,6 @@ class DemoPaths:
     split_counts: dict[str, int] = field(default_factory=dict)
     kind_counts: dict[str, int] = field(default_factory=dict)
     reused: bool = False
-
-
-# ---------------------------------------------------------------------------------------------
-# Fashion-MNIST
-
-
-def find_fashion_mnist(source: str | Path | None = None) -> Path:
-    """The folder holding the four idx files: ``source``, $JESTFILTER_FASHION_MNIST or Debian's."""
-    folder = Path(source or os.environ.get(SOURCE_ENV) or DEFAULT_SOURCE)
-    if all(_idx_path(folder, name) for name in IDX_FILES.values()):
-        return folder
-    raise FileNotFoundError(
-        f"Fashion-MNIST idx files not found in {folder}: run `apt-get install dataset-fashion-mnist` "
-        f"or pass --source DIR (or set {SOURCE_ENV})"
-    )
-
-
-def _idx_path(folder: Path, name: str) -> Path | None:
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Parse an idx file (plain or .gz): 2 zero bytes, dtype code, ndim, big-endian int32 dims."""
-    path = Path(path)
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte idx file")
-    ndim = data[3]
-    shape = tuple(np.frombuffer(data, dtype=">i4", count=ndim, offset=4))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def load_fashion_mnist(source: str | Path | None = None) -> FashionMNIST:
-    folder = find_fashion_mnist(source)
-    return FashionMNIST(**{field: read_idx(_idx_path(folder, name)) for field, name in IDX_FILES.items()})
-
-
-# ---------------------------------------------------------------------------------------------
-# Captions
-
-
-def _with_article(noun: str) -> str:
-    if noun in PLURAL_NOUNS:
-        return f"a pair of {noun}"
-    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
-
-
-def clean_caption(rng: np.random.Generator, cls: int) -> str:
-    noun = CLASS_NOUNS[cls][rng.integers(len(CLASS_NOUNS[cls]))]
-    return CAPTION_TEMPLATES[rng.integers(len(CAPTION_TEMPLATES))].format(a=_with_article(noun), n=noun)
-
-
-def uninformative_caption(rng: np.random.Generator) -> str:
-    """File names and boilerplate; ``{k}`` becomes a random k-digit number."""
-    template = UNINFORMATIVE_CAPTIONS[rng.integers(len(UNINFORMATIVE_CAPTIONS))]
-    return template.format(*[f"{rng.integers(10**k):0{k}d}" for k in range(6)])
-
-
-def spam_caption(rng: np.random.Generator, cls: int) -> str:
-    """The right class name buried in shop spam."""
-    words = list(rng.choice(SPAM_WORDS, size=rng.integers(6, 11), replace=False))
-    words.insert(rng.integers(len(words) + 1), CLASS_NOUNS[cls][0])
-    return " ".join(words)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,120 @@
+"""The settings of a run, in one place: defaults, help texts and checks.
+
+``TrainSettings`` is one training run (the reference, a baseline or the JEST learner);
+``BootstrapConfig`` is a whole bootstrap job and holds its learner's ``TrainSettings`` as
+``train`` rather than copying them. Every field carries its help text, from which the CLI
+builds its flags (``jestfilter.commands._flags``), so a default is written once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from jestfilter.selection.criteria import CRITERIA, criterion
+from jestfilter.selection.selector import SAMPLINGS, Selector
+
+
+def option(default: Any, help: str, **flag: Any) -> Any:
+    """A dataclass field with its CLI help (and argparse extras such as ``choices``)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **flag})
+    return field(default=default, metadata={"help": help, **flag})
+
+
+@dataclass
+class TrainSettings:
+    """One training run. ``batch_size`` is b, the examples trained on per step over all ranks."""
+
+    steps: int = option(600, "training steps")
+    batch_size: int = option(64, "b: examples trained on per step over all ranks (under torchrun each of N "
+                                 "ranks reads B/N and trains on b/N)")
+    method: str = option("learnability", "selection criterion", choices=tuple(CRITERIA))
+    filter_ratio: float = option(0.8, "f: share of each super-batch of B = b/(1−f) dropped")
+    n_chunks: int = option(16, "chunks of the joint sampler")
+    sampling: str = option("softmax", "draw each chunk by softmax (Gumbel-top-k) or take the top scores",
+                           choices=SAMPLINGS)
+    gain: float = option(1.0, "inverse temperature of softmax sampling")
+    seed: int = option(0, "seed of model init, data order and sampling")
+    lr: float = option(2e-3, "peak learning rate (AdamW)")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    warmup: float = option(0.05, "share of the steps spent warming the learning rate up")
+    flexi: bool = option(False, "Flexi-JEST: score and co-train half of each batch at a coarser patch size")
+    flexi_patch_size: int | None = option(None, "Flexi's coarse patch size (default twice the native one)")
+    eval_every: int = option(100, "evaluate every N steps")
+    checkpoint_every: int = option(50, "checkpoint every N steps")
+    workers: int = option(2, "decoding workers")
+    shuffle_buffer: int = option(2000, "samples mixed in the stream's shuffle buffer")
+
+    def validate(self) -> None:
+        """Fail fast, with one line, on settings that cannot work."""
+        criterion(self.method)
+        if not 0.0 < self.filter_ratio < 1.0:
+            raise ValueError(f"--filter-ratio must lie strictly between 0 and 1, got {self.filter_ratio}")
+        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "n_chunks"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ValueError(f"--workers must be 0 or more, got {self.workers}")
+        self.selector()  # b must split into chunks
+
+    def selector(self, ranks: int = 1) -> Selector:
+        """The Selector of this run over ``ranks`` ranks: it also says what B to read per step."""
+        return Selector(self.method, self.filter_ratio, self.n_chunks, self.sampling, self.gain, self.seed,
+                        strata=ranks, batch_size=self.batch_size)
+
+
+@dataclass
+class BootstrapConfig:
+    """Everything a bootstrap run needs; the CLI flags and ``--config`` files fill it."""
+
+    curated: list[str] | None = option(None, "curated shards, e.g. 'curated/{00000..00003}.tar'", nargs="+",
+                                       metavar="PATTERN")
+    web: list[str] | None = option(None, "web shards, e.g. 'web/{00000..00039}.tar'", nargs="+", metavar="PATTERN")
+    eval: str | None = option(None, "eval folder: *.tar with KEY.jpg/.txt/.cls, classnames.txt", metavar="DIR")
+    out: str = option("runs/demo", "output folder", metavar="DIR")
+    reference: str | None = option(None, "reuse this reference instead of training one", metavar="local-dir:PATH")
+    reference_cache: str | None = option(None, "the reference's embeddings of the web shards (a `jestfilter "
+                                               "embed` output); shards missing there are embedded into it",
+                                         metavar="DIR")
+    reference_steps: int = option(400, "reference training steps")
+    model: str = option("jest-tiny", "jest-tiny, jest-small, jest-b16, an open_clip name or local-dir:PATH")
+    compare: list[str] = option([], "also train these methods with the same budget (the demo: "
+                                    "uniform,easy_reference; 'none' for none)", metavar="M1,M2")
+    samples_per_shard: int = option(5000, "samples per filtered shard")
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
+    progress: bool = option(True, "hide progress bars", flag="--no-progress")
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+    def validate(self) -> None:
+        """Fail fast, with one line, on arguments that cannot work."""
+        given = [self.curated is not None, self.web is not None, self.eval is not None]
+        if any(given) and not all(given):
+            raise ValueError("give --curated, --web and --eval together (or none of them for the demo)")
+        if self.reference and not self.reference.startswith("local-dir:"):
+            raise ValueError(f"--reference must be a local-dir:PATH folder, got {self.reference!r}")
+        for method in self.methods:
+            self.settings_for(method).validate()
+        if self.samples_per_shard < 1:
+            raise ValueError(f"--samples-per-shard must be positive, got {self.samples_per_shard}")
+        if self.reference_steps < 1 and not self.reference:
+            raise ValueError("--reference-steps must be positive (or pass --reference local-dir:PATH)")
+
+    @property
+    def methods(self) -> list[str]:
+        """The main method first, then each compared one once."""
+        return [self.train.method] + [m for m in self.compare if m != self.train.method]
+
+    def init_bias(self) -> dict:
+        """Start new models at bias log(1/(b−1)), not −10: at small b it learns faster (docs/benchmarks.md)."""
+        local = self.model.startswith("local-dir:")
+        return {} if local else {"bias_for_batch_size": self.train.batch_size}
+
+    def reference_settings(self) -> TrainSettings:
+        """The reference's run: the learner's recipe, uniform on the curated data, at full resolution."""
+        return dataclasses.replace(self.train, method="uniform", steps=self.reference_steps, flexi=False)
+
+    def settings_for(self, method: str) -> TrainSettings:
+        """The learner's run with ``method``, the same budget and recipe."""
+        return dataclasses.replace(self.train, method=method)

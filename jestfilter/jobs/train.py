@@ -1,0 +1,39 @@
+"""Uniform training on any shards (e.g. bootstrap's filtered output): a model folder and metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from jestfilter.config import TrainSettings
+from jestfilter.data import atomic_write_json
+from jestfilter.distributed import barrier, init_distributed, resolve_device
+from jestfilter.eval import evaluate, load_eval_set
+from jestfilter.models import create_model, save_local_dir
+from jestfilter.train.loop import OnlineTrainer
+
+
+def train_uniform(shards: Sequence[str], out: str | Path, settings: TrainSettings, eval_dir: str | None = None,
+                  model: str = "jest-tiny", device: str = "auto") -> int:
+    """Train ``model`` on ``shards`` into ``out/model`` with ``out/metrics.json``; resumes after a kill."""
+    settings.validate()
+    out = Path(out)
+    eval_set = load_eval_set(eval_dir) if eval_dir else None
+    world, device = init_distributed(resolve_device(device))
+    torch.manual_seed(settings.seed)
+    bundle = create_model(model, device=device)
+    evaluator = (lambda b: evaluate(b, eval_set, device=device)) if eval_set is not None else None
+    trainer = OnlineTrainer(bundle, shards, settings, checkpoint=out / "checkpoint.pt", evaluate=evaluator,
+                            name="train", progress=world.main)
+    metrics = trainer.run()
+    barrier(world)
+    if not world.main:
+        return 0
+    save_local_dir(bundle, out / "model")
+    atomic_write_json(out / "metrics.json", metrics)
+    if eval_set is not None:
+        print(f"zero-shot top-1 {metrics['zeroshot_top1']:.3f}, retrieval R@1 {metrics['retrieval_r1']:.3f}")
+    print(f"model: {out / 'model'}")
+    return 0

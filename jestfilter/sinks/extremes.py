@@ -1,0 +1,55 @@
+"""The most and least learnable examples a run met, with their image bytes, for the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from jestfilter.data.shards import caption_of, image_member
+from jestfilter.data.types import RawSample
+
+
+@dataclass(order=True)
+class Example:
+    """One scored web sample kept for the report's grid of extremes."""
+
+    learnability: float
+    key: str = field(compare=False)
+    caption: str = field(compare=False)
+    image_bytes: bytes = field(compare=False, repr=False)
+
+
+class ExtremesTracker:
+    """Keeps the n most and n least learnable examples seen, with their image bytes."""
+
+    def __init__(self, n: int = 8):
+        self.n = n
+        self.most: list[Example] = []
+        self.least: list[Example] = []
+
+    def add(self, example: Example) -> None:
+        """Consider one example (a sample seen again in a later pass is not listed twice)."""
+        if not any(kept.key == example.key for kept in (*self.most, *self.least)):
+            self.most = sorted([*self.most, example], reverse=True)[: self.n]
+            self.least = sorted([*self.least, example])[: self.n]
+
+    def add_batch(self, samples: Sequence[RawSample], learnability: torch.Tensor) -> None:
+        """Consider every sample of a super-batch with its learnability."""
+        for sample, value in zip(samples, learnability.tolist()):
+            self.add(Example(value, sample.key, caption_of(sample), sample.members[image_member(sample)]))
+
+    def state_dict(self) -> dict:
+        """Tensors and primitives only, so a checkpoint loads with ``weights_only=True``."""
+        def pack(example: Example) -> dict:
+            image = torch.frombuffer(bytearray(example.image_bytes), dtype=torch.uint8)
+            return {"learnability": example.learnability, "key": example.key, "caption": example.caption,
+                    "image": image}
+        return {"most": [pack(e) for e in self.most], "least": [pack(e) for e in self.least]}
+
+    def load_state_dict(self, state: dict) -> None:
+        def unpack(entry: dict) -> Example:
+            return Example(entry["learnability"], entry["key"], entry["caption"], entry["image"].numpy().tobytes())
+        self.most = [unpack(e) for e in state["most"]]
+        self.least = [unpack(e) for e in state["least"]]

@@ -1,0 +1,44 @@
+"""What a run has done and what it cost: steps, examples, FLOPs, seconds and learning curves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from jestfilter.models import forward_flops
+
+
+@dataclass
+class History:
+    """What the run has done so far; saved in the checkpoint."""
+
+    step: int = 0
+    examples_seen: int = 0
+    flops: float = 0.0
+    seconds: float = 0.0
+    curve: list = field(default_factory=list)  # [examples_seen, zeroshot_top1]
+    flops_curve: list = field(default_factory=list)  # [flops, zeroshot_top1]
+    time_curve: list = field(default_factory=list)  # [seconds, zeroshot_top1]
+    losses: list = field(default_factory=list)
+
+    def add_evaluation(self, top1: float) -> None:
+        self.curve.append([self.examples_seen, top1])
+        self.flops_curve.append([self.flops, top1])
+        self.time_curve.append([self.seconds, top1])
+
+
+class StepCost:
+    """FLOPs of a step, counted per example by torch's FlopCounterMode: training costs three
+    forward passes (forward + backward) of each example trained on, scoring one forward (at
+    the Flexi patch size with Flexi) of each example read."""
+
+    def __init__(self, model: torch.nn.Module, flexi_patch_size: int | None, scores_with_learner: bool):
+        full, coarse = forward_flops(model), forward_flops(model, flexi_patch_size)
+        self.train = 3 * (full.image + full.text)
+        if flexi_patch_size:  # half of each batch at the coarse patch size
+            self.train = 3 * ((full.image + coarse.image) / 2 + full.text)
+        self.score = coarse.image + coarse.text if scores_with_learner else 0
+
+    def __call__(self, read: int, trained: int) -> float:
+        return trained * self.train + read * self.score

@@ -1,0 +1,182 @@
+"""The training loop behind every run: the reference, the baselines and online JEST.
+
+Each step is the paper's Algorithm 2: read a super-batch of B = b/(1−f), score it with the
+learner (no gradients) and the cached reference, let the Selector choose b, train one SigLIP
+step on them, and hand the selection to the output sink. ``uniform`` reads b and trains on all
+of it. Under torchrun every rank reads its own B/N rows; the Selector chooses over all ranks'
+rows and the loss sees every rank's negatives.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from open_clip.loss import SigLipLoss
+from tqdm import tqdm
+
+from jestfilter.config import TrainSettings
+from jestfilter.data import SuperBatch, SuperBatchLoader
+from jestfilter.distributed import (average_gradients, broadcast_object, broadcast_parameters, current_world,
+                                    min_across)
+from jestfilter.embeddings import EmbeddingCache
+from jestfilter.models import ModelBundle, embed, native_patch_size
+from jestfilter.selection import SiglipOutputs
+from jestfilter.sinks import Sink
+from jestfilter.train.accounting import History, StepCost
+from jestfilter.train.checkpoint import RunCheckpoint, restore_training_state, training_state
+from jestfilter.train.optim import make_optimizer, make_scheduler
+from jestfilter.train.step import train_step
+
+SHORT_SUPER_BATCH = "short_super_batch"  # read by a rank beyond the step's common row count
+Evaluate = Callable[[ModelBundle], dict]
+
+
+class OnlineTrainer:
+    """Trains ``bundle`` for ``settings.steps`` steps on the shards of ``patterns``.
+
+    ``reference``: the cached reference embeddings (criteria that score with the reference
+    need them); ``sink``: where each step's selection goes (e.g. ``FilteredOutput``);
+    ``evaluate(bundle) -> metrics`` runs every ``eval_every`` steps (on rank 0).
+    """
+
+    def __init__(self, bundle: ModelBundle, patterns: str | Sequence[str], settings: TrainSettings, *,
+                 checkpoint: str | Path, evaluate: Evaluate | None = None, reference: EmbeddingCache | None = None,
+                 sink: Sink | None = None, name: str = "train", progress: bool = True):
+        self.world = current_world()
+        self.selector = settings.selector(ranks=self.world.size)
+        if self.selector.criterion.needs_reference and reference is None:
+            raise ValueError(f"method {settings.method} needs reference embeddings")
+        self.bundle, self.model, self.settings, self.name, self.progress = bundle, bundle.model, settings, name, progress
+        self.device = self.model.logit_scale.device
+        self.evaluate, self.reference, self.sink = evaluate, reference, sink
+        self.flexi_patch_size = (settings.flexi_patch_size or 2 * native_patch_size(self.model)) if settings.flexi \
+            else None
+        broadcast_parameters(self.world, self.model)
+        self.loss_fn = SigLipLoss(rank=self.world.rank, world_size=self.world.size)
+        self.optimizer = make_optimizer(self.model, settings.lr, settings.weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, settings.steps, settings.warmup)
+        self.loader = SuperBatchLoader(
+            patterns, self.selector.super_batch // self.world.size, bundle.preprocess, bundle.tokenizer,
+            workers=settings.workers, shuffle_buffer=settings.shuffle_buffer, seed=settings.seed, passes=None)
+        if len(self.loader.shards) < self.world.size:
+            raise ValueError(f"{len(self.loader.shards)} shard(s) for {self.world.size} ranks: every rank needs "
+                             "at least one; write the data in more, smaller shards")
+        self.checkpoint = RunCheckpoint(checkpoint, self.world)
+        self.cost = StepCost(self.model, self.flexi_patch_size, self.selector.criterion.needs_learner)
+        self.history, self.last_metrics = History(), {}
+
+    def run(self) -> dict:
+        """Train (or resume) to the last step; returns the run's summary."""
+        self.restore()
+        s, h = self.settings, self.history
+        if h.step == 0 and not h.curve:
+            self.evaluate_now()
+        bar = tqdm(total=s.steps, initial=h.step, desc=self.name, unit="step",
+                   disable=not self.progress or not self.world.main)
+        started = time.perf_counter()
+        for batch in self.loader:
+            if h.step >= s.steps:
+                break
+            batch, surplus = self.common_rows(batch)
+            learner, reference = self.learner_embeddings(batch), self.reference_embeddings(batch)
+            selection = self.selector.select_with_scores(learner, reference, step=h.step, group=self.world.group,
+                                                         rows=len(batch))
+            loss = self.train_on(batch, selection.indices.cpu(), h.step)
+            if self.sink is not None:
+                self.sink.record(batch, selection, h.step, unscored=[(x, SHORT_SUPER_BATCH) for x in surplus])
+            self.account(len(batch), len(selection.indices), loss, time.perf_counter() - started, bar)
+            started = time.perf_counter()
+        bar.close()
+        return self.summary()
+
+    # --- the parts of a step ----------------------------------------------------------------
+    def common_rows(self, batch: SuperBatch) -> tuple[SuperBatch, list]:
+        """The batch cut to the row count every rank has, and the samples cut off."""
+        rows = min_across(self.world, len(batch), self.device)
+        if rows == len(batch):
+            return batch, []
+        used = SuperBatch(batch.images[:rows], batch.texts[:rows], batch.samples[:rows], batch.rejected,
+                          batch.pass_index, batch.index)
+        return used, batch.samples[rows:]
+
+    @torch.no_grad()
+    def learner_embeddings(self, batch: SuperBatch) -> SiglipOutputs | None:
+        """The learner's scoring pass over the super-batch (at the Flexi patch size with Flexi)."""
+        if not self.selector.criterion.needs_learner:
+            return None
+        self.model.eval()
+        return embed(self.model, batch.images.to(self.device), batch.texts.to(self.device), self.flexi_patch_size)
+
+    def reference_embeddings(self, batch: SuperBatch) -> SiglipOutputs | None:
+        if not self.selector.criterion.needs_reference:
+            return None
+        return self.reference.lookup(batch.samples, self.device)
+
+    def train_on(self, batch: SuperBatch, kept: torch.Tensor, step: int) -> float | None:
+        if not len(kept):  # a short super-batch too small for one chunk: nothing to train on
+            return None
+        if self.flexi_patch_size:  # a random half goes to the coarse patch size
+            order = torch.randperm(len(kept), generator=torch.Generator().manual_seed(self.settings.seed * 7919 + step))
+            kept = kept[order]
+        return train_step(self.model, self.optimizer, self.scheduler, batch.images[kept], batch.texts[kept],
+                          loss_fn=self.loss_fn, flexi_patch_size=self.flexi_patch_size,
+                          reduce_gradients=lambda model: average_gradients(self.world, model))
+
+    def account(self, read: int, trained: int, loss: float | None, seconds: float, bar: tqdm) -> None:
+        """Count the step (every rank reads and trains as many rows as this one), then evaluate
+        and checkpoint when due."""
+        s, h = self.settings, self.history
+        h.step += 1
+        h.examples_seen += trained * self.world.size
+        h.flops += self.cost(read, trained) * self.world.size
+        h.seconds += seconds
+        if loss is not None:
+            h.losses.append(loss)
+            bar.set_postfix(loss=f"{loss:.3f}")
+        bar.update()
+        if h.step % s.eval_every == 0 or h.step == s.steps:
+            self.evaluate_now()
+        if h.step % s.checkpoint_every == 0 or h.step == s.steps:
+            self.save()
+
+    # --- evaluation and summary -------------------------------------------------------------
+    def evaluate_now(self) -> dict:
+        if self.evaluate is None:
+            return {}
+        # rank 0 evaluates; every rank keeps the same curve
+        metrics = broadcast_object(self.world, self.evaluate(self.bundle) if self.world.main else None)
+        self.history.add_evaluation(metrics["zeroshot_top1"])
+        self.last_metrics = metrics
+        return metrics
+
+    def summary(self) -> dict:
+        h = self.history
+        metrics = dict(self.last_metrics or self.evaluate_now())
+        return {**metrics, "method": self.settings.method, "steps": h.step, "examples_seen": h.examples_seen,
+                "flops": h.flops, "train_seconds": h.seconds, "seconds_per_step": h.seconds / max(1, h.step),
+                "final_loss": h.losses[-1] if h.losses else None, "curve": h.curve,
+                "flops_curve": h.flops_curve, "time_curve": h.time_curve}
+
+    # --- checkpoints ------------------------------------------------------------------------
+    def save(self) -> None:
+        extra = {"history": vars(self.history), "last_metrics": self.last_metrics}
+        shared = training_state(self.model, self.optimizer, self.scheduler, self.history.step, extra)
+        own = {"loader": self.loader.state_dict()}
+        if self.sink is not None:
+            own["sink"] = self.sink.state_dict()
+        self.checkpoint.save(shared, own)
+
+    def restore(self) -> None:
+        saved = self.checkpoint.load(self.device)
+        if saved is None:
+            return
+        shared, own = saved
+        _, extra = restore_training_state(shared, self.model, self.optimizer, self.scheduler)
+        self.history = History(**extra["history"])
+        self.last_metrics = extra["last_metrics"]
+        self.loader.load_state_dict(own["loader"])
+        if self.sink is not None:
+            self.sink.load_state_dict(own["sink"])
