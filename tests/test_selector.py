@@ -216,3 +216,44 @@ def test_bad_constructor_argument_raises_one_line_value_error(options):
     with pytest.raises(ValueError) as error:
         Selector(**options)
     assert str(error.value) and "\n" not in str(error.value)
+
+
+def test_given_b_the_selector_plans_the_run_once():
+    plan = Selector("learnability", filter_ratio=0.8, n_chunks=16, batch_size=64, strata=2)
+    assert plan.super_batch == 320  # B = b / (1 − f), read over both ranks
+    assert plan.keep(320) == 64  # a full super-batch keeps exactly b
+    assert plan.keep(200) == 32  # a short one keeps its share in whole chunks × ranks
+    assert plan.keep(100) == 0  # too short for one chunk per rank: nothing
+    uniform = Selector("uniform", filter_ratio=0.8, batch_size=64)
+    assert uniform.super_batch == 64 and uniform.keep(64) == 64  # reads nothing beyond b
+    assert torch.equal(uniform.select(None, None, rows=64), torch.arange(64))
+    with pytest.raises(ValueError, match="multiple of 32") as error:
+        Selector("learnability", n_chunks=16, batch_size=48, strata=2)
+    assert "\n" not in str(error.value)
+    assert Selector("independent", n_chunks=16, batch_size=48).super_batch == 240  # per-example: no chunks
+
+
+def test_a_short_super_batch_keeps_whole_chunks_and_can_keep_none():
+    learner, reference = random_model(200, 8, 1), random_model(200, 8, 2)
+    selector = Selector("learnability", filter_ratio=0.8, n_chunks=4, batch_size=64, sampling="greedy")
+    assert selector.select(learner, reference).numel() == 40  # round(200 · 0.2) in whole chunks of 4
+    assert selector.select(random_model(12, 8, 1), random_model(12, 8, 2)).numel() == 0
+
+
+def test_every_criterion_is_described_once_and_drives_the_selector():
+    from jestfilter.selection.criteria import CRITERIA
+
+    learner, reference = random_model(40, 8, 1), random_model(40, 8, 2)
+    for name, c in CRITERIA.items():
+        selector = Selector(name, filter_ratio=0.5, n_chunks=4)
+        chosen = selector.select(learner if c.needs_learner else None, reference if c.needs_reference else None,
+                                 rows=40)
+        assert chosen.numel() == 20 and chosen.unique().numel() == 20, name
+        assert selector.n_chunks == (4 if c.joint else 1), name
+
+
+def test_reference_score_keeps_the_pairs_the_reference_finds_most_alike():
+    reference = random_model(64, 8, 5)
+    chosen = Selector("reference_score", filter_ratio=0.75, sampling="greedy").select(None, reference)
+    similarity = (reference.image * reference.text).sum(dim=1)  # the CLIP score of each own pair
+    assert set(chosen.tolist()) == set(similarity.topk(16).indices.tolist())

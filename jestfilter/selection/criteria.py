@@ -51,6 +51,8 @@ CRITERIA: dict[str, Criterion] = {c.name: c for c in (
     Criterion("independent", 1.0, -1.0, False, "learnability of each example's own pair, no joint terms"),
     Criterion("hard_learner", 1.0, 0.0, True, "learner loss, chosen jointly"),
     Criterion("easy_reference", 0.0, -1.0, True, "− reference loss, chosen jointly"),
+    Criterion("reference_score", 0.0, -1.0, False, "− reference loss of each example's own pair (CLIP-score "
+                                                   "filtering inside each super-batch)"),
     Criterion("uniform", 0.0, 0.0, False, "uniformly at random"),
 )}
 
