@@ -42,15 +42,17 @@ def plot_curves(runs: dict[str, dict], path: Path) -> Path:
 
 
 def plot_score_histograms(manifest: pl.DataFrame, path: Path) -> Path | None:
-    """Learnability, learner loss and reference loss of kept vs dropped samples."""
-    scored = manifest.filter(pl.col("decision").is_in(["kept", "dropped"]) & pl.col("learnability").is_not_null())
-    if scored.height == 0:
+    """Each score the run computed (learnability, learner loss, reference loss) of kept vs
+    dropped samples; a score the criterion never computed (null in the manifest) is left out."""
+    scored = manifest.filter(pl.col("decision").is_in(["kept", "dropped"]))
+    columns = [c for c in ("learnability", "learner_loss", "reference_loss")
+               if c in scored.columns and scored[c].drop_nulls().drop_nans().len()]
+    if not columns:
         return None
-    columns = ["learnability", "learner_loss", "reference_loss"]
-    fig, axes = plt.subplots(1, len(columns), figsize=(13, 3.6))
-    for axis, column in zip(axes, columns):
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.4 * len(columns), 3.6), squeeze=False)
+    for axis, column in zip(axes[0], columns):
         for decision, colour in (("dropped", "tab:red"), ("kept", "tab:green")):
-            values = scored.filter(pl.col("decision") == decision)[column].drop_nulls().to_numpy()
+            values = scored.filter(pl.col("decision") == decision)[column].drop_nulls().drop_nans().to_numpy()
             if len(values):
                 axis.hist(values, bins=50, alpha=0.55, color=colour, label=f"{decision} ({len(values)})")
         axis.set_title(column.replace("_", " "))

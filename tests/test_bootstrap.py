@@ -170,3 +170,25 @@ def test_config_file_sets_options_and_flags_win(tmp_path):
     cfg = config_from(args)
     assert (cfg.train.method, cfg.train.steps, cfg.train.filter_ratio) == ("easy_reference", 9, 0.5)
     assert cfg.compare == ["uniform", "easy_reference"]  # the demo's default comparison
+
+
+@pytest.fixture(scope="module")
+def shared_reference(finished_run):
+    out, _ = finished_run
+    return f"local-dir:{out / 'reference'}"
+
+
+@pytest.mark.parametrize("method", ["uniform", "learnability", "independent", "hard_learner", "easy_reference",
+                                    "reference_score"])
+def test_every_criterion_finishes_with_a_report_and_no_nan_scores(method, demo, shared_reference, tmp_path):
+    out = tmp_path / method
+    args = bootstrap_args(demo, out, "--method", method, "--compare", "none", "--reference", shared_reference,
+                          "--steps", "4", "--eval-every", "4")
+    assert main(args) == 0
+    assert (out / "report" / "report.md").exists()
+    manifest = pl.read_parquet(out / "filtered" / "manifest.parquet")
+    for column in ("learner_loss", "reference_loss", "learnability"):
+        assert manifest[column].is_nan().sum() == 0, column  # not computed: null, never NaN
+    scored = manifest.filter(pl.col("decision") != "rejected")
+    learner_scored = method in ("learnability", "independent", "hard_learner")
+    assert (scored["learner_loss"].null_count() == 0) == learner_scored
