@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from jestfilter.selection.criteria import CRITERIA, criterion
 from jestfilter.selection.selector import SAMPLINGS, Selector
 
@@ -58,6 +60,12 @@ class TrainSettings:
         if self.workers < 0:
             raise ValueError(f"--workers must be 0 or more, got {self.workers}")
         self.selector()  # b must split into chunks
+
+    def model_seed(self, role: str) -> int:
+        """The torch seed of a model's initial weights: each role ("reference", "learner") its
+        own, derived from ``seed``, so the reference and the learner start apart (the paper
+        trains them as separate runs) while every learner of a comparison starts alike."""
+        return int(np.random.SeedSequence([self.seed, *role.encode()]).generate_state(1)[0])
 
     def selector(self, ranks: int = 1) -> Selector:
         """The Selector of this run over ``ranks`` ranks: it also says what B to read per step."""
@@ -116,5 +124,6 @@ class BootstrapConfig:
         return dataclasses.replace(self.train, method="uniform", steps=self.reference_steps, flexi=False)
 
     def settings_for(self, method: str) -> TrainSettings:
-        """The learner's run with ``method``, the same budget and recipe."""
-        return dataclasses.replace(self.train, method=method)
+        """The learner's run with ``method``, the same budget and recipe. Only the main method
+        runs Flexi: the paper compares Flexi-JEST with baselines trained at full resolution."""
+        return dataclasses.replace(self.train, method=method, flexi=self.train.flexi and method == self.train.method)

@@ -154,6 +154,10 @@ class EmbeddingCache:
             self._open.popitem(last=False)
         return entry
 
+    def rows(self, shards: Sequence[str]) -> int:
+        """How many samples of ``shards`` the cache holds embeddings of."""
+        return sum(len(load_embeddings(self.cache_dir, shard).keys) for shard in shards)
+
     def check_model(self, shards: Sequence[str], model: torch.nn.Module) -> None:
         """Refuse a cache written by another model: its stored scale and bias must be the model's."""
         _, cached = self._shard(shards[0])

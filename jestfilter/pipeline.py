@@ -23,9 +23,9 @@ from jestfilter.data import atomic_write_json, expand_shards, read_manifest
 from jestfilter.distributed import barrier, init_distributed, main_first, resolve_device
 from jestfilter.embeddings import EmbeddingCache, build_cache
 from jestfilter.eval import evaluate, load_eval_set
-from jestfilter.models import ModelBundle, create_model, save_local_dir
+from jestfilter.models import ModelBundle, create_model, forward_flops, save_local_dir
 from jestfilter.report import write_report
-from jestfilter.results import manifest_counts, speedups, summary_table
+from jestfilter.results import costs, manifest_counts, speedups, summary_table
 from jestfilter.selection.criteria import criterion
 from jestfilter.sinks import ExtremesTracker, FilteredOutput
 from jestfilter.train.loop import OnlineTrainer
@@ -70,8 +70,9 @@ class Bootstrap:
         eval_set, device = self.eval_set, self.device
         return lambda bundle: evaluate(bundle, eval_set, device=device)
 
-    def new_model(self, seed: int) -> ModelBundle:
-        torch.manual_seed(seed)
+    def new_model(self, role: str) -> ModelBundle:
+        """A freshly initialised model for ``role`` (its own seed: see ``TrainSettings.model_seed``)."""
+        torch.manual_seed(self.cfg.train.model_seed(role))
         return create_model(self.cfg.model, device=self.device, **self.cfg.init_bias())
 
     def trainer(self, bundle: ModelBundle, patterns, settings: TrainSettings, name: str, **parts) -> OnlineTrainer:
@@ -88,7 +89,7 @@ class Bootstrap:
             bundle = create_model(cfg.reference, device=self.device)
             metrics = {**self.evaluator()(bundle), "source": cfg.reference}
         else:
-            bundle = self.new_model(cfg.train.seed)
+            bundle = self.new_model("reference")
             metrics = self.trainer(bundle, self.curated, cfg.reference_settings(), "reference").run()
         with main_first(self.world):
             if self.world.main:
@@ -97,9 +98,10 @@ class Bootstrap:
         return bundle, metrics
 
     # 2. reference embeddings of the web data, computed once per reference model
-    def reference_cache(self, reference: ModelBundle) -> EmbeddingCache | None:
+    def reference_cache(self, reference: ModelBundle) -> tuple[EmbeddingCache | None, float]:
+        """The cache, and the FLOPs of embedding the web pool with the reference (0 without one)."""
         if not any(criterion(m).needs_reference for m in self.cfg.methods):
-            return None
+            return None, 0.0
         world = self.world
         folder = self.cfg.reference_cache or self.out / "cache" / f"reference-{_fingerprint(self.out / 'reference')}"
         # each rank embeds every world-th shard; after the barrier every rank's cache finds them all
@@ -107,7 +109,8 @@ class Bootstrap:
         barrier(world)
         cache = EmbeddingCache(folder)
         cache.check_model(self.web, reference.model)
-        return cache
+        per_example = forward_flops(reference.model)
+        return cache, float(cache.rows(self.web) * (per_example.image + per_example.text))
 
     # 3. online training: the main method writes the filtered shards and the manifest
     def learner(self, method: str, cache: EmbeddingCache | None) -> dict:
@@ -115,7 +118,7 @@ class Bootstrap:
         run_path = out / "runs" / f"{method}.json"
         if run_path.exists():
             return json.loads(run_path.read_text())
-        learner = self.new_model(cfg.train.seed)  # every method starts from the same initial learner
+        learner = self.new_model("learner")  # every method starts from the same initial learner
         main = method == cfg.train.method
         sink = FilteredOutput(out / "filtered", cfg.samples_per_shard, world=world) if main else None
         summary = self.trainer(learner, self.web, cfg.settings_for(method), method, reference=cache,
@@ -136,22 +139,30 @@ class Bootstrap:
         reference, reference_metrics = self.reference()
         if self.world.main:
             print(f"reference: zero-shot top-1 {reference_metrics['zeroshot_top1']:.3f}")
-        cache = self.reference_cache(reference)
+        cache, embedding_flops = self.reference_cache(reference)
         del reference
         runs = {method: self.learner(method, cache) for method in self.cfg.methods}
         if not self.world.main:
             return {}
-        return self.report(reference_metrics, runs, time.perf_counter() - started)
+        pool = cache.rows(self.web) if cache is not None else None
+        return self.report(reference_metrics, runs, embedding_flops, pool, time.perf_counter() - started)
 
     # 4. metrics, report, summary (rank 0)
-    def report(self, reference_metrics: dict, runs: dict[str, dict], seconds: float) -> dict:
+    def report(self, reference_metrics: dict, runs: dict[str, dict], embedding_flops: float, pool: int | None,
+               seconds: float) -> dict:
         cfg, out = self.cfg, self.out
         manifest = read_manifest(out / "filtered")
+        for run in runs.values():  # passes over the web pool (before a whole pass: over the samples cached)
+            run["web_passes"] = run["passes"] if run["passes"] is not None or not pool else run["rows_read"] / pool
+        needs_reference = {m: criterion(m).needs_reference for m in runs}
+        cost = costs(runs, reference_metrics.get("flops", 0.0), embedding_flops, needs_reference)
+        one_off = {m: cost["total_flops"][m] - runs[m]["flops"] for m in runs}
         metrics = {
-            "reference": reference_metrics,
+            "reference": {**reference_metrics, "web_passes": 0.0},  # trained on the curated data
             "final": runs[cfg.train.method],
             "compare": {m: r for m, r in runs.items() if m != cfg.train.method},
-            "speedup": speedups(runs),
+            "costs": cost,
+            "speedup": speedups(runs, one_off),
             "data": manifest_counts(manifest),
             "config": asdict(cfg),
             "seconds": seconds,

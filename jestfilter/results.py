@@ -19,39 +19,62 @@ def manifest_counts(manifest: pl.DataFrame) -> dict:
             "unique_kept": manifest.filter(manifest["decision"] == "kept")["key"].n_unique()}
 
 
-def examples_to_reach(run: dict, target: float) -> tuple[float, float] | None:
-    """(examples seen, seconds) at the first evaluation where ``run`` reaches ``target``."""
-    for (seen, top1), (seconds, _) in zip(run["curve"], run["time_curve"]):
+def reach(run: dict, target: float) -> dict[str, float] | None:
+    """Examples, FLOPs and seconds at which ``run``'s zero-shot curve first reaches ``target``,
+    interpolated linearly between the two evaluations around the crossing (None: never)."""
+    accuracy = [top1 for _, top1 in run["curve"]]
+    for k, top1 in enumerate(accuracy):
         if top1 >= target:
-            return seen, seconds
+            frac = 0.0 if k == 0 else (target - accuracy[k - 1]) / (top1 - accuracy[k - 1])
+            at = {}
+            for name, curve in (("examples", "curve"), ("flops", "flops_curve"), ("seconds", "time_curve")):
+                x = [point[0] for point in run[curve]]
+                at[name] = x[k] if k == 0 else x[k - 1] + frac * (x[k] - x[k - 1])
+            return at
     return None
 
 
-def speedups(runs: dict[str, dict]) -> dict:
-    """How much sooner each method reaches uniform's final zero-shot accuracy (examples and time)."""
+def costs(runs: dict[str, dict], reference_training_flops: float, reference_embedding_flops: float,
+          needs_reference: dict[str, bool]) -> dict:
+    """The one-off reference costs on their own lines and each method's total FLOPs (its learner's
+    scoring and training, plus the reference's costs where the method scores with it)."""
+    one_off = reference_training_flops + reference_embedding_flops
+    return {"reference_training_flops": reference_training_flops,
+            "reference_embedding_flops": reference_embedding_flops,
+            "total_flops": {m: run["flops"] + (one_off if needs_reference[m] else 0.0) for m, run in runs.items()}}
+
+
+def speedups(runs: dict[str, dict], one_off_flops: dict[str, float] | None = None) -> dict:
+    """How much sooner each method reaches uniform's final zero-shot accuracy: uniform's
+    examples, FLOPs and seconds to get there over the method's (interpolated; > 1 is faster).
+    ``flops_ratio`` counts the learner's scoring and training; ``flops_ratio_with_reference``
+    adds the method's one-off reference costs (``one_off_flops``)."""
     if "uniform" not in runs:
         return {}
-    uniform = runs["uniform"]
-    target = uniform["zeroshot_top1"]
+    target = runs["uniform"]["zeroshot_top1"]
+    baseline = reach(runs["uniform"], target)
+    one_off = one_off_flops or {}
     result = {}
     for method, run in runs.items():
-        reached = examples_to_reach(run, target)
-        if reached is None:
+        at = reach(run, target)
+        if at is None:
             result[method] = {"reached": False}
             continue
-        seen, seconds = reached
-        result[method] = {"reached": True, "examples": seen, "seconds": seconds,
-                          "examples_ratio": seen / max(1, uniform["examples_seen"]),
-                          "time_ratio": seconds / max(1e-9, uniform["train_seconds"])}
+        ratio = {f"{name}_ratio": baseline[name] / at[name] if at[name] else float("inf") for name in at}
+        with_reference = at["flops"] + one_off.get(method, 0.0)
+        ratio["flops_ratio_with_reference"] = baseline["flops"] / with_reference if with_reference else float("inf")
+        result[method] = {"reached": True, **at, **ratio}
     return result
 
 
 def summary_table(runs: dict[str, dict], speedup: dict) -> str:
-    lines = ["", f"{'method':16s} {'zero-shot':>9s} {'R@1':>6s} {'examples':>9s} {'s/step':>7s} {'reach uniform':>14s}"]
+    lines = ["", f"{'method':22s} {'zero-shot':>9s} {'class R@1':>9s} {'examples':>9s} {'s/step':>7s} "
+                 f"{'sooner (examples, time)':>24s}"]
     for method, run in runs.items():
-        reach = speedup.get(method, {})
-        reached = f"{reach['examples_ratio']:.2f}x ex" if reach.get("reached") else ("-" if not reach else "never")
-        lines.append(f"{method:16s} {run['zeroshot_top1']:9.3f} {run['retrieval_r1']:6.3f} "
-                     f"{run['examples_seen']:9d} {run['seconds_per_step']:7.3f} {reached:>14s}")
+        at = speedup.get(method, {})
+        sooner = (f"{at['examples_ratio']:.2f}x, {at['seconds_ratio']:.2f}x" if at.get("reached")
+                  else ("-" if not at else "never"))
+        lines.append(f"{method:22s} {run['zeroshot_top1']:9.3f} {run.get('retrieval_class_r1', float('nan')):9.3f} "
+                     f"{run['examples_seen']:9d} {run['seconds_per_step']:7.3f} {sooner:>24s}")
     return "\n".join(lines)
 

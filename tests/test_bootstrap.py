@@ -13,6 +13,7 @@ from pathlib import Path
 import open_clip
 import polars as pl
 import pytest
+import torch
 
 from jestfilter.cli import main
 from jestfilter.datasets.demo import build_demo_data
@@ -67,6 +68,19 @@ def test_outputs_exist_and_load_with_their_own_tools(finished_run, demo):
     assert final["curve"][0][0] == 0 and final["curve"][-1][0] == final["examples_seen"]
     assert {"zeroshot_top1", "retrieval_r1"} <= set(final)
     assert "uniform" in metrics["compare"]
+    # what other tools read: class-level R@1, passes over the web pool, costs, speed-ups
+    for entry in (metrics["reference"], final, metrics["compare"]["uniform"]):
+        assert 0.0 <= entry["retrieval_class_r1"] <= 1.0 and entry["web_passes"] >= 0.0
+    assert final["web_passes"] == pytest.approx(final["rows_read"] / 600)  # 600 web samples in the pool
+    costs = metrics["costs"]
+    assert costs["reference_training_flops"] == metrics["reference"]["flops"] > 0
+    assert costs["reference_embedding_flops"] > 0
+    assert costs["total_flops"]["learnability"] == pytest.approx(
+        final["flops"] + costs["reference_training_flops"] + costs["reference_embedding_flops"])
+    assert costs["total_flops"]["uniform"] == metrics["compare"]["uniform"]["flops"]
+    for method in ("learnability", "uniform"):
+        speedup = metrics["speedup"][method]
+        assert not speedup["reached"] or {"examples_ratio", "flops_ratio", "seconds_ratio"} <= set(speedup)
     # the report and its plots
     report = (out / "report" / "report.md").read_text()
     for png in ("curves.png", "scores.png", "extremes.png"):
@@ -104,7 +118,8 @@ def test_filtered_shards_hold_the_kept_samples_and_open_clip_train_reads_them(fi
                      dataset_resampled=False, seed=0, workers=1, world_size=1, batch_size=8, distributed=False)
     model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{out / 'final'}")
     data = get_wds_dataset(args, preprocess, is_train=True, tokenizer=open_clip.get_tokenizer(f"local-dir:{out / 'final'}"))
-    assert data.dataloader.num_samples == sum(sizes.values())
+    # open_clip_train takes the sample count from sizes.json and rounds it up to whole batches
+    assert data.dataloader.num_samples == -(-sum(sizes.values()) // 8) * 8
     images, texts = next(iter(data.dataloader))
     assert images.shape[0] == 8 and texts.shape[0] == 8
 
@@ -170,6 +185,9 @@ def test_config_file_sets_options_and_flags_win(tmp_path):
     cfg = config_from(args)
     assert (cfg.train.method, cfg.train.steps, cfg.train.filter_ratio) == ("easy_reference", 9, 0.5)
     assert cfg.compare == ["uniform", "easy_reference"]  # the demo's default comparison
+    flexi = config_from(build_parser().parse_args(["bootstrap", "--flexi", "--compare", "uniform,learnability"]))
+    assert flexi.settings_for("learnability").flexi and not flexi.settings_for("uniform").flexi
+    assert not flexi.reference_settings().flexi  # baselines and the reference at full resolution
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +210,16 @@ def test_every_criterion_finishes_with_a_report_and_no_nan_scores(method, demo, 
     scored = manifest.filter(pl.col("decision") != "rejected")
     learner_scored = method in ("learnability", "independent", "hard_learner")
     assert (scored["learner_loss"].null_count() == 0) == learner_scored
+
+
+def test_reference_and_learner_start_from_different_weights_every_learner_alike(demo, tmp_path):
+    from jestfilter.cli import build_parser
+    from jestfilter.commands.bootstrap import config_from
+    from jestfilter.pipeline import Bootstrap
+
+    job = Bootstrap(config_from(build_parser().parse_args(bootstrap_args(demo, tmp_path / "o"))))
+    reference, learner, other_method = (job.new_model(role).model.state_dict()
+                                        for role in ("reference", "learner", "learner"))
+    weights = [name for name, value in learner.items() if value.dim() >= 2]
+    assert all(not torch.equal(reference[name], learner[name]) for name in weights)
+    assert all(torch.equal(learner[name], other_method[name]) for name in learner)

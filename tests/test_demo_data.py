@@ -249,3 +249,28 @@ def test_cli_prints_counts_per_split_and_noise_kind(tmp_path, capsys, monkeypatc
     assert "web/{00000..00000}.tar" not in out and "web/00000.tar" in out
     for line in ["curated      30", "web         100", "eval         20", "clean              40"]:
         assert line in out, line
+
+
+def test_augmented_variants_are_flipped_or_shifted_copies_of_real_images():
+    from jestfilter.datasets.demo import variants
+
+    images, labels = load_fashion_mnist().train_images[:50], np.arange(50)
+    pool = np.arange(10, 50)
+    out_images, out_labels, out_pool = variants(np.random.default_rng(0), images, labels, pool, 3)
+    assert out_images.shape == (150, 28, 28) and (out_labels == np.tile(labels, 3)).all()
+    assert sorted(out_pool.tolist()) == sorted([i + v * 50 for v in range(3) for i in range(10, 50)])
+    for i in range(50, 150):  # every copy is its original, maybe mirrored, moved by at most 2 px
+        original = images[i % 50]
+        candidates = [np.pad(o, 2)[2 + dy:30 + dy, 2 + dx:30 + dx] for o in (original, original[:, ::-1])
+                      for dy in range(-2, 3) for dx in range(-2, 3)]
+        assert any((c == out_images[i]).all() for c in candidates)
+
+
+def test_an_augmented_web_pool_builds_beyond_the_plain_one_and_repeats_byte_for_byte(tmp_path):
+    kwargs = dict(curated=20, web=60, eval=10, samples_per_shard=50, progress=False, augment=2)
+    with pytest.raises(ValueError, match="variants"):
+        build_demo_data(tmp_path / "too-big", curated=59_990, web=30, eval=10, progress=False)
+    a = build_demo_data(tmp_path / "a", **kwargs)
+    b = build_demo_data(tmp_path / "b", **kwargs)
+    for shard in ("00000.tar", "00001.tar"):
+        assert (a.root / "web" / shard).read_bytes() == (b.root / "web" / shard).read_bytes()

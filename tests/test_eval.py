@@ -13,7 +13,7 @@ import webdataset as wds
 from fashion_pairs import CLASSNAMES, TEMPLATES, captions, load_fashion_mnist, one_torch_thread  # noqa: F401
 from PIL import Image
 
-from jestfilter.eval import DEFAULT_TEMPLATES, evaluate, load_eval_set, retrieval_r1, zeroshot_top1
+from jestfilter.eval import DEFAULT_TEMPLATES, evaluate, load_eval_set, retrieval_class_r1, retrieval_r1, zeroshot_top1
 from jestfilter.cli import main
 from jestfilter.models import create_model, save_local_dir
 
@@ -118,7 +118,9 @@ def brute_force_metrics(image: np.ndarray, text: np.ndarray, classes: np.ndarray
     similarity = image @ text.T
     i2t = np.mean([texts[similarity[i].argmax()] == texts[i] for i in range(len(texts))])
     t2i = np.mean([texts[similarity[:, j].argmax()] == texts[j] for j in range(len(texts))])
-    return {"zeroshot_top1": np.mean((image @ classes.T).argmax(1) == labels), "i2t": i2t, "t2i": t2i}
+    class_r1 = (np.mean(labels[similarity.argmax(1)] == labels) + np.mean(labels[similarity.argmax(0)] == labels)) / 2
+    return {"zeroshot_top1": np.mean((image @ classes.T).argmax(1) == labels), "i2t": i2t, "t2i": t2i,
+            "class_r1": class_r1}
 
 
 def test_evaluate_matches_brute_force_on_a_random_model(eval_dir, tiny):
@@ -137,6 +139,7 @@ def test_evaluate_matches_brute_force_on_a_random_model(eval_dir, tiny):
     assert metrics["retrieval_i2t_r1"] == pytest.approx(expected["i2t"])
     assert metrics["retrieval_t2i_r1"] == pytest.approx(expected["t2i"])
     assert metrics["retrieval_r1"] == pytest.approx((expected["i2t"] + expected["t2i"]) / 2)
+    assert metrics["retrieval_class_r1"] == pytest.approx(expected["class_r1"])
 
 
 def test_eval_set_is_decoded_once_and_reused(eval_dir, tiny):
@@ -171,6 +174,20 @@ def test_retrieval_counts_any_sample_with_the_same_caption_as_correct():
     assert retrieval_r1(images, texts, ["a cat", "a cat", "a dog"]) == 1.0
     assert retrieval_r1(texts, images, ["a cat", "a cat", "a dog"]) == 1.0
     assert retrieval_r1(images, texts, ["a cat", "a kitten", "a dog"]) == pytest.approx(1 / 3)
+
+
+def test_class_level_retrieval_of_a_perfect_and_a_random_model():
+    """On class-templated captions a per-item hit needs the very same string; a class hit does not."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 2000)
+    perfect = one_hot_rows(labels, 16)  # every image sits on its class's text embeddings
+    perfect_texts = perfect + 1e-3 * rng.standard_normal(perfect.shape).astype(np.float32)
+    assert retrieval_class_r1(perfect, perfect_texts, labels) == 1.0
+    assert retrieval_class_r1(perfect_texts, perfect, labels) == 1.0
+    random_images, random_texts = (rng.standard_normal((2000, 16)).astype(np.float32) for _ in range(2))
+    assert retrieval_class_r1(random_images, random_texts, labels) == pytest.approx(0.1, abs=0.03)
+    captions = [f"a photo of class {label} #{rng.integers(20)}" for label in labels]  # ~20 phrasings a class
+    assert retrieval_r1(perfect, perfect_texts, captions) < 0.2  # the per-item protocol is ill-posed here
 
 
 def test_evaluate_command_prints_the_metrics_of_a_saved_model(eval_dir, tiny, tmp_path, capsys):

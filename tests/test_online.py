@@ -56,6 +56,11 @@ def test_selection_methods_keep_b_of_each_super_batch_of_B(demo, tmp_path, refer
     assert (manifest["decision"] == "kept").sum() == summary["examples_seen"] == 3 * 16
     scored = "reference_loss" if method == "easy_reference" else "learner_loss"
     assert manifest[scored].is_not_nan().all() and manifest[scored].null_count() == 0
+    kept = manifest.filter(manifest["decision"] == "kept")
+    # each kept sample says in which chunk, and by which score, it was drawn
+    assert kept["chunk"].null_count() == 0 and kept["selection_score"].null_count() == 0
+    assert kept["chunk"].max() == (3 if method != "independent" else 0)  # 4 chunks; per-example: one draw
+    assert manifest.filter(manifest["decision"] == "dropped")["chunk"].null_count() == 3 * 64
 
 
 def test_flexi_scores_at_the_coarse_patch_size_for_fewer_flops(demo, tmp_path, reference_cache):

@@ -113,11 +113,31 @@ def test_joint_selection_beats_independent_and_grows_with_chunks():
 
     by_chunks = [mean_learnability(n) for n in (1, 2, 4, 16)]
     assert by_chunks == sorted(by_chunks), by_chunks
-    independent = mean_learnability(16, method="independent")
-    assert independent == pytest.approx(by_chunks[0], rel=0.1)  # the same per-example baseline
-    assert by_chunks[-1] > 2 * independent
+    own_pair = mean_learnability(16, method="independent_own_pair")
+    assert own_pair == pytest.approx(by_chunks[0], rel=0.1)  # the same per-example draw as one chunk
+    assert by_chunks[-1] > 2 * own_pair
+    assert by_chunks[-1] > mean_learnability(16, method="independent")  # joint beats the paper's per-example
     greedy = Selector(filter_ratio=0.75, sampling="greedy").select(learner, reference)
-    assert batch_learnability(A, greedy) > 2 * independent
+    assert batch_learnability(A, greedy) > 2 * own_pair
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "softmax"])
+def test_independent_scores_each_example_by_its_loss_in_the_super_batch(loss):
+    """The paper's per-example baseline (Eq. 2): row + column sums of the pair matrix minus the diagonal."""
+    learner, reference = random_model(48, 8, 11), random_model(48, 8, 12)
+    if loss == "sigmoid":
+        A = learnability_matrix(learner, reference, "learnability")
+        dense = A.sum(dim=1) + A.sum(dim=0) - A.diagonal()
+    else:
+        def example_loss(model):  # CLIP loss of each example in the batch: −t·s_ii + ½(LSE row + LSE column)
+            logits = model.scale * model.image @ model.text.T
+            return -logits.diagonal() + 0.5 * (logits.logsumexp(dim=1) + logits.logsumexp(dim=0))
+        dense = example_loss(learner) - example_loss(reference)
+    result = Selector("independent", filter_ratio=0.75, sampling="greedy", loss=loss,
+                      block_bytes=4096).select_with_scores(learner, reference)
+    assert set(result.indices.tolist()) == set(dense.topk(12).indices.tolist())
+    assert torch.allclose(result.scores, dense[result.indices], rtol=1e-4, atol=1e-4)
+    assert (result.chunks == 0).all()
 
 
 def test_selection_carries_each_examples_own_pair_diagnostics():
@@ -127,7 +147,16 @@ def test_selection_carries_each_examples_own_pair_diagnostics():
     torch.testing.assert_close(result.learner_loss, sigmoid_pair_matrix(learner).diagonal())
     torch.testing.assert_close(result.reference_loss, sigmoid_pair_matrix(reference).diagonal())
     torch.testing.assert_close(result.learnability, result.learner_loss - result.reference_loss)
-    assert all(t.dtype == torch.float32 and t.shape == (64,) for t in result[1:])
+    assert all(t.dtype == torch.float32 and t.shape == (64,) for t in result[1:4])
+    # each chosen example's chunk, and the conditional score it was drawn by (greedy: the chunk's best)
+    assert result.chunks.tolist() == [c for c in range(4) for _ in range(4)]
+    A = learnability_matrix(learner, reference, "learnability")
+    greedy = Selector(filter_ratio=0.75, n_chunks=4, sampling="greedy").select_with_scores(learner, reference)
+    first = greedy.indices[:4]
+    torch.testing.assert_close(greedy.scores[:4], A.diagonal()[first])
+    second = greedy.indices[4:8]
+    expected = A.diagonal()[second] + A[second][:, first].sum(dim=1) + A[first][:, second].sum(dim=0)
+    torch.testing.assert_close(greedy.scores[4:8], expected, rtol=1e-4, atol=1e-4)
 
 
 def test_missing_model_allowed_only_when_its_criterion_ignores_it():

@@ -21,6 +21,8 @@ CONFIGS = {
                                         strata=WORLD),
     "softmax loss": dict(filter_ratio=0.75, n_chunks=4, loss="softmax", block_bytes=4096),
     "uniform": dict(method="uniform", filter_ratio=0.5),
+    "independent (super-batch scores from every rank's rows)": dict(method="independent", filter_ratio=0.75,
+                                                                     sampling="greedy"),
 }
 
 

@@ -80,10 +80,12 @@ def test_half_precision_inputs_are_scored_in_fp32(problem, dtype):
     upcast = [SiglipOutputs(m.image.float(), m.text.float(), m.scale.float(), m.bias)
               for m in low]
     result, expected = selector.select_with_scores(*low), selector.select_with_scores(*upcast)
-    assert all(t.dtype == torch.float32 for t in result[1:])
+    scores = ("learner_loss", "reference_loss", "learnability", "scores")
+    assert all(getattr(result, name) is None or getattr(result, name).dtype == torch.float32 for name in scores)
     assert torch.equal(result.indices, expected.indices)
     for got, want in zip(result[1:], expected[1:]):
-        torch.testing.assert_close(got, want, equal_nan=True)
+        if want is not None:
+            torch.testing.assert_close(got, want)
 
 
 @settings(max_examples=20, deadline=None)

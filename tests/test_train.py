@@ -144,3 +144,21 @@ def test_weight_decay_spares_biases_norms_and_logit_parameters():
                "transformer.resblocks.0.attn.in_proj_weight", "visual.transformer.resblocks.1.mlp.c_proj.weight"}
     assert not spared & moved
     assert decayed <= moved
+
+
+@pytest.mark.parametrize("lr", [2e-3, 0.1])
+def test_weight_decay_is_decoupled_from_the_learning_rate(lr):
+    """The paper's 1e-4 (big_vision): each step shrinks a weight by 1 − 1e-4 × the schedule's factor."""
+    torch.manual_seed(0)
+    model = create_model("jest-tiny").model
+    optimizer = make_optimizer(model, lr=lr, weight_decay=1e-4)
+    scheduler = make_scheduler(optimizer, total_steps=100, warmup_fraction=0.1)
+    weight = model.visual.conv1.weight
+    for step in range(3):
+        before = weight.detach().clone()
+        factor = scheduler.get_last_lr()[0] / lr
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        scheduler.step()
+        torch.testing.assert_close(weight.detach(), before * (1 - 1e-4 * factor), rtol=0, atol=1e-9)

@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"relative weights of the noise kinds; unnamed kinds get 0 "
                              f"(default {default_mix})")  # fmt: skip
     parser.add_argument("--samples-per-shard", type=int, default=500, metavar="N", help="default 500")
+    parser.add_argument("--augment", type=int, default=1, metavar="K",
+                        help="draw web samples from K variants of each image (flipped, shifted), for web pools "
+                             "beyond 58,000 (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         noise=args.noise,
         mix=parse_mix(args.mix),
         samples_per_shard=args.samples_per_shard,
+        augment=args.augment,
     )
     if paths.reused:
         print(f"{paths.root} already holds this demo build (same arguments): nothing to do")

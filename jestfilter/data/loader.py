@@ -152,6 +152,8 @@ class SuperBatchLoader:
         self.workers, self.shuffle_buffer, self.seed, self.passes = workers, shuffle_buffer, seed, passes
         self.pass_index = 0  # the pass in progress
         self.handed_out = 0  # super-batches of that pass already yielded
+        self.rows_this_pass = 0  # samples and rejections of that pass already yielded
+        self.pass_rows: int | None = None  # samples and rejections in a whole pass, once one ended
         self.rejections: Counter[str] = Counter()  # reason → samples/shards rejected so far
 
     def __iter__(self) -> Iterator[SuperBatch]:
@@ -160,9 +162,11 @@ class SuperBatchLoader:
             loader = DataLoader(dataset, batch_size=None, num_workers=self.workers, collate_fn=_as_is)
             for batch in loader:
                 self.handed_out = batch.index + 1
+                self.rows_this_pass += len(batch.samples) + len(batch.rejected)
                 self.rejections.update(r.reason for r in batch.rejected)
                 yield batch
             self.pass_index, self.handed_out = self.pass_index + 1, 0
+            self.pass_rows, self.rows_this_pass = self.rows_this_pass, 0
 
     def state_dict(self) -> dict:
         """The stream position: every super-batch already yielded counts as consumed."""
@@ -174,6 +178,8 @@ class SuperBatchLoader:
             "shuffle_buffer": self.shuffle_buffer,
             "shards": len(self.shards),
             "rejections": dict(self.rejections),
+            "rows_this_pass": self.rows_this_pass,
+            "pass_rows": self.pass_rows,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -183,4 +189,5 @@ class SuperBatchLoader:
             if state[name] != value:
                 raise ValueError(f"cannot resume: {name} was {state[name]}, now {value}")
         self.pass_index, self.handed_out = state["pass"], state["batches"]
+        self.rows_this_pass, self.pass_rows = state["rows_this_pass"], state["pass_rows"]
         self.rejections = Counter(state["rejections"])

@@ -30,6 +30,7 @@ SCHEMA = {
     "decision": pl.String,  # kept | dropped | rejected
     "reason": pl.String,  # why a sample was rejected, or dropped without the usual scoring; else null
     "output_shard": pl.String,  # the filtered shard holding a kept sample
+    "chunk": pl.Int32,  # the chunk of the step's selection a kept sample was drawn in
 }
 # Score columns (Float32, null where a score was not computed) follow, named by the caller.
 
@@ -71,15 +72,17 @@ class Manifest:
         step: int,
         kept: Sequence[int],
         output_shards: Sequence[str | None] | None = None,
+        chunks: Sequence[int] | None = None,
         reasons: Mapping[int, str] | None = None,
         **scores: Sequence[float] | torch.Tensor | None,
     ) -> None:
         """Rows for a whole super-batch: ``kept`` indexes ``batch.samples`` (``output_shards``
-        aligned with it), ``scores`` are per sample (one keyword per score column); every other
-        sample is dropped (with ``reasons[i]`` when given) and every rejection is recorded with
-        its reason."""
+        and ``chunks`` aligned with it), ``scores`` are per sample (one keyword per score
+        column); every other sample is dropped (with ``reasons[i]`` when given) and every
+        rejection is recorded with its reason."""
         kept = [int(i) for i in kept]
         shard_of = dict(zip(kept, output_shards)) if output_shards is not None else {}
+        chunk_of = dict(zip(kept, (int(c) for c in chunks))) if chunks is not None else {}
         chosen, reasons = set(kept), reasons or {}
         samples, rejected = batch.samples, batch.rejected
         n, total = len(samples), len(samples) + len(rejected)
@@ -94,6 +97,7 @@ class Manifest:
             decision=[KEPT if i in chosen else DROPPED for i in range(n)] + [REJECTED] * len(rejected),
             reason=[reasons.get(i) for i in range(n)] + [r.reason for r in rejected],
             output_shard=[shard_of.get(i) for i in range(n)] + [None] * len(rejected),
+            chunk=[chunk_of.get(i) for i in range(n)] + [None] * len(rejected),
             **{name: _scores(values, n, len(rejected)) for name, values in scores.items()},
         )
 

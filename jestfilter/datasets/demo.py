@@ -53,7 +53,7 @@ class DemoSample:
     true_class: int | None = None  # the image's class (None: a junk image of no class)
     caption_class: int | None = None  # the class the caption names (None: it names none)
     detail: str | None = None  # junk type, partial type, duplicate group
-    source_index: int | None = None  # index in Fashion-MNIST's split
+    source_index: int | None = None  # index in Fashion-MNIST's split (variant v of image j: v · 60,000 + j)
 
 
 @dataclass
@@ -103,6 +103,23 @@ def _junk_image(rng: np.random.Generator, kind: str, donor: np.ndarray) -> np.nd
     # scrambled: the donor's 7×7 patches in random order, an image with real texture but no object
     patches = donor.reshape(4, 7, 4, 7).transpose(0, 2, 1, 3).reshape(16, 7, 7)[rng.permutation(16)]
     return patches.reshape(4, 4, 7, 7).transpose(0, 2, 1, 3).reshape(28, 28)
+
+
+def variants(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, pool: np.ndarray,
+             k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``images`` followed by k − 1 randomly flipped and shifted (±2 px) copies, their labels, and
+    ``pool`` spread over all k variants in a random order (the originals' pool first when k = 1)."""
+    if k == 1:
+        return images, labels, pool
+    copies = [images]
+    for _ in range(k - 1):
+        flip = rng.random(len(images)) < 0.5
+        moved = np.where(flip[:, None, None], images[:, :, ::-1], images)
+        shifts = rng.integers(-2, 3, size=(len(images), 2))
+        padded = np.pad(moved, ((0, 0), (2, 2), (2, 2)))
+        copies.append(np.stack([padded[i, 2 + dy:30 + dy, 2 + dx:30 + dx] for i, (dy, dx) in enumerate(shifts)]))
+    n = len(images)
+    return np.concatenate(copies), np.tile(labels, k), rng.permutation(np.concatenate([pool + v * n for v in range(k)]))
 
 
 def web_samples(
@@ -260,12 +277,16 @@ def build_demo_data(
     mix: dict[str, float] | None = None,
     samples_per_shard: int = 500,
     progress: bool = True,
+    augment: int = 1,
 ) -> DemoPaths:
     """Build (or reuse, when ``out_dir`` already holds the same build) the demo data set.
 
     ``noise`` is the fraction of web samples that are noise, split across ``NOISE_KINDS`` by the
-    weights in ``mix`` (default ``DEFAULT_MIX``; kinds it leaves out get 0). The same arguments
-    give byte-identical shards. An interrupted build is redone from scratch on the next call.
+    weights in ``mix`` (default ``DEFAULT_MIX``; kinds it leaves out get 0). ``augment=K`` lets
+    the web split draw from K variants of every train image (the original, then randomly
+    flipped and shifted copies), for web pools larger than Fashion-MNIST's 60,000 images. The
+    same arguments give byte-identical shards. An interrupted build is redone from scratch on
+    the next call.
     """
     mix = DEFAULT_MIX if mix is None else mix
     _check(curated, web, eval, noise, mix, samples_per_shard)
@@ -274,6 +295,8 @@ def build_demo_data(
     out = Path(out_dir)
     params = {"source": str(data_dir.resolve()), "seed": seed, "curated": curated, "web": web, "eval": eval,
               "noise": noise, "mix": mix, "samples_per_shard": samples_per_shard}  # fmt: skip
+    if augment != 1:
+        params["augment"] = augment
     marker = out / "demo.json"
     if marker.is_file():
         done = json.loads(marker.read_text())
@@ -286,9 +309,10 @@ def build_demo_data(
         raise ValueError(f"{out} is not empty and holds no demo.json: give a new or empty folder")
 
     data = load_fashion_mnist(data_dir)
-    if curated + web > len(data.train_labels) or eval > len(data.test_labels):
+    n_train = len(data.train_labels)
+    if web > (n_train - curated) * augment or curated > n_train or eval > len(data.test_labels):
         raise ValueError(
-            f"Fashion-MNIST has {len(data.train_labels)} train images for curated + web "
+            f"Fashion-MNIST has {n_train} train images for curated + web (× {augment} variants for web) "
             f"and {len(data.test_labels)} test images for eval; asked for {curated} + {web} and {eval}"
         )
     train_order = np.random.default_rng([seed, 0]).permutation(len(data.train_labels))
@@ -298,7 +322,9 @@ def build_demo_data(
 
     train, labels = data.train_images, data.train_labels
     curated_samples = _clean_samples(np.random.default_rng([seed, 2]), train, labels, train_order[:curated])
-    web_list = web_samples(np.random.default_rng([seed, 3]), train, labels, train_order[curated:], kind_counts)
+    web_images, web_labels, pool = variants(np.random.default_rng([seed, 5]), train, labels, train_order[curated:],
+                                            augment)
+    web_list = web_samples(np.random.default_rng([seed, 3]), web_images, web_labels, pool, kind_counts)
     test, test_labels = data.test_images, data.test_labels
     eval_samples = _clean_samples(np.random.default_rng([seed, 4]), test, test_labels, test_order[:eval])
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from jestfilter.eval.dataset import EvalSet, load_eval_set
-from jestfilter.eval.metrics import retrieval_r1, zeroshot_top1
+from jestfilter.eval.metrics import retrieval_class_r1, retrieval_r1, zeroshot_top1
 from jestfilter.models import ModelBundle
 from jestfilter.models.flexi import encode_image
 
@@ -46,11 +46,14 @@ def evaluate(
     classes /= np.linalg.norm(classes, axis=1, keepdims=True)
     i2t = retrieval_r1(images, texts, eval_set.captions)
     t2i = retrieval_r1(texts, images, eval_set.captions)
+    labels = eval_set.labels
+    class_i2t, class_t2i = retrieval_class_r1(images, texts, labels), retrieval_class_r1(texts, images, labels)
     return {
-        "zeroshot_top1": zeroshot_top1(images, classes, eval_set.labels),
+        "zeroshot_top1": zeroshot_top1(images, classes, labels),
         "retrieval_i2t_r1": i2t,
         "retrieval_t2i_r1": t2i,
         "retrieval_r1": (i2t + t2i) / 2,
+        "retrieval_class_r1": (class_i2t + class_t2i) / 2,
     }
 
 

@@ -12,17 +12,28 @@ def zeroshot_top1(image_embeddings: np.ndarray, class_embeddings: np.ndarray, la
     return float((predictions == labels).mean())
 
 
-def retrieval_r1(queries: np.ndarray, database: np.ndarray, captions: list[str]) -> float:
-    """Recall@1 when query i and database item i belong to sample i.
-
-    A hit counts as correct when its sample's caption equals the query's caption, so duplicate
-    captions (common in class-templated data) are all correct answers.
-    """
+def nearest(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
+    """For each query, the index of the most similar database item (inner product)."""
     index = faiss.IndexFlatIP(database.shape[1])
     index.add(np.ascontiguousarray(database, dtype=np.float32))
-    _, nearest = index.search(np.ascontiguousarray(queries, dtype=np.float32), 1)
+    _, found = index.search(np.ascontiguousarray(queries, dtype=np.float32), 1)
+    return found[:, 0]
+
+
+def retrieval_r1(queries: np.ndarray, database: np.ndarray, captions: list[str]) -> float:
+    """Per-item Recall@1 when query i and database item i belong to sample i (the COCO protocol).
+
+    A hit counts as correct when its sample's caption equals the query's caption, so duplicate
+    captions are all correct answers; where captions repeat a lot (class-templated data) use
+    ``retrieval_class_r1``.
+    """
     caption_ids = _caption_ids(captions)
-    return float((caption_ids[nearest[:, 0]] == caption_ids).mean())
+    return float((caption_ids[nearest(queries, database)] == caption_ids).mean())
+
+
+def retrieval_class_r1(queries: np.ndarray, database: np.ndarray, labels: np.ndarray) -> float:
+    """Class-level Recall@1: a hit is any database item of the query's own class."""
+    return float((labels[nearest(queries, database)] == labels).mean())
 
 
 def _caption_ids(captions: list[str]) -> np.ndarray:

@@ -4,10 +4,16 @@ A criterion scores every (image i, text j) pair of a super-batch as
 
     A_ij = learner_weight · l_learner(i, j) + reference_weight · l_reference(i, j)
 
-with l the pair's SigLIP loss under each model. A joint criterion draws the batch chunk by
-chunk, each chunk conditioned on every pair with the chunks before it (the paper's Algorithm 1);
-a per-example one draws all of it at once by each example's own score A_ii. A criterion that
-scores nothing draws uniformly at random.
+with l the pair's SigLIP loss under each model, and draws the batch in one of three ways:
+
+- ``joint``: chunk by chunk, each chunk by A_ii + Σ_{k chosen}(A_ik + A_ki), i.e. conditioned
+  on every pair with the chunks before it (the paper's Algorithm 1);
+- ``super_batch``: all at once, each example by its own loss in the whole super-batch, its
+  positive pair plus its negatives against every other example, Σ_j (A_ij + A_ji) − A_ii (the
+  paper's Eq. 2: its per-example, "independent" baseline);
+- ``own_pair``: all at once, each example by its own pair alone, A_ii.
+
+A criterion that scores nothing draws uniformly at random.
 
 Everything else (the Selector, the training loop, bootstrap's flags, the offline score and
 filter jobs) asks this table, so adding a criterion is adding one entry here.
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 # Per-example scores every selection reports for each example's own pair (i, i), and the
 # columns the manifest and the offline score job store them in.
 SCORE_COLUMNS = ("learner_loss", "reference_loss", "learnability")
+DRAWS = ("joint", "super_batch", "own_pair")
 
 
 @dataclass(frozen=True)
@@ -29,8 +36,13 @@ class Criterion:
     name: str
     learner_weight: float
     reference_weight: float
-    joint: bool
+    draw: str  # one of DRAWS
     summary: str
+
+    @property
+    def joint(self) -> bool:
+        """Drawn chunk by chunk, each conditioned on the chunks before it."""
+        return self.draw == "joint"
 
     @property
     def needs_learner(self) -> bool:
@@ -47,13 +59,15 @@ class Criterion:
 
 
 CRITERIA: dict[str, Criterion] = {c.name: c for c in (
-    Criterion("learnability", 1.0, -1.0, True, "learner loss − reference loss, chosen jointly (JEST)"),
-    Criterion("independent", 1.0, -1.0, False, "learnability of each example's own pair, no joint terms"),
-    Criterion("hard_learner", 1.0, 0.0, True, "learner loss, chosen jointly"),
-    Criterion("easy_reference", 0.0, -1.0, True, "− reference loss, chosen jointly"),
-    Criterion("reference_score", 0.0, -1.0, False, "− reference loss of each example's own pair (CLIP-score "
-                                                   "filtering inside each super-batch)"),
-    Criterion("uniform", 0.0, 0.0, False, "uniformly at random"),
+    Criterion("learnability", 1.0, -1.0, "joint", "learner loss − reference loss, chosen jointly (JEST)"),
+    Criterion("independent", 1.0, -1.0, "super_batch", "learnability of each example's loss in the super-batch "
+                                                       "(the paper's per-example baseline)"),
+    Criterion("independent_own_pair", 1.0, -1.0, "own_pair", "learnability of each example's own pair alone"),
+    Criterion("hard_learner", 1.0, 0.0, "joint", "learner loss, chosen jointly"),
+    Criterion("easy_reference", 0.0, -1.0, "joint", "− reference loss, chosen jointly"),
+    Criterion("reference_score", 0.0, -1.0, "own_pair", "− reference loss of each example's own pair (CLIP-score "
+                                                        "filtering inside each super-batch)"),
+    Criterion("uniform", 0.0, 0.0, "own_pair", "uniformly at random"),
 )}
 
 

@@ -29,12 +29,18 @@ class Selection(NamedTuple):
     under each model, None where that model was not given; ``learnability`` is their
     difference (None unless both were given). With ``loss="softmax"`` they are the paper's
     unconditional per-example score ``-scale·<u_i, v_i>``.
+
+    ``chunks`` and ``scores`` are aligned with ``indices``: the chunk each chosen example was
+    drawn in and the score it was drawn by (the criterion's conditional score in nats, before
+    gain and noise); None when nothing was scored (``uniform``).
     """
 
     indices: Tensor
     learner_loss: Tensor | None
     reference_loss: Tensor | None
     learnability: Tensor | None
+    chunks: Tensor | None = None
+    scores: Tensor | None = None
 
 
 def as_siglip_outputs(outputs, name: str, device: torch.device | None = None) -> SiglipOutputs:

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from jestfilter.selection.conditioning import LogSumExps, NoConditioning, PairLossSums
 from jestfilter.selection.criteria import criterion
-from jestfilter.selection.losses import own_pair_loss
+from jestfilter.selection.losses import own_pair_logits, own_pair_loss, sigmoid_pair_loss
 from jestfilter.selection.outputs import Selection, SiglipOutputs, as_siglip_outputs
 
 SAMPLINGS = ("softmax", "greedy")
@@ -22,10 +22,11 @@ class Selector:
 
     Criteria (``method``, see ``jestfilter.selection.criteria``): ``learnability`` (A =
     l_learner − l_reference per pair, the default), ``hard_learner`` (A = l_learner),
-    ``easy_reference`` (A = −l_reference), ``uniform``, and ``independent``: learnability scored
-    per example, all b drawn from A_ii alone. Any criterion becomes per-example with
-    ``n_chunks=1``. ``reference`` may be None when the criterion does not score with the
-    reference, ``learner`` likewise.
+    ``easy_reference`` (A = −l_reference), ``uniform``, and the per-example baselines
+    ``independent`` (each example's learnability in the whole super-batch, the paper's Eq. 2),
+    ``independent_own_pair`` and ``reference_score`` (each example's own pair alone). A joint
+    criterion with ``n_chunks=1`` draws by A_ii alone. ``reference`` may be None when the
+    criterion does not score with the reference, ``learner`` likewise.
 
     The batch is drawn in ``n_chunks`` chunks (Algorithm 1): the first by each example's own
     score A_ii, each next one by A_ii + Σ_{k chosen}(A_ik + A_ki), i.e. conditioned on
@@ -125,33 +126,45 @@ class Selector:
         own = torch.zeros(rows, device=device)
         for weight, m in terms:
             own += weight * (learner_loss if m is learner else reference_loss)
-        generator = torch.Generator(device).manual_seed(self._generator_seed(step))
-        sample = dict(own=own, conditional=self._conditioning(terms, rows, device), generator=generator)
         if group is None:
             keep = self._checked_keep(rows, self.strata)
-            if keep == rows:  # nothing to choose
-                return Selection(torch.arange(rows, device=device), **scores)
-            indices = self._sample(**sample, quota=keep // self.n_chunks // self.strata, strata=self.strata,
-                                   first_row=0, total_rows=rows,
-                                   gather=lambda new: [(m.image[new], m.text[new]) for _, m in terms])
+            quota, strata, first_row, total_rows = keep // self.n_chunks // self.strata, self.strata, 0, rows
+
+            def gather(new: Tensor):
+                return [(m.image[new], m.text[new]) for _, m in terms]
         else:
-            indices = self._sample_distributed(sample, terms, rows, group)
-        return Selection(indices, **scores)
+            world, rank, total_rows = self._world(rows, group)
+            keep = self._checked_keep(total_rows, world)
+            quota, strata, first_row = keep // self.n_chunks // world, 1, rank * rows
+
+            def gather(new: Tensor):
+                from jestfilter.selection.exchange import all_gather_rows
+
+                return [(all_gather_rows(m.image[new], group), all_gather_rows(m.text[new], group))
+                        for _, m in terms]
+        if keep == total_rows:  # nothing to choose
+            return Selection(torch.arange(rows, device=device), **scores)
+        if c.draw == "super_batch":
+            own = own + self._super_batch_terms(terms, gather(torch.arange(rows, device=device)))
+        generator = torch.Generator(device).manual_seed(self._generator_seed(step))
+        indices, chunks, drawn = self._sample(own, self._conditioning(terms, rows, device), generator, quota,
+                                              strata, first_row, total_rows, gather)
+        return Selection(indices, **scores, chunks=chunks, scores=None if c.random else drawn)
 
     def _sample(self, own: Tensor, conditional, generator: torch.Generator, quota: int,
-                strata: int, first_row: int, total_rows: int, gather) -> Tensor:
+                strata: int, first_row: int, total_rows: int, gather) -> tuple[Tensor, Tensor, Tensor]:
         """Algorithm 1: draw chunk after chunk, each conditioned on all chunks before it.
 
         ``own`` holds A_ii for the rows this process owns (rows first_row… of total_rows);
         ``conditional.value`` holds Σ_{k chosen}(A_ik + A_ki) for them; ``gather`` turns this
-        process's newly chosen rows into the whole chunk's embeddings.
+        process's newly chosen rows into the whole chunk's embeddings. Returns the chosen rows,
+        the chunk of each, and the score each was drawn by.
         """
         chosen = torch.zeros_like(own, dtype=torch.bool)
-        picks = []
-        if quota == 0:
-            return torch.zeros(0, dtype=torch.long, device=own.device)
-        for chunk in range(self.n_chunks):
-            logits = self.gain * (own + conditional.value)
+        picks, chunks, drawn = [], [], []
+        for chunk in range(self.n_chunks if quota else 0):
+            score = own + conditional.value
+            logits = self.gain * score
             if self.sampling == "softmax" or self.criterion.random:
                 noise = gumbel_noise(total_rows, generator)  # all rows, so every process agrees
                 logits += noise[first_row:first_row + own.shape[0]]
@@ -159,29 +172,36 @@ class Selector:
             new = top_k_per_stratum(logits, quota, strata)
             chosen[new] = True
             picks.append(new)
+            chunks.append(torch.full_like(new, chunk))
+            drawn.append(score[new])
             if chunk + 1 < self.n_chunks:  # the last chunk conditions nothing
                 # The one twist on Algorithm 1: rather than re-summing masked rows and columns
                 # of a B×B matrix, add the new chunk's pairs to a running sum per candidate.
                 conditional.add(gather(new))
-        return torch.cat(picks)
+        if not picks:
+            empty = torch.zeros(0, dtype=torch.long, device=own.device)
+            return empty, empty, own.new_zeros(0)
+        return torch.cat(picks), torch.cat(chunks), torch.cat(drawn)
 
-    def _sample_distributed(self, sample: dict, terms, rows: int, group) -> Tensor:
-        from jestfilter.selection.exchange import all_gather_rows, world_rows
+    def _super_batch_terms(self, terms, everyone) -> Tensor:
+        """Σ_j (A_ij + A_ji) over the whole super-batch minus the own pair counted as a negative:
+        with A_ii (``own``) this is each example's own loss in the super-batch (Eq. 2), in one
+        streamed pass over [rows × B] blocks (the softmax loss's per-example normaliser runs
+        over every column, its own included, so nothing is taken off there)."""
+        sums = self._conditioning(terms, terms[0][1].image.shape[0], terms[0][1].image.device, force=True)
+        sums.add(everyone)
+        if self.loss == "softmax":
+            return sums.value
+        return sums.value - 2 * sum(w * sigmoid_pair_loss(own_pair_logits(m), positive=False) for w, m in terms)
+
+    def _world(self, rows: int, group) -> tuple[int, int, int]:
+        from jestfilter.selection.exchange import world_rows
 
         world, rank, total_rows = world_rows(rows, group)
         if self.strata not in (1, world):
             raise ValueError(f"strata={self.strata} with a process group of {world} ranks: "
                              f"leave strata=1 (each rank is one stratum) or pass {world}")
-        keep = self._checked_keep(total_rows, world)
-        if keep == total_rows:  # nothing to choose
-            return torch.arange(rows, device=sample["own"].device)
-
-        def gather(new: Tensor):
-            return [(all_gather_rows(m.image[new], group), all_gather_rows(m.text[new], group))
-                    for _, m in terms]
-
-        return self._sample(**sample, quota=keep // self.n_chunks // world, strata=1, first_row=rank * rows,
-                            total_rows=total_rows, gather=gather)
+        return world, rank, total_rows
 
     def _check_models(self, learner, reference, rows: int | None):
         c = self.criterion
@@ -200,8 +220,8 @@ class Selector:
                              f"{reference.image.shape[0]}")
         return learner, reference
 
-    def _conditioning(self, terms, rows: int, device: torch.device):
-        if self.n_chunks == 1 or not terms:
+    def _conditioning(self, terms, rows: int, device: torch.device, force: bool = False):
+        if not terms or (self.n_chunks == 1 and not force):
             return NoConditioning(rows, device)
         accumulator = PairLossSums if self.loss == "sigmoid" else LogSumExps
         return accumulator(terms, self.block_bytes)

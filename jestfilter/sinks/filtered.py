@@ -17,6 +17,8 @@ from jestfilter.selection import Selection
 from jestfilter.selection.criteria import SCORE_COLUMNS
 from jestfilter.sinks.extremes import ExtremesTracker
 
+SELECTION_SCORE = "selection_score"  # the conditional score a kept sample was drawn by
+
 
 class Sink(Protocol):
     """What the training loop and the jobs hand each step's selection to."""
@@ -47,7 +49,7 @@ class FilteredOutput:
         if world.size > 1:
             prefix, part_prefix = f"{prefix}-r{world.rank:03d}", f"rank-{world.rank:05d}-{part_prefix}"
         self.writer = FilteredShardWriter(self.folder, samples_per_shard, prefix=prefix)
-        self.manifest = Manifest(self.folder, part_prefix=part_prefix, score_columns=SCORE_COLUMNS)
+        self.manifest = Manifest(self.folder, part_prefix=part_prefix, score_columns=(*SCORE_COLUMNS, SELECTION_SCORE))
         self.extremes = ExtremesTracker() if extremes and world.main else None
 
     def record(self, batch: SuperBatch, selection: Selection, step: int,
@@ -57,7 +59,13 @@ class FilteredOutput:
         kept = selection.indices.tolist()
         shards = [self.writer.write(batch.samples[i]) for i in kept]
         scores = {name: getattr(selection, name) for name in SCORE_COLUMNS}
-        self.manifest.record(batch, step=step, kept=kept, output_shards=shards, reasons=reasons, **scores)
+        if selection.scores is not None:
+            drawn = torch.full((len(batch),), float("nan"))
+            drawn[selection.indices.cpu()] = selection.scores.float().cpu()
+            scores[SELECTION_SCORE] = drawn
+        chunks = None if selection.chunks is None else selection.chunks.tolist()
+        self.manifest.record(batch, step=step, kept=kept, output_shards=shards, chunks=chunks, reasons=reasons,
+                             **scores)
         for reason in dict.fromkeys(reason for _, reason in unscored):
             samples = [sample for sample, why in unscored if why == reason]
             self.manifest.record_dropped(samples, step=step, pass_index=batch.pass_index, reason=reason)

@@ -15,6 +15,7 @@ class History:
 
     step: int = 0
     examples_seen: int = 0
+    rows_read: int = 0  # this rank's samples (and rejections) read from the stream
     flops: float = 0.0
     seconds: float = 0.0
     curve: list = field(default_factory=list)  # [examples_seen, zeroshot_top1]

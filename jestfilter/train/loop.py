@@ -20,7 +20,7 @@ from tqdm import tqdm
 from jestfilter.config import TrainSettings
 from jestfilter.data import SuperBatch, SuperBatchLoader
 from jestfilter.distributed import (average_gradients, broadcast_object, broadcast_parameters, current_world,
-                                    min_across)
+                                    gather_objects, min_across)
 from jestfilter.embeddings import EmbeddingCache
 from jestfilter.models import ModelBundle, embed, native_patch_size
 from jestfilter.selection import SiglipOutputs
@@ -87,7 +87,8 @@ class OnlineTrainer:
             loss = self.train_on(batch, selection.indices.cpu(), h.step)
             if self.sink is not None:
                 self.sink.record(batch, selection, h.step, unscored=[(x, SHORT_SUPER_BATCH) for x in surplus])
-            self.account(len(batch), len(selection.indices), loss, time.perf_counter() - started, bar)
+            rows = len(batch) + len(surplus) + len(batch.rejected)
+            self.account(rows, len(batch), len(selection.indices), loss, time.perf_counter() - started, bar)
             started = time.perf_counter()
         bar.close()
         return self.summary()
@@ -125,22 +126,30 @@ class OnlineTrainer:
                           loss_fn=self.loss_fn, flexi_patch_size=self.flexi_patch_size,
                           reduce_gradients=lambda model: average_gradients(self.world, model))
 
-    def account(self, read: int, trained: int, loss: float | None, seconds: float, bar: tqdm) -> None:
-        """Count the step (every rank reads and trains as many rows as this one), then evaluate
+    def account(self, rows: int, scored: int, trained: int, loss: float | None, seconds: float, bar: tqdm) -> None:
+        """Count the step (every rank scores and trains as many rows as this one), then evaluate
         and checkpoint when due."""
         s, h = self.settings, self.history
         h.step += 1
+        h.rows_read += rows
         h.examples_seen += trained * self.world.size
-        h.flops += self.cost(read, trained) * self.world.size
+        h.flops += self.cost(scored, trained) * self.world.size
         h.seconds += seconds
         if loss is not None:
             h.losses.append(loss)
             bar.set_postfix(loss=f"{loss:.3f}")
         bar.update()
-        if h.step % s.eval_every == 0 or h.step == s.steps:
+        if self.evaluation_due(h.step):
             self.evaluate_now()
         if h.step % s.checkpoint_every == 0 or h.step == s.steps:
             self.save()
+
+    def evaluation_due(self, step: int) -> bool:
+        """Every ``eval_every`` steps, four times as often in the last fifth of the run (where
+        curves cross the baseline's final accuracy), and at the end."""
+        s = self.settings
+        every = max(1, s.eval_every // 4) if step > 0.8 * s.steps else s.eval_every
+        return step % every == 0 or step == s.steps
 
     # --- evaluation and summary -------------------------------------------------------------
     def evaluate_now(self) -> dict:
@@ -156,9 +165,18 @@ class OnlineTrainer:
         h = self.history
         metrics = dict(self.last_metrics or self.evaluate_now())
         return {**metrics, "method": self.settings.method, "steps": h.step, "examples_seen": h.examples_seen,
-                "flops": h.flops, "train_seconds": h.seconds, "seconds_per_step": h.seconds / max(1, h.step),
-                "final_loss": h.losses[-1] if h.losses else None, "curve": h.curve,
-                "flops_curve": h.flops_curve, "time_curve": h.time_curve}
+                **self.passes(), "flops": h.flops, "train_seconds": h.seconds,
+                "seconds_per_step": h.seconds / max(1, h.step), "final_loss": h.losses[-1] if h.losses else None,
+                "curve": h.curve, "flops_curve": h.flops_curve, "time_curve": h.time_curve}
+
+    def passes(self) -> dict:
+        """``rows_read`` (samples and rejections, all ranks) and ``passes``: that over the rows of
+        one whole pass (None before a pass ended)."""
+        read = gather_objects(self.world, (self.history.rows_read, self.loader.pass_rows))
+        rows = sum(r for r, _ in read)
+        if any(pass_rows is None for _, pass_rows in read):
+            return {"rows_read": rows, "passes": None}
+        return {"rows_read": rows, "passes": rows / sum(pass_rows for _, pass_rows in read)}
 
     # --- checkpoints ------------------------------------------------------------------------
     def save(self) -> None:

@@ -19,10 +19,16 @@ def make_optimizer(
     betas: tuple[float, float] = (0.9, 0.95),
     eps: float = 1e-6,
 ) -> torch.optim.AdamW:
-    """AdamW as open_clip_train sets it up; β2 = 0.95 because 0.999 spiked in the JEST paper."""
+    """AdamW as open_clip_train sets it up; β2 = 0.95 because 0.999 spiked in the JEST paper.
+
+    ``weight_decay`` is *decoupled* weight decay as in big_vision (and so in the JEST paper's
+    1e-4): each step multiplies a decayed weight by 1 − weight_decay × the schedule's factor,
+    whatever the learning rate. torch's AdamW multiplies its decay by the learning rate, so it
+    is given ``weight_decay / lr``.
+    """
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     groups = [
-        {"params": [p for name, p in trainable if decays(name, p)], "weight_decay": weight_decay},
+        {"params": [p for name, p in trainable if decays(name, p)], "weight_decay": weight_decay / lr},
         {"params": [p for name, p in trainable if not decays(name, p)], "weight_decay": 0.0},
     ]
     # fused: one kernel over all parameters (the per-tensor loop is the default on CPU and is slow)

@@ -1,0 +1,43 @@
+"""The numbers a bootstrap run reports: interpolated time to reach uniform, and its costs."""
+
+import pytest
+
+from jestfilter.results import costs, reach, speedups
+
+
+def run(curve, flops_per_example=2.0, seconds_per_example=0.01, final=None):
+    """A run summary whose evaluations are (examples, zero-shot) points."""
+    return {"curve": [list(p) for p in curve], "flops_curve": [[x * flops_per_example, y] for x, y in curve],
+            "time_curve": [[x * seconds_per_example, y] for x, y in curve],
+            "zeroshot_top1": final if final is not None else curve[-1][1], "flops": curve[-1][0] * flops_per_example}
+
+
+def test_reach_interpolates_between_the_evaluations_around_the_crossing():
+    curve = [(0, 0.1), (100, 0.5), (200, 0.7), (300, 0.8)]
+    assert reach(run(curve), 0.6) == pytest.approx({"examples": 150, "flops": 300, "seconds": 1.5})
+    assert reach(run(curve), 0.1) == {"examples": 0, "flops": 0, "seconds": 0}
+    assert reach(run(curve), 0.9) is None
+
+
+def test_speedups_are_uniforms_cost_over_the_methods_to_reach_uniforms_final_accuracy():
+    uniform = run([(0, 0.1), (1000, 0.5), (2000, 0.6)])
+    jest = run([(0, 0.1), (400, 0.55), (800, 0.65)], flops_per_example=6.0, seconds_per_example=0.02)
+    never = run([(0, 0.1), (2000, 0.4)])
+    result = speedups({"uniform": uniform, "learnability": jest, "hard_learner": never},
+                      one_off_flops={"learnability": 2400.0})
+    assert result["uniform"]["examples_ratio"] == pytest.approx(1.0)
+    jest_at = result["learnability"]
+    assert jest_at["examples"] == pytest.approx(600)  # halfway from 0.55 to 0.65
+    assert jest_at["examples_ratio"] == pytest.approx(2000 / 600)
+    assert jest_at["flops_ratio"] == pytest.approx(4000 / 3600)
+    assert jest_at["flops_ratio_with_reference"] == pytest.approx(4000 / 6000)
+    assert jest_at["seconds_ratio"] == pytest.approx(20 / 12)
+    assert result["hard_learner"] == {"reached": False}
+
+
+def test_costs_put_the_reference_on_its_own_lines_and_in_the_totals_of_the_methods_using_it():
+    runs = {"uniform": {"flops": 100.0}, "learnability": {"flops": 250.0}}
+    cost = costs(runs, reference_training_flops=60.0, reference_embedding_flops=40.0,
+                 needs_reference={"uniform": False, "learnability": True})
+    assert cost == {"reference_training_flops": 60.0, "reference_embedding_flops": 40.0,
+                    "total_flops": {"uniform": 100.0, "learnability": 350.0}}
