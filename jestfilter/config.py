@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from jestfilter.selection.criteria import CRITERIA, criterion
+from jestfilter.selection.criteria import ONLINE, criterion
 from jestfilter.selection.selector import SAMPLINGS, Selector
 
 
@@ -32,7 +32,7 @@ class TrainSettings:
     steps: int = option(600, "training steps")
     batch_size: int = option(64, "b: examples trained on per step over all ranks (under torchrun each of N "
                                  "ranks reads B/N and trains on b/N)")
-    method: str = option("learnability", "selection criterion", choices=tuple(CRITERIA))
+    method: str = option("learnability", "selection criterion", choices=ONLINE)
     filter_ratio: float = option(0.8, "f: share of each super-batch of B = b/(1−f) dropped")
     n_chunks: int = option(16, "chunks of the joint sampler")
     sampling: str = option("softmax", "draw each chunk by softmax (Gumbel-top-k) or take the top scores",
@@ -89,7 +89,11 @@ class BootstrapConfig:
     reference_steps: int = option(400, "reference training steps")
     model: str = option("jest-tiny", "jest-tiny, jest-small, jest-b16, an open_clip name or local-dir:PATH")
     compare: list[str] = option([], "also train these methods with the same budget (the demo: "
-                                    "uniform,easy_reference; 'none' for none)", metavar="M1,M2")
+                                    "uniform,easy_reference; 'none' for none); clip_score and neg_clip_loss "
+                                    "keep the top 1−f of the web by the reference and train on it uniformly",
+                                metavar="M1,M2")
+    rounds: int = option(1, "bootstrap rounds: round k+1 takes round k's final model as its reference "
+                            "(OUT/round-K/); stops early when a round's final is not better than its reference")
     samples_per_shard: int = option(5000, "samples per filtered shard")
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
     progress: bool = option(True, "hide progress bars", flag="--no-progress")
@@ -102,12 +106,20 @@ class BootstrapConfig:
             raise ValueError("give --curated, --web and --eval together (or none of them for the demo)")
         if self.reference and not self.reference.startswith("local-dir:"):
             raise ValueError(f"--reference must be a local-dir:PATH folder, got {self.reference!r}")
+        if criterion(self.train.method).offline is not None:
+            raise ValueError(f"--method {self.train.method} is an offline score: pass it to --compare "
+                             "(or use the score and filter jobs)")
         for method in self.methods:
             self.settings_for(method).validate()
         if self.samples_per_shard < 1:
             raise ValueError(f"--samples-per-shard must be positive, got {self.samples_per_shard}")
         if self.reference_steps < 1 and not self.reference:
             raise ValueError("--reference-steps must be positive (or pass --reference local-dir:PATH)")
+        if self.rounds < 1:
+            raise ValueError(f"--rounds must be positive, got {self.rounds}")
+        if self.rounds > 1 and not criterion(self.train.method).needs_reference:
+            raise ValueError(f"--rounds {self.rounds} needs a --method that uses the reference; "
+                             f"{self.train.method} does not")
 
     @property
     def methods(self) -> list[str]:
@@ -125,5 +137,8 @@ class BootstrapConfig:
 
     def settings_for(self, method: str) -> TrainSettings:
         """The learner's run with ``method``, the same budget and recipe. Only the main method
-        runs Flexi: the paper compares Flexi-JEST with baselines trained at full resolution."""
-        return dataclasses.replace(self.train, method=method, flexi=self.train.flexi and method == self.train.method)
+        runs Flexi: the paper compares Flexi-JEST with baselines trained at full resolution. An
+        offline criterion's run trains uniformly (on the part of the web data its scores keep)."""
+        offline = criterion(method).offline is not None
+        return dataclasses.replace(self.train, method="uniform" if offline else method,
+                                   flexi=self.train.flexi and method == self.train.method)

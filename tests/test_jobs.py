@@ -1,6 +1,7 @@
-"""Batch jobs over shards (embed, score, filter, dedup) on the demo data: one rank and two ranks
-give the same outputs, a killed job finishes only what was missing, failures are recorded."""
+"""Batch jobs over shards (embed, score, filter, dedup, select) on the demo data: one rank and two
+ranks give the same outputs, a killed job finishes only what was missing, failures are recorded."""
 
+import json
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from jestfilter.data.types import RawSample
 from jestfilter.jobs.runner import (done_path, my_shards, read_done, read_failures, resolve_placement,
                                     run_shards)
 from jestfilter.models import create_model, save_local_dir
+from jestfilter.scores import top_fraction
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,6 +144,29 @@ def scores(demo):
     return root / "scores"
 
 
+def test_offline_scores_are_the_reference_cosine_and_neg_clip_loss_and_filter_keeps_their_top(demo, scores, tmp_path):
+    root, paths = demo
+    frame = pl.read_parquet(scores / "00002.scores.parquet")
+    with np.load(root / "emb" / "00002.emb.npz") as cached:
+        u, v, scale = cached["image"].astype(np.float64), cached["text"].astype(np.float64), float(cached["scale"])
+        assert frame["key"].to_list() == cached["keys"].tolist()
+    u, v = u / np.linalg.norm(u, axis=1, keepdims=True), v / np.linalg.norm(v, axis=1, keepdims=True)
+    cosine = u @ v.T
+    assert np.allclose(frame["clip_score"], np.diag(cosine), atol=1e-5)
+    # 20 samples: one random batch holds the shard, so negCLIPLoss is −τ · each pair's CLIP loss in it
+    logits = scale * cosine
+    clip_loss = (np.logaddexp.reduce(logits, axis=1) + np.logaddexp.reduce(logits, axis=0)) / 2 - np.diag(logits)
+    assert np.allclose(frame["neg_clip_loss"], -clip_loss / scale, atol=1e-5)
+
+    assert cli("filter", "--shards", paths.web, "--scores", scores, "--keep-fraction", 0.25, "--column", "clip_score",
+               "--out", tmp_path / "f") == 0
+    kept = pl.read_parquet(tmp_path / "f" / "manifest.parquet").filter(pl.col("decision") == "kept")
+    everything = pl.read_parquet(list(scores.glob("*.scores.parquet")))
+    top = top_fraction(everything, "clip_score", 0.25)  # what bootstrap's offline arm trains on
+    assert kept.height == 30 and set(kept["key"]) == set(top["key"])
+    assert top["clip_score"].min() >= everything.join(top, on=["shard", "key"], how="anti")["clip_score"].max()
+
+
 def test_filter_keep_fraction_on_two_ranks_equals_one_rank(demo, scores, tmp_path):
     root, paths = demo
     base = ["filter", "--shards", paths.web, "--scores", scores, "--keep-fraction", 0.3,
@@ -164,6 +189,80 @@ def test_filter_keep_fraction_on_two_ranks_equals_one_rank(demo, scores, tmp_pat
     written = {s.key: s.members for s in iter_samples(sorted(map(str, (tmp_path / "one").glob("*.tar"))))}
     originals = {s.key: s.members for s in inputs}
     assert written == {key: originals[key] for key in kept["key"]}  # byte for byte
+
+
+SELECT = ["--filter-ratio", 0.5, "--super-batch", 8, "--n-chunks", 2, "--samples-per-shard", 7]
+
+
+def test_select_keeps_b_of_every_full_super_batch_byte_for_byte_on_one_and_two_ranks(demo, tmp_path):
+    root, paths = demo
+    base = ["select", "--embeddings", root / "emb", "--shards", paths.web, *SELECT]
+    assert cli(*base, "--out", tmp_path / "one") == 0
+    assert cli(*base, "--out", tmp_path / "two", "--rank", 1, "--world-size", 2) == 0
+    assert not (tmp_path / "two" / "sizes.json").exists()  # rank 0 has not finished
+    assert cli(*base, "--out", tmp_path / "two", "--rank", 0, "--world-size", 2) == 0
+    for pattern in ("*.tar", "sizes.json", "manifest.parquet/*.parquet"):
+        same_files(tmp_path / "one", tmp_path / "two", pattern)
+
+    manifest = pl.read_parquet(tmp_path / "one" / "manifest.parquet")
+    inputs = list(iter_samples(expand_shards(paths.web)))
+    assert sorted(manifest["key"]) == sorted(s.key for s in inputs)  # every sample exactly once
+    per_batch = manifest.group_by("source_shard", "step").agg((pl.col("decision") == "kept").sum().alias("kept"),
+                                                              pl.len().alias("rows"))
+    # shards of 20 in super-batches of 8: two full ones keep b = 4 each, the last 4 keep 2 (whole chunks)
+    assert sorted(per_batch["rows"]) == [4] * 6 + [8] * 12
+    assert all(kept == {8: 4, 4: 2}[rows] for kept, rows in per_batch.select("kept", "rows").iter_rows())
+    kept = manifest.filter(pl.col("decision") == "kept")
+    assert sum(json.loads((tmp_path / "one" / "sizes.json").read_text()).values()) == kept.height == 60
+    assert (tmp_path / "one" / "_SUCCESS").exists()
+    written = {s.key: s.members for s in iter_samples(sorted(map(str, (tmp_path / "one").glob("*.tar"))))}
+    originals = {s.key: s.members for s in inputs}
+    assert written == {key: originals[key] for key in kept["key"]}  # byte for byte
+    assert manifest["reference_loss"].null_count() == 0 and manifest["learner_loss"].null_count() == manifest.height
+
+    # easy-reference JEST keeps pairs the reference finds easy: lower reference loss than what it drops
+    dropped = manifest.filter(pl.col("decision") == "dropped")
+    assert kept["reference_loss"].mean() < dropped["reference_loss"].mean()
+    # another seed draws other super-batches and noise
+    assert cli(*base, "--out", tmp_path / "seed1", "--seed", 1) == 0
+    other = pl.read_parquet(tmp_path / "seed1" / "manifest.parquet").filter(pl.col("decision") == "kept")
+    assert set(other["key"]) != set(kept["key"])
+
+
+def test_select_with_a_fixed_learner_and_open_clip_train_trains_on_the_result(demo, tmp_path):
+    from open_clip_train_run import train_one_epoch
+
+    root, paths = demo
+    out = tmp_path / "selected"
+    assert cli("select", "--embeddings", root / "emb", "--shards", paths.web, "--learner", root / "learner",
+               "--out", out, *SELECT) == 0
+    assert json.loads((out / "job.json").read_text())["method"] == "learnability"  # the default with a learner
+    manifest = pl.read_parquet(out / "manifest.parquet")
+    assert manifest["learnability"].null_count() == 0
+    assert ((manifest["learner_loss"] - manifest["reference_loss"] - manifest["learnability"]).abs() < 1e-4).all()
+    checkpoint = train_one_epoch(sorted(map(str, out.glob("*.tar"))), root / "learner", tmp_path / "logs")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert state["epoch"] == 1 and all(torch.isfinite(t).all() for t in state["state_dict"].values())
+
+
+def test_killed_select_job_redoes_only_the_missing_shards(demo, tmp_path, capsys):
+    root, paths = demo
+    base = ["select", "--embeddings", root / "emb", "--shards", paths.web, "--learner", root / "learner", *SELECT]
+    job = env_job(*base, "--out", tmp_path / "killed", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = tmp_path / "killed"
+    while not list(out.glob("*.done.json")) and job.poll() is None:
+        time.sleep(0.005)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.done.json")}
+    assert 1 <= len(before) < 6, "the job must be killed mid-run"
+    assert cli(*base, "--out", out) == 0
+    assert f"{6 - len(before)} done, {len(before)} skipped" in capsys.readouterr().out
+    assert {name: (out / name).stat().st_mtime_ns for name in before} == before
+    assert not list(out.glob(".work-*"))  # a killed attempt's private folder is gone
+    assert cli(*base, "--out", tmp_path / "whole") == 0
+    for pattern in ("*.tar", "sizes.json", "manifest.parquet/*.parquet"):
+        same_files(tmp_path / "whole", out, pattern)
 
 
 def test_dedup_finds_the_duplicate_group_on_one_and_two_ranks(demo, scores, tmp_path):
@@ -252,6 +351,16 @@ def test_failures_are_retried_recorded_and_redone(demo, tmp_path, capsys):
     ["score", "--embeddings", "{tmp}/missing", "--out", "{tmp}/s"],
     ["dedup", "--embeddings", "{root}/emb", "--out", "{tmp}/d.csv"],
     ["dedup", "--embeddings", "{root}/emb", "--out", "{tmp}/d.parquet", "--threshold", "2"],
+    ["select", "--embeddings", "{root}/emb", "--shards", "{web}", "--out", "{tmp}/s", "--filter-ratio", "0.8",
+     "--method", "clip_score"],  # a per-example score of the pool: score + filter
+    ["select", "--embeddings", "{root}/emb", "--shards", "{web}", "--out", "{tmp}/s", "--filter-ratio", "0.8",
+     "--method", "learnability"],  # no --learner
+    ["select", "--embeddings", "{root}/emb", "--shards", "{web}", "--out", "{tmp}/s", "--filter-ratio", "0.8",
+     "--learner", "{root}/learner", "--method", "easy_reference"],
+    ["select", "--embeddings", "{root}/emb", "--shards", "{web}", "--out", "{tmp}/s", "--filter-ratio", "0.8",
+     "--super-batch", "100"],  # b = 20 does not split into 16 chunks
+    ["select", "--embeddings", "{tmp}/missing", "--shards", "{web}", "--out", "{tmp}/s", "--filter-ratio", "0.8"],
+    ["select", "--embeddings", "{root}/emb", "--shards", "{web}", "--out", "{tmp}/s", "--filter-ratio", "1"],
 ])
 def test_bad_arguments_exit_2_with_one_line(demo, scores, tmp_path, capsys, args):
     root, paths = demo

@@ -270,10 +270,15 @@ def test_a_short_super_batch_keeps_whole_chunks_and_can_keep_none():
 
 
 def test_every_criterion_is_described_once_and_drives_the_selector():
-    from jestfilter.selection.criteria import CRITERIA
+    from jestfilter.selection.criteria import CRITERIA, OFFLINE_SCORES, ONLINE
 
+    assert sorted(ONLINE + OFFLINE_SCORES) == sorted(CRITERIA)
+    for name in OFFLINE_SCORES:  # a score of the whole pool, not a choice inside a super-batch
+        with pytest.raises(ValueError, match="offline"):
+            Selector(name)
     learner, reference = random_model(40, 8, 1), random_model(40, 8, 2)
-    for name, c in CRITERIA.items():
+    for name in ONLINE:
+        c = CRITERIA[name]
         selector = Selector(name, filter_ratio=0.5, n_chunks=4)
         chosen = selector.select(learner if c.needs_learner else None, reference if c.needs_reference else None,
                                  rows=40)

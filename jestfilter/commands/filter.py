@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jestfilter.commands._flags import add_job_arguments
+from jestfilter.selection.criteria import OFFLINE_SCORES, SCORE_COLUMNS
 
 HELP = "filter shards by a score threshold or a global keep fraction into shards + manifest, bytes unchanged"
 
@@ -19,9 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rule.add_argument("--keep-fraction", type=float, metavar="F",
                       help="keep the best fraction F of all scored samples (over every shard)")
     parser.add_argument("--column", default="learnability",
-                        help="score column: learnability (default), reference_loss, learner_loss")
+                        help=f"score column: {', '.join(SCORE_COLUMNS + OFFLINE_SCORES)} (default learnability)")
     parser.add_argument("--lower-is-better", action="store_true",
-                        help="keep low scores (e.g. --column reference_loss: the CLIP-score baseline)")
+                        help="keep low scores (e.g. --column reference_loss)")
     parser.add_argument("--remove", metavar="DEDUP_PARQUET", help="drop the samples a dedup table lists")
     parser.add_argument("--samples-per-shard", type=int, default=10_000, metavar="N",
                         help="most samples per output shard (default 10000)")

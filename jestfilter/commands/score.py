@@ -6,7 +6,8 @@ import argparse
 
 from jestfilter.commands._flags import add_job_arguments
 
-HELP = "score cached embeddings per example (reference loss; learner loss and learnability) into parquet"
+HELP = ("score cached embeddings per example (reference loss, clip_score, neg_clip_loss; learner loss and "
+        "learnability) into parquet")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (<shard>.scores.parquet)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="learner batch size (default 256)")
     parser.add_argument("--device", default="auto", help="auto: this rank's GPU if any, else cpu")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="seed of neg_clip_loss's random batches (with the shard's name; default 0)")
     add_job_arguments(parser)
 
 
@@ -26,4 +29,4 @@ def run(args: argparse.Namespace) -> int:
     from jestfilter.jobs.score import run_score
 
     return run_score(args.embeddings, args.out, placement_from_args(args), args.retries, args.learner, args.shards,
-                     args.batch_size, args.device)
+                     args.batch_size, args.device, args.seed)

@@ -1,13 +1,18 @@
-"""What several jobs need: a model from a flag, and flags recorded as absolute paths."""
+"""What several jobs need: a model from a flag, flags recorded as absolute paths, a learner's
+embeddings of a shard."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
+from jestfilter.embeddings import CachedEmbeddings, cache_path, embed_shard, load_embeddings
 from jestfilter.models import ModelBundle, create_model
 from jestfilter.models.factory import LOCAL_DIR
+
+LEARNER_CACHE = "learner-embeddings"
 
 
 def load_model(spec: str, device: torch.device) -> ModelBundle:
@@ -22,3 +27,14 @@ def absolute(path: str | None) -> str | None:
     if path is None or not os.path.exists(path.removeprefix(LOCAL_DIR)):
         return path
     return os.path.abspath(path.removeprefix(LOCAL_DIR))
+
+
+def learner_embeddings(learner: ModelBundle, shard: str, out_dir: str | os.PathLike,
+                       batch_size: int = 256) -> CachedEmbeddings:
+    """The learner's embeddings of ``shard``, cached under ``out_dir/learner-embeddings`` in the
+    embed job's format, so a retried or resumed shard is not embedded twice."""
+    folder = Path(out_dir) / LEARNER_CACHE
+    folder.mkdir(parents=True, exist_ok=True)
+    if not cache_path(folder, shard).exists():
+        embed_shard(learner, shard, cache_path(folder, shard), batch_size)
+    return load_embeddings(folder, shard)

@@ -1,11 +1,10 @@
 """Offline filtering by a score column: a threshold, or a global keep fraction.
 
-Each input shard is filtered on its own (so the job is idempotent per shard) into a
-``FilteredOutput`` sink: its kept samples go byte-for-byte to ``<shard>-NNNNNN.tar``, and every
+Each input shard is filtered on its own (so the job is idempotent per shard) into its
+``ShardOutput``: its kept samples go byte-for-byte to ``<shard>-NNNNNN.tar``, and every
 one of its samples gets one manifest row in ``manifest.parquet/part-<shard>-NNNNN.parquet``
 (kept; dropped with its scores, or with ``reason`` ``dedup_*`` when a dedup table removed it;
-rejected with the reader's reason). Each shard is written in a private folder and moved in, so shards from
-many ranks never meet half-written. When every shard is done, ``sizes.json`` and ``_SUCCESS``
+rejected with the reader's reason). When every shard is done, ``sizes.json`` and ``_SUCCESS``
 cover them all.
 """
 
@@ -13,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -22,15 +20,15 @@ import polars as pl
 import torch
 
 from jestfilter.data import expand_shards, iter_samples
-from jestfilter.data.layout import mark_complete, shard_stem
+from jestfilter.data.layout import shard_stem
 from jestfilter.data.loader import group_super_batches
 from jestfilter.data.types import Rejected, SuperBatch
 from jestfilter.errors import UsageError
 from jestfilter.jobs.common import absolute
-from jestfilter.jobs.runner import Placement, all_done, read_done, run_shards, unique_stems
+from jestfilter.jobs.output import ShardOutput, merge
+from jestfilter.jobs.runner import Placement, all_done, run_shards, unique_stems
 from jestfilter.jobs.score import SCORES_SUFFIX
 from jestfilter.selection.criteria import SCORE_COLUMNS
-from jestfilter.sinks import FilteredOutput
 from jestfilter.sinks.filtered import selection_of
 
 MISSING_SCORE = "missing_score"  # read fine, but the score job has no row for it (it failed to decode)
@@ -109,11 +107,9 @@ def read_removals(path: str | os.PathLike) -> pl.DataFrame:
 def filter_shard(shard: str, scores_dir: str | os.PathLike, out_dir: str | os.PathLike, rule: KeepRule,
                  removed: dict[tuple[str, str], str], samples_per_shard: int) -> dict:
     """Filter one input shard into ``out_dir``; returns its counts and output sizes."""
-    stem, out_dir = shard_stem(shard), Path(out_dir)
+    stem = shard_stem(shard)
     scores = {row["key"]: row for row in pl.read_parquet(Path(scores_dir) / f"{stem}{SCORES_SUFFIX}").iter_rows(named=True)}
-    work = out_dir / f".work-{stem}"
-    shutil.rmtree(work, ignore_errors=True)  # what a killed attempt left
-    sink = FilteredOutput(work, samples_per_shard, prefix=stem, part_prefix=f"part-{stem}", extremes=False)
+    output = ShardOutput(out_dir, shard, samples_per_shard)
     counts = {"kept": 0, "dropped": 0, "rejected": 0}
     for samples, rejected in group_super_batches(iter_samples([shard]), GROUP):
         rejected += [Rejected(s.key, s.source_shard, MISSING_SCORE) for s in samples if s.key not in scores]
@@ -122,35 +118,16 @@ def filter_shard(shard: str, scores_dir: str | os.PathLike, out_dir: str | os.Pa
         kept = [i for i, s in enumerate(samples)
                 if i not in reasons and rule.keeps(scores[s.key][rule.column], stem, s.key)]
         values = {name: torch.tensor([_number(scores[s.key][name]) for s in samples]) for name in SCORE_COLUMNS}
-        sink.record(SuperBatch.undecoded(samples, rejected), selection_of(kept, **values), step=0, reasons=reasons)
+        output.sink.record(SuperBatch.undecoded(samples, rejected), selection_of(kept, **values), step=0,
+                           reasons=reasons)
         counts["kept"] += len(kept)
         counts["dropped"] += len(samples) - len(kept)
         counts["rejected"] += len(rejected)
-    sizes = sink.close()
-    (out_dir / "manifest.parquet").mkdir(exist_ok=True)
-    for part in sink.manifest.path.glob("*.parquet"):
-        os.replace(part, out_dir / "manifest.parquet" / part.name)
-    for name in sizes:
-        os.replace(work / name, out_dir / name)
-    shutil.rmtree(work)
-    return {"samples": sum(counts.values()), **counts, "sizes": sizes}
+    return {"samples": sum(counts.values()), **counts, "sizes": output.close()}
 
 
 def _number(value: float | None) -> float:
     return float("nan") if value is None else value
-
-
-def merge(out_dir: str | os.PathLike, shards: Sequence[str]) -> dict[str, int]:
-    """Write ``sizes.json`` over every shard's output, then ``_SUCCESS``; all must be done."""
-    out_dir = Path(out_dir)
-    sizes: dict[str, int] = {}
-    for shard in shards:
-        record = read_done(out_dir, shard)
-        if record is None:
-            raise ValueError(f"shard {shard} is not filtered yet: run the filter job until every shard is done")
-        sizes.update(record["sizes"])
-    mark_complete(out_dir, sizes)
-    return sizes
 
 
 def run_filter(patterns: Sequence[str], scores_dir: str, out: str, placement: Placement, retries: int = 2, *,

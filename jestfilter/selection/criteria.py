@@ -15,6 +15,11 @@ with l the pair's SigLIP loss under each model, and draws the batch in one of th
 
 A criterion that scores nothing draws uniformly at random.
 
+An offline criterion (``offline`` set) scores each example alone from the reference's
+embeddings, higher is better, and keeps the top of a whole pool rather than choosing inside
+super-batches: the score job writes it as a column, ``filter --column`` keeps its top fraction,
+and bootstrap's ``--compare`` trains uniformly on that fraction of the web data.
+
 Everything else (the Selector, the training loop, bootstrap's flags, the offline score and
 filter jobs) asks this table, so adding a criterion is adding one entry here.
 """
@@ -22,6 +27,12 @@ filter jobs) asks this table, so adding a criterion is adding one entry here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from jestfilter.selection.losses import clip_score, neg_clip_loss
+from jestfilter.selection.outputs import SiglipOutputs
 
 # Per-example scores every selection reports for each example's own pair (i, i), and the
 # columns the manifest and the offline score job store them in.
@@ -38,6 +49,8 @@ class Criterion:
     reference_weight: float
     draw: str  # one of DRAWS
     summary: str
+    # a per-example score of the reference's outputs (higher is better), for offline criteria
+    offline: Callable[[SiglipOutputs, torch.Generator], torch.Tensor] | None = None
 
     @property
     def joint(self) -> bool:
@@ -50,7 +63,7 @@ class Criterion:
 
     @property
     def needs_reference(self) -> bool:
-        return self.reference_weight != 0
+        return self.reference_weight != 0 or self.offline is not None
 
     @property
     def random(self) -> bool:
@@ -68,7 +81,16 @@ CRITERIA: dict[str, Criterion] = {c.name: c for c in (
     Criterion("reference_score", 0.0, -1.0, "own_pair", "− reference loss of each example's own pair (CLIP-score "
                                                         "filtering inside each super-batch)"),
     Criterion("uniform", 0.0, 0.0, "own_pair", "uniformly at random"),
+    Criterion("clip_score", 0.0, 0.0, "own_pair", "the reference's image-text cosine similarity, top of the whole "
+                                                  "pool (DataComp's CLIP-score filter)", offline=clip_score),
+    Criterion("neg_clip_loss", 0.0, 0.0, "own_pair", "CLIP score minus the reference's contrastive normaliser over "
+                                                     "random batches, top of the whole pool (negCLIPLoss, arXiv "
+                                                     "2405.19547)", offline=neg_clip_loss),
 )}
+# The criteria that choose inside super-batches (the Selector's methods), and the offline ones,
+# whose names are also the score job's extra columns.
+ONLINE = tuple(name for name, c in CRITERIA.items() if c.offline is None)
+OFFLINE_SCORES = tuple(name for name, c in CRITERIA.items() if c.offline is not None)
 
 
 def criterion(name: str) -> Criterion:

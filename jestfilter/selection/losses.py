@@ -64,3 +64,42 @@ def reduce_blocks(rows: Tensor, columns: Tensor, scale: Tensor, bias: Tensor,
         logits = torch.addmm(bias, rows[start:start + tile], columns_t, alpha=alpha)
         out[start:start + tile] = reduce(logits)
     return out
+
+
+def clip_score(model: SiglipOutputs, generator: torch.Generator | None = None) -> Tensor:
+    """DataComp's CLIP score of every example: the cosine similarity of its image and its text, ``[B]``."""
+    return F.cosine_similarity(model.image, model.text, dim=1)
+
+
+def random_batches(n: int, batch_size: int, generator: torch.Generator) -> list[Tensor]:
+    """A random partition of ``range(n)`` into round(n / batch_size) batches (at least one) whose
+    sizes differ by at most one: as near ``batch_size`` as the count allows, and no example in a
+    much smaller batch than the others (a short last batch would flatter its examples)."""
+    order = torch.randperm(n, generator=generator, device=generator.device)
+    return list(order.tensor_split(max(1, round(n / batch_size))))
+
+
+def neg_clip_loss(model: SiglipOutputs, generator: torch.Generator, batch_size: int = 32768, repeats: int = 10,
+                  block_bytes: int = 256 * 2**20) -> Tensor:
+    """negCLIPLoss (Wang et al., arXiv 2405.19547) of every example, ``[B]``: its CLIP score minus
+    the contrastive normaliser of a random batch, averaged over ``repeats`` random batches:
+
+        (1/K) Σ_k [ s_ii − (τ/2)·(log Σ_{j∈B_k} exp(s_ij/τ) + log Σ_{j∈B_k} exp(s_ji/τ)) ]
+
+    i.e. −τ times the example's CLIP (softmax) loss in the batch, with s the cosine similarity and
+    τ = 1/scale the model's own temperature. A pair that is as alike as its batch's negatives
+    scores low even when its cosine is high.
+    """
+    image, text = F.normalize(model.image, dim=1), F.normalize(model.text, dim=1)
+    n = image.shape[0]
+    repeats = 1 if round(n / batch_size) <= 1 else repeats  # one batch: every repeat gives the same
+    scale = torch.as_tensor(model.scale, dtype=image.dtype, device=image.device).reshape(())
+    zero = torch.zeros((), dtype=image.dtype, device=image.device)
+    total = torch.zeros(n, dtype=image.dtype, device=image.device)
+    for _ in range(repeats):
+        for batch in random_batches(n, batch_size, generator):
+            u, v = image[batch], text[batch]
+            per_image = reduce_blocks(u, v, scale, zero, logsumexp_rows, block_bytes)  # over the batch's texts
+            per_text = reduce_blocks(v, u, scale, zero, logsumexp_rows, block_bytes)  # over the batch's images
+            total[batch] += torch.einsum("id,id->i", u, v) - (per_image + per_text) / (2 * scale)
+    return total / repeats

@@ -65,6 +65,9 @@ class Selector:
                  sampling: str = "softmax", gain: float = 1.0, seed: int = 0, strata: int = 1,
                  loss: str = "sigmoid", block_bytes: int = 256 * 2**20, batch_size: int | None = None):
         self.criterion = criterion(method)
+        if self.criterion.offline is not None:
+            raise ValueError(f"{method} is an offline per-example score, not a selection inside super-batches: "
+                             "rank a whole pool by it (the score and filter jobs, or bootstrap --compare)")
         _check_choice("sampling", sampling, SAMPLINGS)
         _check_choice("loss", loss, LOSSES)
         if not 0.0 < filter_ratio < 1.0:

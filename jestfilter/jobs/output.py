@@ -1,0 +1,54 @@
+"""One input shard's share of a job's filtered output, and the merge over every shard.
+
+A shard's kept samples (``<shard>-NNNNNN.tar``) and manifest part
+(``manifest.parquet/part-<shard>-NNNNN.parquet``) are written by a ``FilteredOutput`` sink in a
+private folder and moved in only when complete, so shards from many ranks never meet
+half-written and a killed attempt leaves nothing behind. When every shard is done,
+``sizes.json`` and ``_SUCCESS`` cover them all. The filter and select jobs write through it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from jestfilter.data.layout import mark_complete, shard_stem
+from jestfilter.jobs.runner import read_done
+from jestfilter.sinks import FilteredOutput
+
+
+class ShardOutput:
+    """``sink`` takes the shard's selections; ``close()`` moves the finished files in and
+    returns their sizes (output shard name → samples)."""
+
+    def __init__(self, out_dir: str | os.PathLike, shard: str, samples_per_shard: int):
+        self.out_dir, stem = Path(out_dir), shard_stem(shard)
+        self.work = self.out_dir / f".work-{stem}"
+        shutil.rmtree(self.work, ignore_errors=True)  # what a killed attempt left
+        self.sink = FilteredOutput(self.work, samples_per_shard, prefix=stem, part_prefix=f"part-{stem}",
+                                   extremes=False)
+
+    def close(self) -> dict[str, int]:
+        sizes = self.sink.close()
+        (self.out_dir / "manifest.parquet").mkdir(exist_ok=True)
+        for part in self.sink.manifest.path.glob("*.parquet"):
+            os.replace(part, self.out_dir / "manifest.parquet" / part.name)
+        for name in sizes:
+            os.replace(self.work / name, self.out_dir / name)
+        shutil.rmtree(self.work)
+        return sizes
+
+
+def merge(out_dir: str | os.PathLike, shards: Sequence[str], job: str = "filter") -> dict[str, int]:
+    """Write ``sizes.json`` over every shard's output, then ``_SUCCESS``; all must be done."""
+    out_dir = Path(out_dir)
+    sizes: dict[str, int] = {}
+    for shard in shards:
+        record = read_done(out_dir, shard)
+        if record is None:
+            raise ValueError(f"shard {shard} is not done yet: run the {job} job until every shard is done")
+        sizes.update(record["sizes"])
+    mark_complete(out_dir, sizes)
+    return sizes
