@@ -1,4 +1,5 @@
-"""bootstrap = reference → online JEST (+ filtered shards, manifest) → final model → evaluation.
+"""bootstrap = reference → online JEST (+ filtered shards, manifest) → final model → evaluation,
+once or in rounds (each round's final model is the next round's reference).
 
 Every stage leaves a marker when it is done (a model folder, a run's JSON, a finished shard
 writer), so running the same command again after a crash redoes only what is missing.
@@ -10,22 +11,26 @@ writes models, metrics and the report.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from jestfilter.config import BootstrapConfig, TrainSettings
 from jestfilter.data import atomic_write_json, expand_shards, read_manifest
-from jestfilter.distributed import barrier, init_distributed, main_first, resolve_device
+from jestfilter.distributed import barrier, broadcast_object, init_distributed, main_first, resolve_device
 from jestfilter.embeddings import EmbeddingCache, build_cache
 from jestfilter.eval import evaluate, load_eval_set
 from jestfilter.models import ModelBundle, create_model, forward_flops, save_local_dir
-from jestfilter.report import write_report
-from jestfilter.results import costs, manifest_counts, speedups, summary_table
+from jestfilter.report import write_report, write_rounds_report
+from jestfilter.results import costs, manifest_counts, round_summary, rounds_table, speedups, summary_table
+from jestfilter.scores import pool_scores, top_fraction
 from jestfilter.selection.criteria import criterion
 from jestfilter.sinks import ExtremesTracker, FilteredOutput
 from jestfilter.train.loop import OnlineTrainer
@@ -33,17 +38,26 @@ from jestfilter.train.loop import OnlineTrainer
 EXTREMES = "report-extremes.pt"
 
 
-def prepare_data(cfg: BootstrapConfig) -> tuple[list[str], list[str], str]:
+class Inputs(NamedTuple):
+    """A run's data: curated and web shard lists, the eval folder, and (the demo) the web's truth."""
+
+    curated: list[str]
+    web: list[str]
+    eval: str
+    truth: Path | None = None  # web_truth.parquet: each demo web sample's noise kind
+
+
+def prepare_data(cfg: BootstrapConfig) -> Inputs:
     """The curated and web shard lists and the eval folder; the demo data when none is given."""
     if cfg.curated is None:
         from jestfilter.datasets.demo import build_demo_data
 
         demo = build_demo_data(Path(cfg.out) / "demo-data", seed=cfg.train.seed, progress=cfg.progress)
-        return expand_shards(demo.curated), expand_shards(demo.web), str(demo.eval)
+        return Inputs(expand_shards(demo.curated), expand_shards(demo.web), str(demo.eval), Path(demo.truth))
     eval_dir = Path(cfg.eval)
     if not eval_dir.is_dir():
         raise FileNotFoundError(f"--eval directory not found: {eval_dir}")
-    return expand_shards(cfg.curated), expand_shards(cfg.web), str(eval_dir)
+    return Inputs(expand_shards(cfg.curated), expand_shards(cfg.web), str(eval_dir))
 
 
 def _fingerprint(folder: Path) -> str:
@@ -56,15 +70,16 @@ def _fingerprint(folder: Path) -> str:
 class Bootstrap:
     """One bootstrap job's stages, each skipped when its marker says it is done."""
 
-    def __init__(self, cfg: BootstrapConfig):
+    def __init__(self, cfg: BootstrapConfig, inputs: Inputs | None = None):
         cfg.validate()
         self.cfg, self.out = cfg, Path(cfg.out)
         self.world, self.device = init_distributed(resolve_device(cfg.device))
         self.progress = cfg.progress and self.world.main
         with main_first(self.world):  # rank 0 builds the demo data, the others find it built
             (self.out / "runs").mkdir(parents=True, exist_ok=True)
-            self.curated, self.web, eval_dir = prepare_data(cfg)
-        self.eval_set = load_eval_set(eval_dir)
+            self.inputs = inputs or prepare_data(cfg)
+        self.curated, self.web = self.inputs.curated, self.inputs.web
+        self.eval_set = load_eval_set(self.inputs.eval)
 
     def evaluator(self):
         eval_set, device = self.eval_set, self.device
@@ -112,7 +127,8 @@ class Bootstrap:
         per_example = forward_flops(reference.model)
         return cache, float(cache.rows(self.web) * (per_example.image + per_example.text))
 
-    # 3. online training: the main method writes the filtered shards and the manifest
+    # 3. online training: the main method writes the filtered shards and the manifest; an offline
+    #    criterion trains uniformly on the top 1 − f of the web data by its score
     def learner(self, method: str, cache: EmbeddingCache | None) -> dict:
         cfg, out, world = self.cfg, self.out, self.world
         run_path = out / "runs" / f"{method}.json"
@@ -121,8 +137,12 @@ class Bootstrap:
         learner = self.new_model("learner")  # every method starts from the same initial learner
         main = method == cfg.train.method
         sink = FilteredOutput(out / "filtered", cfg.samples_per_shard, world=world) if main else None
+        offline = criterion(method).offline is not None
+        kept = self.offline_keep(method, cache) if offline else None
         summary = self.trainer(learner, self.web, cfg.settings_for(method), method, reference=cache,
-                               sink=sink).run()
+                               sink=sink, only=kept).run()
+        if offline:
+            summary = {**summary, "method": method, "offline_kept": len(kept)}
         if main:
             sink.close()
         if world.main:
@@ -132,6 +152,13 @@ class Bootstrap:
             atomic_write_json(run_path, summary)
         barrier(world)
         return summary
+
+    def offline_keep(self, method: str, cache: EmbeddingCache) -> set[tuple[str, str]]:
+        """(shard, key) of the top 1 − f of the web data by ``method``'s score under the reference,
+        as `score` and `filter --column method --keep-fraction 1−f` would keep them."""
+        scores = pool_scores(cache.cache_dir, self.web, self.cfg.train.seed)
+        kept = top_fraction(scores, method, 1 - self.cfg.train.filter_ratio)
+        return set(kept.select("shard", "key").iter_rows())
 
     def run(self) -> dict:
         """Run (or resume) the whole job; returns the metrics also written to ``metrics.json``."""
@@ -168,16 +195,78 @@ class Bootstrap:
             "seconds": seconds,
         }
         atomic_write_json(out / "metrics.json", metrics)
-        truth = out / "demo-data" / "web_truth.parquet" if cfg.curated is None else None
-        page = write_report(out, metrics, runs, manifest, read_extremes(out), truth=truth)
+        page = write_report(out, metrics, runs, manifest, read_extremes(out), truth=self.inputs.truth)
         print(summary_table(runs, metrics["speedup"]))
+        print(f"report: {page}")
+        return metrics
+
+
+class Rounds:
+    """``--rounds N``: round k+1 is a whole bootstrap in ``OUT/round-(k+1)/`` whose reference is
+    round k's final model (its cache is named by the reference, so the web data is embedded
+    again). A round whose ``metrics.json`` exists is done; the rounds stop early when a round's
+    final model is not better than its reference. A comparison that does not use the reference
+    (uniform) would train exactly as in round 1, so later rounds reuse its result."""
+
+    def __init__(self, cfg: BootstrapConfig):
+        cfg.validate()
+        self.cfg, self.out = cfg, Path(cfg.out)
+        self.world, _ = init_distributed(resolve_device(cfg.device))
+        with main_first(self.world):
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.inputs = prepare_data(cfg)
+
+    def folder(self, k: int) -> Path:
+        return self.out / f"round-{k}"
+
+    def config(self, k: int) -> BootstrapConfig:
+        if k == 1:
+            return dataclasses.replace(self.cfg, out=str(self.folder(1)), rounds=1)
+        return dataclasses.replace(self.cfg, out=str(self.folder(k)), rounds=1, reference_cache=None,
+                                   reference=f"local-dir:{self.folder(k - 1) / 'final'}")
+
+    def round(self, k: int) -> dict:
+        """Round k's metrics (run or resumed here, or read when it is done), on every rank."""
+        done = self.folder(k) / "metrics.json"
+        if done.exists():
+            return json.loads(done.read_text())
+        if k > 1 and self.world.main:
+            (self.folder(k) / "runs").mkdir(parents=True, exist_ok=True)
+            for method in self.cfg.compare:
+                first = self.folder(1) / "runs" / f"{method}.json"
+                if not criterion(method).needs_reference and first.exists():
+                    shutil.copy2(first, self.folder(k) / "runs" / first.name)
+        metrics = Bootstrap(self.config(k), self.inputs).run()
+        return broadcast_object(self.world, metrics if self.world.main else None)
+
+    def run(self) -> dict:
+        started = time.perf_counter()
+        summaries, stopped = [], None
+        for k in range(1, self.cfg.rounds + 1):
+            metrics = self.round(k)
+            summaries.append(round_summary(k, metrics))
+            if not summaries[-1]["improved"] and k < self.cfg.rounds:
+                stopped = (f"round {k}'s final model (zero-shot {metrics['final']['zeroshot_top1']:.3f}) is not "
+                           f"better than its reference ({metrics['reference']['zeroshot_top1']:.3f}): "
+                           f"round {k + 1} not run")
+                break
+        if not self.world.main:
+            return {}
+        finals = {s["round"]: json.loads((self.folder(s["round"]) / "metrics.json").read_text()) for s in summaries}
+        best = max(summaries, key=lambda s: s["final"]["zeroshot_top1"])["round"]
+        metrics = {"rounds": summaries, "reference": finals[1]["reference"], "final": finals[len(summaries)]["final"],
+                   "best_round": best, "stopped_early": stopped, "config": asdict(self.cfg),
+                   "seconds": time.perf_counter() - started}
+        atomic_write_json(self.out / "metrics.json", metrics)
+        page = write_rounds_report(self.out, metrics, {k: m["final"] for k, m in finals.items()})
+        print(rounds_table(summaries) + (f"\nstopped early: {stopped}" if stopped else ""))
         print(f"report: {page}")
         return metrics
 
 
 def run_bootstrap(cfg: BootstrapConfig) -> dict:
     """Run (or resume) a bootstrap job; returns the metrics also written to ``metrics.json``."""
-    return Bootstrap(cfg).run()
+    return Bootstrap(cfg).run() if cfg.rounds == 1 else Rounds(cfg).run()
 
 
 def read_extremes(out: Path) -> ExtremesTracker | None:

@@ -151,3 +151,25 @@ def write_report(out_dir: Path, metrics: dict, runs: dict[str, dict], manifest: 
     page = report_dir / "report.md"
     page.write_text("\n".join(parts) + "\n")
     return page
+
+
+def write_rounds_report(out_dir: Path, metrics: dict, finals: dict[int, dict]) -> Path:
+    """``out_dir/report/report.md`` for ``--rounds``: the rounds side by side, each round's final
+    model's learning curve, and links to every round's own report."""
+    report_dir = Path(out_dir) / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    parts = [f"# jestfilter bootstrap in {len(metrics['rounds'])} rounds", "",
+             "Round k + 1's reference is round k's final model.", "",
+             "| round | reference zero-shot | final zero-shot | final retrieval R@1 | examples seen | learner FLOPs "
+             "| final better than its reference |", "|---|---|---|---|---|---|---|"]
+    for s in metrics["rounds"]:
+        parts.append(f"| [{s['round']}](../{s['folder']}/report/report.md) | {s['reference']['zeroshot_top1']:.3f} "
+                     f"| {s['final']['zeroshot_top1']:.3f} | {s['final']['retrieval_r1']:.3f} "
+                     f"| {s['final']['examples_seen']:,} | {s['final']['flops']:.3g} | {'yes' if s['improved'] else 'no'} |")
+    if metrics.get("stopped_early"):
+        parts += ["", f"Stopped early: {metrics['stopped_early']}."]
+    curves = plot_curves({f"round {k}": final for k, final in finals.items()}, report_dir / "rounds.png")
+    parts += ["", "## Each round's final model", "", f"![rounds]({curves.name})"]
+    page = report_dir / "report.md"
+    page.write_text("\n".join(parts) + "\n")
+    return page

@@ -78,3 +78,25 @@ def summary_table(runs: dict[str, dict], speedup: dict) -> str:
                      f"{run['examples_seen']:9d} {run['seconds_per_step']:7.3f} {sooner:>24s}")
     return "\n".join(lines)
 
+
+
+def round_summary(k: int, metrics: dict) -> dict:
+    """One round of ``--rounds``: its reference and final model's numbers, its learner's cost,
+    and whether the final model beat its reference (zero-shot top-1)."""
+    quality = ("zeroshot_top1", "retrieval_r1", "retrieval_class_r1")
+    reference, final = metrics["reference"], metrics["final"]
+    return {"round": k, "folder": f"round-{k}",
+            "reference": {key: reference[key] for key in quality if key in reference},
+            "final": {**{key: final[key] for key in quality if key in final},
+                      "examples_seen": final["examples_seen"], "flops": final["flops"]},
+            "reference_training_flops": reference.get("flops", 0.0),  # 0: a reused reference (rounds ≥ 2)
+            "improved": final["zeroshot_top1"] > reference["zeroshot_top1"]}
+
+
+def rounds_table(summaries: list[dict]) -> str:
+    lines = ["", f"{'round':6s} {'reference':>9s} {'final':>7s} {'R@1':>6s} {'examples':>9s} {'FLOPs':>9s}  better"]
+    for s in summaries:
+        lines.append(f"{s['round']:<6d} {s['reference']['zeroshot_top1']:9.3f} {s['final']['zeroshot_top1']:7.3f} "
+                     f"{s['final']['retrieval_r1']:6.3f} {s['final']['examples_seen']:9d} "
+                     f"{s['final']['flops']:9.2e}  {'yes' if s['improved'] else 'no'}")
+    return "\n".join(lines)

@@ -91,3 +91,15 @@ def test_a_bad_pattern_or_resume_state_fails_with_one_line(web_shards, preproces
     state = SuperBatchLoader(web_shards.pattern, 5, preprocess, tokenizer).state_dict()
     with pytest.raises(ValueError, match="batch_size was 5, now 4"):
         loader.load_state_dict(state)
+
+
+def test_only_the_named_samples_are_read_with_workers_and_over_passes(web_shards, preprocess, tokenizer):
+    # (shard name, key) of five samples, e.g. what an offline filter kept
+    chosen = {("web-000000", "000000000"), ("web-000000", "s0"), ("web-000001", "000100004"),
+              ("web-000002", "000200009"), ("web-000002", "long-2-" + "x" * 40)}
+    loader = SuperBatchLoader(web_shards.pattern, 3, preprocess, tokenizer, workers=2, shuffle_buffer=10, seed=1,
+                              passes=2, only=chosen)
+    batches = list(loader)
+    read = [(Path(s.source_shard).stem, s.key) for b in batches for s in b.samples]
+    assert len(read) == 2 * len(chosen) and set(read) == chosen
+    assert Counter(b.pass_index for b in batches) == Counter({0: 2, 1: 2})  # 3 + 2 a pass

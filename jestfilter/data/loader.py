@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import random
 from collections import Counter
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Collection, Iterable, Iterator, Sequence
 
 import PIL.Image
 import torch
@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.filters import _shuffle
 from webdataset.shardlists import split_by_node
 
+from jestfilter.data.layout import shard_stem
 from jestfilter.data.shards import CORRUPT_IMAGE, caption_of, expand_shards, image_member, iter_samples
 from jestfilter.data.types import RawSample, Rejected, SuperBatch
 
@@ -43,10 +44,13 @@ def pass_shards(shards: Sequence[str], seed: int, pass_index: int, shuffle: bool
 
 
 def pass_stream(
-    shards: Sequence[str], seed: int, pass_index: int, shuffle_buffer: int
+    shards: Sequence[str], seed: int, pass_index: int, shuffle_buffer: int,
+    only: Collection[tuple[str, str]] | None = None,
 ) -> Iterator[RawSample | Rejected]:
-    """One pass's raw samples and rejections, in order."""
+    """One pass's raw samples and rejections, in order (only the samples ``only`` names, if given)."""
     items = iter_samples(pass_shards(shards, seed, pass_index, shuffle_buffer > 1))
+    if only is not None:
+        items = (x for x in items if isinstance(x, Rejected) or (shard_stem(x.source_shard), x.key) in only)
     if shuffle_buffer > 1:
         rng = random.Random(f"{seed}/{pass_index}/samples")
         items = _shuffle(items, bufsize=shuffle_buffer, initial=shuffle_buffer, rng=rng)
@@ -109,7 +113,7 @@ class _PassDataset(IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         cfg = self.loader
-        stream = pass_stream(cfg.shards, cfg.seed, self.pass_index, cfg.shuffle_buffer)
+        stream = pass_stream(cfg.shards, cfg.seed, self.pass_index, cfg.shuffle_buffer, cfg.only)
         for index, (samples, rejected) in enumerate(group_super_batches(stream, cfg.batch_size)):
             # DataLoader asks worker 0 first, so worker 0 takes the first super-batch to yield
             if index < self.start or (index - self.start) % workers != worker:
@@ -129,8 +133,10 @@ class SuperBatchLoader:
 
     ``patterns``: brace patterns, globs, directories or URLs (see ``expand_shards``); a pattern
     that matches nothing raises at once. ``shuffle_buffer`` > 1 shuffles shards and samples
-    (seeded); 0 or 1 keeps the shards' order. ``rejections`` counts damaged input by reason
-    over the super-batches handed out (kept across a resume), for the end-of-run summary.
+    (seeded); 0 or 1 keeps the shards' order. ``only``: the (shard name, key) of the samples to
+    read, e.g. an offline filter's kept set; every other sample is skipped before decoding.
+    ``rejections`` counts damaged input by reason over the super-batches handed out (kept
+    across a resume), for the end-of-run summary.
     """
 
     def __init__(
@@ -144,12 +150,14 @@ class SuperBatchLoader:
         shuffle_buffer: int = 0,
         seed: int = 0,
         passes: int | None = 1,
+        only: Collection[tuple[str, str]] | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.shards = expand_shards(patterns)
         self.batch_size, self.preprocess, self.tokenizer = batch_size, preprocess, tokenizer
         self.workers, self.shuffle_buffer, self.seed, self.passes = workers, shuffle_buffer, seed, passes
+        self.only = None if only is None else frozenset(only)
         self.pass_index = 0  # the pass in progress
         self.handed_out = 0  # super-batches of that pass already yielded
         self.rows_this_pass = 0  # samples and rejections of that pass already yielded

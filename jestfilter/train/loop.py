@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 import torch
 from open_clip.loss import SigLipLoss
@@ -39,12 +39,14 @@ class OnlineTrainer:
 
     ``reference``: the cached reference embeddings (criteria that score with the reference
     need them); ``sink``: where each step's selection goes (e.g. ``FilteredOutput``);
-    ``evaluate(bundle) -> metrics`` runs every ``eval_every`` steps (on rank 0).
+    ``evaluate(bundle) -> metrics`` runs every ``eval_every`` steps (on rank 0); ``only``: the
+    (shard name, key) of the samples to train on (an offline filter's kept set), else all.
     """
 
     def __init__(self, bundle: ModelBundle, patterns: str | Sequence[str], settings: TrainSettings, *,
                  checkpoint: str | Path, evaluate: Evaluate | None = None, reference: EmbeddingCache | None = None,
-                 sink: Sink | None = None, name: str = "train", progress: bool = True):
+                 sink: Sink | None = None, name: str = "train", progress: bool = True,
+                 only: Collection[tuple[str, str]] | None = None):
         self.world = current_world()
         self.selector = settings.selector(ranks=self.world.size)
         if self.selector.criterion.needs_reference and reference is None:
@@ -60,7 +62,8 @@ class OnlineTrainer:
         self.scheduler = make_scheduler(self.optimizer, settings.steps, settings.warmup)
         self.loader = SuperBatchLoader(
             patterns, self.selector.super_batch // self.world.size, bundle.preprocess, bundle.tokenizer,
-            workers=settings.workers, shuffle_buffer=settings.shuffle_buffer, seed=settings.seed, passes=None)
+            workers=settings.workers, shuffle_buffer=settings.shuffle_buffer, seed=settings.seed, passes=None,
+            only=only)
         if len(self.loader.shards) < self.world.size:
             raise ValueError(f"{len(self.loader.shards)} shard(s) for {self.world.size} ranks: every rank needs "
                              "at least one; write the data in more, smaller shards")
