@@ -229,7 +229,7 @@ def test_select_keeps_b_of_every_full_super_batch_byte_for_byte_on_one_and_two_r
     assert set(other["key"]) != set(kept["key"])
 
 
-def test_select_with_a_fixed_learner_and_open_clip_train_trains_on_the_result(demo, tmp_path):
+def test_select_with_a_fixed_learner_and_both_trainers_train_on_the_result(demo, tmp_path):
     from open_clip_train_run import train_one_epoch
 
     root, paths = demo
@@ -243,6 +243,9 @@ def test_select_with_a_fixed_learner_and_open_clip_train_trains_on_the_result(de
     checkpoint = train_one_epoch(sorted(map(str, out.glob("*.tar"))), root / "learner", tmp_path / "logs")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     assert state["epoch"] == 1 and all(torch.isfinite(t).all() for t in state["state_dict"].values())
+    assert cli("train", "--shards", out / "*.tar", "--out", tmp_path / "train", "--steps", 3, "--batch-size", 8,
+               "--eval", paths.eval, "--eval-every", 3, "--workers", 0) == 0
+    assert json.loads((tmp_path / "train" / "metrics.json").read_text())["examples_seen"] == 24
 
 
 def test_killed_select_job_redoes_only_the_missing_shards(demo, tmp_path, capsys):
