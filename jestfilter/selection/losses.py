@@ -88,7 +88,8 @@ def neg_clip_loss(model: SiglipOutputs, generator: torch.Generator, batch_size: 
 
     i.e. −τ times the example's CLIP (softmax) loss in the batch, with s the cosine similarity and
     τ = 1/scale the model's own temperature. A pair that is as alike as its batch's negatives
-    scores low even when its cosine is high.
+    scores low even when its cosine is high. The defaults are the authors' (batches of 32,768,
+    K = 10); ``docs/architecture.md`` says where this differs from their setting and why.
     """
     image, text = F.normalize(model.image, dim=1), F.normalize(model.text, dim=1)
     n = image.shape[0]
