@@ -248,6 +248,24 @@ def test_select_with_a_fixed_learner_and_both_trainers_train_on_the_result(demo,
     assert json.loads((tmp_path / "train" / "metrics.json").read_text())["examples_seen"] == 24
 
 
+def test_select_records_samples_without_embeddings_as_rejected_and_goes_on(demo, tmp_path):
+    from jestfilter.embeddings import read_embeddings, write_embeddings
+
+    root, paths = demo
+    embeddings = tmp_path / "emb"
+    shutil.copytree(root / "emb", embeddings)
+    cached = read_embeddings(embeddings / "00001.emb.npz")  # as if two images had failed to decode there
+    write_embeddings(embeddings / "00001.emb.npz", cached._replace(keys=cached.keys[2:], image=cached.image[2:],
+                                                                     text=cached.text[2:]))
+    assert cli("select", "--embeddings", embeddings, "--shards", paths.web, "--out", tmp_path / "s", *SELECT) == 0
+    manifest = pl.read_parquet(tmp_path / "s" / "manifest.parquet")
+    rejected = manifest.filter(pl.col("decision") == "rejected")
+    assert sorted(rejected["key"]) == sorted(cached.keys[:2]) and set(rejected["reason"]) == {"missing_embedding"}
+    assert manifest.height == 120 and manifest["key"].is_unique().all()
+    # 18 usable samples in that shard: super-batches of 8, 8 and 2 keep 4, 4 and none (less than a chunk)
+    assert manifest.filter(pl.col("decision") == "kept").height == 5 * 10 + 8
+
+
 def test_killed_select_job_redoes_only_the_missing_shards(demo, tmp_path, capsys):
     root, paths = demo
     base = ["select", "--embeddings", root / "emb", "--shards", paths.web, "--learner", root / "learner", *SELECT]
