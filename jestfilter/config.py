@@ -94,6 +94,8 @@ class BootstrapConfig:
                                 metavar="M1,M2")
     rounds: int = option(1, "bootstrap rounds: round k+1 takes round k's final model as its reference "
                             "(OUT/round-K/); stops early when a round's final is not better than its reference")
+    early_stop: bool = option(True, "run every round, even after one whose final model is not better than its "
+                                    "reference", flag="--no-early-stop")
     samples_per_shard: int = option(5000, "samples per filtered shard")
     device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
     progress: bool = option(True, "hide progress bars", flag="--no-progress")

@@ -245,7 +245,7 @@ class Rounds:
         for k in range(1, self.cfg.rounds + 1):
             metrics = self.round(k)
             summaries.append(round_summary(k, metrics))
-            if not summaries[-1]["improved"] and k < self.cfg.rounds:
+            if self.cfg.early_stop and not summaries[-1]["improved"] and k < self.cfg.rounds:
                 stopped = (f"round {k}'s final model (zero-shot {metrics['final']['zeroshot_top1']:.3f}) is not "
                            f"better than its reference ({metrics['reference']['zeroshot_top1']:.3f}): "
                            f"round {k + 1} not run")
