@@ -17,6 +17,8 @@ import numpy as np
 from jestfilter.selection.criteria import ONLINE, criterion
 from jestfilter.selection.selector import SAMPLINGS, Selector
 
+PRECISIONS = ("fp32", "bf16")
+
 
 def option(default: Any, help: str, **flag: Any) -> Any:
     """A dataclass field with its CLI help (and argparse extras such as ``choices``)."""
@@ -43,10 +45,22 @@ class TrainSettings:
     weight_decay: float = option(1e-4, "AdamW weight decay")
     warmup: float = option(0.05, "share of the steps spent warming the learning rate up")
     flexi: bool = option(False, "Flexi-JEST: score and co-train half of each batch at a coarser patch size")
-    flexi_patch_size: int | None = option(None, "Flexi's coarse patch size (default twice the native one)")
+    flexi_patch_size: int | None = option(None, "Flexi's coarse patch size (default: the divisor of the image "
+                                                "size nearest to twice the native one)")
+    score_context: int | None = option(None, "the learner scores captions cut to N tokens (default: whole "
+                                             "captions); a cheaper, approximate text side for scoring")
+    select_until: float = option(1.0, "fraction of the steps that select; after it the learner trains on "
+                                      "plain batches of b from the same stream, reading b instead of B")
+    filter_ratio_end: float | None = option(None, "lower f linearly from --filter-ratio to this while selecting "
+                                                  "(default: constant)")
+    precision: str = option("fp32", "bf16: autocast scoring and training in bfloat16 (fp32 master weights, "
+                                    "selection in fp32)", choices=PRECISIONS)
+    compile: bool = option(False, "torch.compile the transformer blocks (slow first steps, then faster)")
     eval_every: int = option(100, "evaluate every N steps")
     checkpoint_every: int = option(50, "checkpoint every N steps")
-    workers: int = option(2, "decoding workers")
+    workers: int | None = option(None, "decoding workers (default: from the cores, see --threads)")
+    threads: int | None = option(None, "torch CPU threads (default: $OMP_NUM_THREADS, else the cores left "
+                                        "after the loader's workers, at least 1)")
     shuffle_buffer: int = option(2000, "samples mixed in the stream's shuffle buffer")
 
     def validate(self) -> None:
@@ -57,9 +71,19 @@ class TrainSettings:
         for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "n_chunks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.workers < 0:
+        if self.workers is not None and self.workers < 0:
             raise ValueError(f"--workers must be 0 or more, got {self.workers}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be positive, got {self.threads}")
+        if not 0.0 <= self.select_until <= 1.0:
+            raise ValueError(f"--select-until must be a fraction of the steps in [0, 1], got {self.select_until}")
+        if self.filter_ratio_end is not None and not 0.0 < self.filter_ratio_end < 1.0:
+            raise ValueError(f"--filter-ratio-end must lie strictly between 0 and 1, got {self.filter_ratio_end}")
+        if self.score_context is not None and self.score_context < 2:
+            raise ValueError(f"--score-context must be at least 2 tokens, got {self.score_context}")
         self.selector()  # b must split into chunks
+        if self.filter_ratio_end is not None:
+            self.selector(filter_ratio=self.filter_ratio_end)
 
     def model_seed(self, role: str) -> int:
         """The torch seed of a model's initial weights: each role ("reference", "learner") its
@@ -67,10 +91,16 @@ class TrainSettings:
         trains them as separate runs) while every learner of a comparison starts alike."""
         return int(np.random.SeedSequence([self.seed, *role.encode()]).generate_state(1)[0])
 
-    def selector(self, ranks: int = 1) -> Selector:
-        """The Selector of this run over ``ranks`` ranks: it also says what B to read per step."""
-        return Selector(self.method, self.filter_ratio, self.n_chunks, self.sampling, self.gain, self.seed,
-                        strata=ranks, batch_size=self.batch_size)
+    def selector(self, ranks: int = 1, filter_ratio: float | None = None) -> Selector:
+        """The Selector of this run over ``ranks`` ranks (at another ``filter_ratio`` for a
+        schedule): it also says what B to read per step."""
+        return Selector(self.method, self.filter_ratio if filter_ratio is None else filter_ratio, self.n_chunks,
+                        self.sampling, self.gain, self.seed, strata=ranks, batch_size=self.batch_size)
+
+    @property
+    def select_steps(self) -> int:
+        """The steps that select (the first ones); the rest train on plain batches."""
+        return round(self.select_until * self.steps)
 
 
 @dataclass
@@ -135,12 +165,15 @@ class BootstrapConfig:
 
     def reference_settings(self) -> TrainSettings:
         """The reference's run: the learner's recipe, uniform on the curated data, at full resolution."""
-        return dataclasses.replace(self.train, method="uniform", steps=self.reference_steps, flexi=False)
+        return dataclasses.replace(self.train, method="uniform", steps=self.reference_steps, flexi=False,
+                                   score_context=None, select_until=1.0, filter_ratio_end=None)
 
     def settings_for(self, method: str) -> TrainSettings:
         """The learner's run with ``method``, the same budget and recipe. Only the main method
         runs Flexi: the paper compares Flexi-JEST with baselines trained at full resolution. An
         offline criterion's run trains uniformly (on the part of the web data its scores keep)."""
         offline = criterion(method).offline is not None
+        main = method == self.train.method
         return dataclasses.replace(self.train, method="uniform" if offline else method,
-                                   flexi=self.train.flexi and method == self.train.method)
+                                   flexi=self.train.flexi and main,
+                                   score_context=self.train.score_context if main else None)

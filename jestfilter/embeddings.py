@@ -103,10 +103,11 @@ def embed_shard(bundle: ModelBundle, shard: str, out_path: str | os.PathLike, ba
     # Read the shard directly: SuperBatchLoader splits its shard list by RANK/WORLD_SIZE, which
     # would leave a one-shard list empty on every rank but 0 under torchrun or SLURM.
     for samples, rejected in group_super_batches(iter_samples([shard]), batch_size):
-        pixels, tokens, samples, _ = decode(samples, rejected, bundle.preprocess, bundle.tokenizer)
+        pixels, tokens, samples, _ = decode(samples, rejected, bundle.tokenizer)
         if not samples:
             continue
-        outputs = embed(model, pixels.to(device), tokens.to(device))
+        # the same preprocessing as the training loop's, so cached embeddings match it exactly
+        outputs = embed(model, bundle.preprocess.to_model(pixels, device), tokens.to(device))
         keys += [sample.key for sample in samples]
         images.append(outputs.image.half().cpu().numpy())
         texts.append(outputs.text.half().cpu().numpy())

@@ -35,15 +35,14 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     args = parser.parse_args()
 
-    loader = SuperBatchLoader(args.pattern, 8, open_clip.image_transform(28, is_train=False),
-                              open_clip.SimpleTokenizer(context_length=16), workers=2, shuffle_buffer=16,
-                              seed=7, passes=2)
+    loader = SuperBatchLoader(args.pattern, 8, open_clip.SimpleTokenizer(context_length=16), workers=2,
+                              shuffle_buffer=16, seed=7, passes=2)
     sink = FilteredOutput(args.out, samples_per_shard=5, extremes=False)
     sink.manifest.rows_per_part = 10
     checkpoint = args.out / "checkpoint.pt"
     step = load(checkpoint, loader, sink)
     for batch in loader:
-        brightness = batch.images.mean(dim=(1, 2, 3))
+        brightness = batch.images.float().mean(dim=(1, 2, 3))
         kept = brightness.argsort(descending=True)[: len(batch) // 2].sort().values.tolist()
         sink.record(batch, selection_of(kept, learnability=brightness), step)
         step += 1

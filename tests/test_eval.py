@@ -7,6 +7,7 @@ import json
 import tarfile
 
 import numpy as np
+import open_clip
 import pytest
 import torch
 import webdataset as wds
@@ -43,6 +44,12 @@ def fashion_samples(count: int, offset: int = 0) -> tuple[list[dict], np.ndarray
         for i, (image, label, text) in enumerate(zip(images, labels, texts))
     ]
     return samples, labels, texts
+
+
+def image_bytes(folder) -> list[bytes]:
+    """The JPEG bytes of every eval sample, in the order the eval set reads them."""
+    shards = sorted(str(path) for path in folder.glob("*.tar"))
+    return [sample["jpg"] for sample in wds.DataPipeline(wds.SimpleShardList(shards), wds.tarfile_to_samples())]
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +135,9 @@ def test_evaluate_matches_brute_force_on_a_random_model(eval_dir, tiny):
     metrics = evaluate(tiny, eval_set, batch_size=32)
     model = tiny.model
     with torch.no_grad():
-        pixels = torch.stack([tiny.preprocess(image) for image in eval_set.images])
+        # open_clip's own eval transform on PIL images: the reference our batched preprocessing must match
+        transform = open_clip.image_transform(28, is_train=False)
+        pixels = torch.stack([transform(Image.open(io.BytesIO(data)).convert("RGB")) for data in image_bytes(eval_dir)])
         image = model.encode_image(pixels, normalize=True).numpy()
         text = model.encode_text(tiny.tokenizer(eval_set.captions), normalize=True).numpy()
         prompts = tiny.tokenizer([t.format(c) for c in CLASSNAMES for t in TEMPLATES])
@@ -145,9 +154,10 @@ def test_evaluate_matches_brute_force_on_a_random_model(eval_dir, tiny):
 def test_eval_set_is_decoded_once_and_reused(eval_dir, tiny):
     eval_set = load_eval_set(eval_dir)
     first = evaluate(tiny, eval_set)
-    pixels = eval_set.pixels(tiny.preprocess)
+    pixels = eval_set.images
+    assert pixels.dtype == torch.uint8  # decoded once, resized and normalised per model on its device
     assert evaluate(tiny, eval_set) == first
-    assert eval_set.pixels(tiny.preprocess) is pixels
+    assert eval_set.images is pixels
     assert evaluate(tiny, eval_dir) == first
     assert evaluate(tiny, eval_set, patch_size=7) == first  # 7 is jest-tiny's own patch size
 

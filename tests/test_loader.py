@@ -12,21 +12,21 @@ def keys(batches):
     return [s.key for b in batches for s in b.samples]
 
 
-def test_super_batches_hold_decoded_pixels_and_tokens_aligned_with_raw_samples(web_shards, preprocess, tokenizer):
-    batches = list(SuperBatchLoader(web_shards.pattern, 16, preprocess, tokenizer))
+def test_super_batches_hold_decoded_pixels_and_tokens_aligned_with_raw_samples(web_shards, tokenizer):
+    batches = list(SuperBatchLoader(web_shards.pattern, 16, tokenizer))
     assert [len(b) for b in batches] == [16, 16, 16, 12]  # 60 samples, the last batch takes the rest
     first = batches[0]
-    assert first.images.shape == (16, 3, 28, 28) and first.texts.shape == (16, 16)
-    assert first.texts.dtype == torch.long
+    assert first.images.shape == (16, 3, 28, 28) and first.images.dtype == torch.uint8  # resized on the device
+    assert first.texts.shape == (16, 16) and first.texts.dtype == torch.long
     captions = [s.members["txt"].decode() for s in first.samples]
     assert torch.equal(first.texts, tokenizer(captions))
     assert sorted(keys(batches)) == sorted(web_shards.samples)  # each sample once
     assert [b.index for b in batches] == [0, 1, 2, 3]
 
 
-def test_two_workers_give_exactly_the_single_process_stream(web_shards, preprocess, tokenizer):
+def test_two_workers_give_exactly_the_single_process_stream(web_shards, tokenizer):
     def run(workers):
-        return list(SuperBatchLoader(web_shards.pattern, 7, preprocess, tokenizer, workers=workers,
+        return list(SuperBatchLoader(web_shards.pattern, 7, tokenizer, workers=workers,
                                      shuffle_buffer=25, seed=3))
 
     alone, pooled = run(0), run(2)
@@ -34,27 +34,27 @@ def test_two_workers_give_exactly_the_single_process_stream(web_shards, preproce
     assert all(torch.equal(a.images, b.images) for a, b in zip(alone, pooled))
 
 
-def test_shuffling_is_seeded(web_shards, preprocess, tokenizer):
+def test_shuffling_is_seeded(web_shards, tokenizer):
     def order(seed):
-        return keys(SuperBatchLoader(web_shards.pattern, 10, preprocess, tokenizer, shuffle_buffer=30, seed=seed))
+        return keys(SuperBatchLoader(web_shards.pattern, 10, tokenizer, shuffle_buffer=30, seed=seed))
 
     assert order(1) == order(1)
     assert order(1) != order(2)
     assert sorted(order(1)) == sorted(web_shards.samples)
-    plain = keys(SuperBatchLoader(web_shards.pattern, 10, preprocess, tokenizer))
+    plain = keys(SuperBatchLoader(web_shards.pattern, 10, tokenizer))
     assert order(1) != plain
 
 
-def test_several_passes_are_numbered_and_reshuffled(web_shards, preprocess, tokenizer):
-    batches = list(SuperBatchLoader(web_shards.pattern, 20, preprocess, tokenizer, shuffle_buffer=30, passes=2))
+def test_several_passes_are_numbered_and_reshuffled(web_shards, tokenizer):
+    batches = list(SuperBatchLoader(web_shards.pattern, 20, tokenizer, shuffle_buffer=30, passes=2))
     assert [b.pass_index for b in batches] == [0, 0, 0, 1, 1, 1]
     first, second = keys(batches[:3]), keys(batches[3:])
     assert sorted(first) == sorted(second) and first != second
 
 
-def test_resuming_from_state_dict_continues_the_same_stream(web_shards, preprocess, tokenizer):
+def test_resuming_from_state_dict_continues_the_same_stream(web_shards, tokenizer):
     def loader():
-        return SuperBatchLoader(web_shards.pattern, 8, preprocess, tokenizer, workers=2, shuffle_buffer=20,
+        return SuperBatchLoader(web_shards.pattern, 8, tokenizer, workers=2, shuffle_buffer=20,
                                 seed=5, passes=2)
 
     whole = [(b.pass_index, b.index, [s.key for s in b.samples]) for b in loader()]
@@ -72,8 +72,8 @@ def test_resuming_from_state_dict_continues_the_same_stream(web_shards, preproce
     assert resumed.state_dict()["pass"] == 2
 
 
-def test_damaged_input_ends_in_rejections_and_the_pass_completes(damaged_shards, preprocess, tokenizer):
-    loader = SuperBatchLoader(damaged_shards.pattern, 4, preprocess, tokenizer, workers=2)
+def test_damaged_input_ends_in_rejections_and_the_pass_completes(damaged_shards, tokenizer):
+    loader = SuperBatchLoader(damaged_shards.pattern, 4, tokenizer, workers=2)
     batches = list(loader)
     rejected = {(Path(r.source_shard).name, r.key): r.reason for b in batches for r in b.rejected}
     assert rejected == damaged_shards.expected  # including the image that fails only at decode
@@ -82,13 +82,13 @@ def test_damaged_input_ends_in_rejections_and_the_pass_completes(damaged_shards,
     assert all(len(b.images) == len(b.samples) == len(b.texts) for b in batches)
 
 
-def test_a_bad_pattern_or_resume_state_fails_with_one_line(web_shards, preprocess, tokenizer, tmp_path):
+def test_a_bad_pattern_or_resume_state_fails_with_one_line(web_shards, tokenizer, tmp_path):
     import pytest
 
     with pytest.raises(FileNotFoundError):
-        SuperBatchLoader(str(tmp_path / "x-{0..3}.tar"), 4, preprocess, tokenizer)
-    loader = SuperBatchLoader(web_shards.pattern, 4, preprocess, tokenizer)
-    state = SuperBatchLoader(web_shards.pattern, 5, preprocess, tokenizer).state_dict()
+        SuperBatchLoader(str(tmp_path / "x-{0..3}.tar"), 4, tokenizer)
+    loader = SuperBatchLoader(web_shards.pattern, 4, tokenizer)
+    state = SuperBatchLoader(web_shards.pattern, 5, tokenizer).state_dict()
     with pytest.raises(ValueError, match="batch_size was 5, now 4"):
         loader.load_state_dict(state)
 

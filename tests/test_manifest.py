@@ -21,8 +21,8 @@ def fill(manifest, batches, first_step=0):
 
 
 @pytest.fixture(scope="module")
-def batches(damaged_shards, preprocess, tokenizer):
-    return list(SuperBatchLoader(damaged_shards.pattern, 4, preprocess, tokenizer, passes=2))
+def batches(damaged_shards, tokenizer):
+    return list(SuperBatchLoader(damaged_shards.pattern, 4, tokenizer, passes=2))
 
 
 def test_every_input_sample_gets_one_row_per_pass_with_its_decision(batches, damaged_shards, tmp_path):

@@ -77,7 +77,7 @@ def test_flexi_step_encodes_the_second_half_at_the_coarse_patch_size(pairs):
         outputs = flexi_embed(model, pixels[:8], texts[:8], flexi_patch_size=14)
         assert torch.equal(outputs.image[:4], encode_image(model, pixels[:4], normalize=True))
         assert torch.equal(outputs.image[4:], encode_image(model, pixels[4:8], 14, normalize=True))
-        assert torch.equal(outputs.text, model.encode_text(texts[:8], normalize=True))
+        assert torch.allclose(outputs.text, model.encode_text(texts[:8], normalize=True), atol=1e-6)
     loss = run_steps(model, optimizer, scheduler, pairs, 1, flexi_patch_size=14)[0]
     assert math.isfinite(loss)
 

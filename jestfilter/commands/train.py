@@ -11,7 +11,7 @@ from jestfilter.config import TrainSettings
 
 HELP = "train a model uniformly on shards, e.g. the filtered shards that bootstrap wrote"
 FLAGS = ("steps", "batch_size", "lr", "weight_decay", "warmup", "seed", "eval_every", "checkpoint_every", "workers",
-         "shuffle_buffer")
+         "threads", "precision", "compile", "shuffle_buffer")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

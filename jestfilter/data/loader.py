@@ -1,38 +1,43 @@
-"""Raw samples → decoded super-batches of ``B``, in a deterministic, resumable order.
+"""Raw samples → decoded super-batches, in a deterministic, resumable order.
 
 Order. Every rank owns a fixed share of the shards (webdataset's ``split_by_node``), the same
 in every pass, so a sample is always read by the same rank and a rank's shard writer keeps each
 key once without asking the others. Each pass shuffles the rank's shards with ``(seed, pass)``
 and mixes samples in a seeded shuffle buffer (webdataset's ``_shuffle``). The stream is therefore a pure function of (shards, seed, pass),
 and a position in it is just (pass, super-batches handed out), which ``state_dict()`` saves.
+The n-th super-batch of the run holds ``batch_size(n)`` samples, so a run can read B while it
+selects and b after (``--select-until``) without losing its place in the stream.
 
 Workers. Every DataLoader worker reads the same raw stream (bytes only, cheap) but decodes
 only every ``workers``-th super-batch, in turn; DataLoader hands them back in index
 order, so the order never depends on worker timing, and resuming skips the super-batches
 already handed out without decoding them. The price: each worker reads every byte of the
 rank's shards (for local 256 px JPEGs ~70 µs a sample, against ~2.5 ms to decode and
-preprocess it at 224 px; see docs/benchmarks.md).
+preprocess it at 224 px; see docs/benchmarks.md). Workers live for the whole run (all
+passes), decode to uint8 (``decode_image``: resizing and normalising happen batched on the
+model's device) and tokenise each distinct caption once (``CachedTokenizer``). Every
+super-batch carries the seconds its worker spent reading, decoding and tokenising it.
 """
 
 from __future__ import annotations
 
-import io
 import random
+import time
 from collections import Counter
 from typing import Callable, Collection, Iterable, Iterator, Sequence
 
-import PIL.Image
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.filters import _shuffle
 from webdataset.shardlists import split_by_node
 
 from jestfilter.data.layout import shard_stem
+from jestfilter.data.pixels import decode_image, stack_pixels
 from jestfilter.data.shards import CORRUPT_IMAGE, caption_of, expand_shards, image_member, iter_samples
+from jestfilter.data.tokens import CachedTokenizer, Tokenizer
 from jestfilter.data.types import RawSample, Rejected, SuperBatch
 
-Preprocess = Callable[[PIL.Image.Image], torch.Tensor]
-Tokenizer = Callable[[list[str]], torch.Tensor]
+BatchSize = int | Callable[[int], int]  # rows of the n-th super-batch of the run
 
 
 def pass_shards(shards: Sequence[str], seed: int, pass_index: int, shuffle: bool) -> list[str]:
@@ -49,31 +54,37 @@ def pass_stream(
 ) -> Iterator[RawSample | Rejected]:
     """One pass's raw samples and rejections, in order (only the samples ``only`` names, if given)."""
     items = iter_samples(pass_shards(shards, seed, pass_index, shuffle_buffer > 1))
-    if only is not None:
-        items = (x for x in items if isinstance(x, Rejected) or (shard_stem(x.source_shard), x.key) in only)
     if shuffle_buffer > 1:
         rng = random.Random(f"{seed}/{pass_index}/samples")
         items = _shuffle(items, bufsize=shuffle_buffer, initial=shuffle_buffer, rng=rng)
+    if only is not None:
+        items = (x for x in items if isinstance(x, Rejected) or (shard_stem(x.source_shard), x.key) in only)
     return items
 
 
 def group_super_batches(
-    items: Iterable[RawSample | Rejected], size: int
+    items: Iterable[RawSample | Rejected], size: BatchSize
 ) -> Iterator[tuple[list[RawSample], list[Rejected]]]:
-    """(``size`` samples, rejections met on the way) groups; the last group takes the rest,
-    and rejections after the last sample join the last group, so none is left out."""
+    """(samples, rejections met on the way) groups of ``size`` samples (``size(j)`` for the
+    j-th group when it is a function); the last group takes the rest, and rejections after
+    the last sample join the last group, so none is left out."""
+    size_of = size if callable(size) else lambda _: size
     samples: list[RawSample] = []
     rejected: list[Rejected] = []
     held = None  # a full group held back until we know whether more samples follow
+    groups = 0
+    target = size_of(0)
     for item in items:
         if isinstance(item, Rejected):
             rejected.append(item)
             continue
         samples.append(item)
-        if len(samples) == size:
+        if len(samples) == target:
             if held:
                 yield held
             held, samples, rejected = (samples, rejected), [], []
+            groups += 1
+            target = size_of(groups)
     if samples or not held:
         if held:
             yield held
@@ -85,41 +96,61 @@ def group_super_batches(
 
 
 def decode(
-    samples: list[RawSample], rejected: list[Rejected], preprocess: Preprocess, tokenizer: Tokenizer
-) -> tuple[torch.Tensor, torch.Tensor, list[RawSample], list[Rejected]]:
-    """Pixels through ``preprocess``, captions through ``tokenizer``; a sample whose image does
-    not decode moves to the rejections (so a super-batch can come out a little short)."""
+    samples: list[RawSample], rejected: list[Rejected], tokenizer: Tokenizer, timings: Counter | None = None
+) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor, list[RawSample], list[Rejected]]:
+    """uint8 pixels (``decode_image``), captions through ``tokenizer``; a sample whose image
+    does not decode moves to the rejections (so a super-batch can come out a little short).
+    ``timings`` gathers the seconds spent decoding and tokenising."""
+    timings = Counter() if timings is None else timings
+    started = time.perf_counter()
     images, kept, rejected = [], [], list(rejected)
     for sample in samples:
         try:
-            with PIL.Image.open(io.BytesIO(sample.members[image_member(sample)])) as image:
-                images.append(preprocess(image.convert("RGB")))
+            images.append(decode_image(sample.members[image_member(sample)]))
             kept.append(sample)
-        except Exception:
+        except Exception:  # each decoder raises its own types for damaged files
             rejected.append(Rejected(sample.key, sample.source_shard, CORRUPT_IMAGE))
-    if not kept:
-        return torch.empty(0), torch.empty(0, dtype=torch.long), kept, rejected
-    texts = tokenizer([caption_of(sample) for sample in kept])
-    return torch.stack(images), texts, kept, rejected
+    pixels = stack_pixels(images) if kept else torch.empty(0, 3, 0, 0, dtype=torch.uint8)
+    decoded = time.perf_counter()
+    timings["decode"] += decoded - started
+    texts = tokenizer([caption_of(sample) for sample in kept]) if kept else torch.empty(0, 0, dtype=torch.long)
+    timings["tokenise"] += time.perf_counter() - decoded
+    return pixels, texts, kept, rejected
 
 
-class _PassDataset(IterableDataset):
-    """One pass, from super-batch ``start`` on; each worker decodes its share."""
+class _StreamDataset(IterableDataset):
+    """The stream from (pass, super-batch ``start``) on, over the remaining passes; each worker
+    decodes its share, in turn."""
 
-    def __init__(self, loader: "SuperBatchLoader", pass_index: int, start: int):
-        self.loader, self.pass_index, self.start = loader, pass_index, start
+    def __init__(self, loader: "SuperBatchLoader"):
+        self.loader = loader
+        self.pass_index, self.start, self.first = loader.pass_index, loader.handed_out, loader.total - loader.handed_out
 
     def __iter__(self) -> Iterator[SuperBatch]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         cfg = self.loader
-        stream = pass_stream(cfg.shards, cfg.seed, self.pass_index, cfg.shuffle_buffer, cfg.only)
-        for index, (samples, rejected) in enumerate(group_super_batches(stream, cfg.batch_size)):
-            # DataLoader asks worker 0 first, so worker 0 takes the first super-batch to yield
-            if index < self.start or (index - self.start) % workers != worker:
-                continue
-            images, texts, samples, rejected = decode(samples, rejected, cfg.preprocess, cfg.tokenizer)
-            yield SuperBatch(images, texts, samples, rejected, self.pass_index, index)
+        pass_index, start, first = self.pass_index, self.start, self.first  # first: run index of the pass's group 0
+        turn = 0  # super-batches handed out by all workers since this stream began
+        timings: Counter = Counter()
+        while cfg.passes is None or pass_index < cfg.passes:
+            stream = pass_stream(cfg.shards, cfg.seed, pass_index, cfg.shuffle_buffer, cfg.only)
+            groups = group_super_batches(stream, lambda j, first=first: cfg.size_of(first + j))
+            index = -1
+            reading = time.perf_counter()
+            for index, (samples, rejected) in enumerate(groups):
+                if index < start:
+                    continue
+                mine, turn = turn % workers == worker, turn + 1
+                if not mine:
+                    continue
+                # DataLoader asks worker 0 first, so worker 0 takes the first super-batch to yield
+                timings["read"] += time.perf_counter() - reading
+                images, texts, samples, rejected = decode(samples, rejected, cfg.tokenizer, timings)
+                yield SuperBatch(images, texts, samples, rejected, pass_index, index, dict(timings))
+                timings.clear()
+                reading = time.perf_counter()
+            first, pass_index, start = first + index + 1, pass_index + 1, 0
 
 
 def _as_is(batch: SuperBatch) -> SuperBatch:
@@ -127,75 +158,111 @@ def _as_is(batch: SuperBatch) -> SuperBatch:
 
 
 class SuperBatchLoader:
-    """Iterate super-batches of ``batch_size`` decoded samples over ``passes`` passes
-    (``None``: forever). ``len(batch.samples)`` can be below ``batch_size`` at the end of a
-    pass or when an image fails to decode.
+    """Iterate super-batches of decoded samples over ``passes`` passes (``None``: forever).
+
+    ``batch_size``: the rows of every super-batch, or a function giving the rows of the n-th
+    super-batch of the run (counted over passes; it goes to the workers, so make it a
+    picklable object rather than a lambda where processes are spawned). ``len(batch.samples)``
+    can be below it at the end of a pass or when an image fails to decode. ``batch.images``
+    is uint8 ``[n, 3, s, s]`` (each image's central square at its stored size; a list of
+    ``[3, s, s]`` when sizes differ), ``batch.texts`` the token ids.
 
     ``patterns``: brace patterns, globs, directories or URLs (see ``expand_shards``); a pattern
     that matches nothing raises at once. ``shuffle_buffer`` > 1 shuffles shards and samples
     (seeded); 0 or 1 keeps the shards' order. ``only``: the (shard name, key) of the samples to
     read, e.g. an offline filter's kept set; every other sample is skipped before decoding.
-    ``rejections`` counts damaged input by reason over the super-batches handed out (kept
-    across a resume), for the end-of-run summary.
+    ``workers`` decoding processes keep ``prefetch`` super-batches ready between them (default:
+    at least 4, two per worker). ``rejections`` counts damaged input by reason over the
+    super-batches handed out (kept across a resume), for the end-of-run summary; ``timings``
+    the workers' seconds spent reading, decoding and tokenising them.
     """
 
     def __init__(
         self,
         patterns: str | Sequence[str],
-        batch_size: int,
-        preprocess: Preprocess,
+        batch_size: BatchSize,
         tokenizer: Tokenizer,
         *,
         workers: int = 0,
+        prefetch: int | None = None,
         shuffle_buffer: int = 0,
         seed: int = 0,
         passes: int | None = 1,
+        pin_memory: bool = False,
         only: Collection[tuple[str, str]] | None = None,
     ):
-        if batch_size < 1:
+        if not callable(batch_size) and batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.shards = expand_shards(patterns)
-        self.batch_size, self.preprocess, self.tokenizer = batch_size, preprocess, tokenizer
+        self.batch_size, self.tokenizer = batch_size, CachedTokenizer(tokenizer)
         self.workers, self.shuffle_buffer, self.seed, self.passes = workers, shuffle_buffer, seed, passes
+        self.prefetch = prefetch or max(4, 2 * workers)
+        self.pin_memory = pin_memory
         self.only = None if only is None else frozenset(only)
         self.pass_index = 0  # the pass in progress
         self.handed_out = 0  # super-batches of that pass already yielded
+        self.total = 0  # super-batches yielded since the run began, over all passes
         self.rows_this_pass = 0  # samples and rejections of that pass already yielded
         self.pass_rows: int | None = None  # samples and rejections in a whole pass, once one ended
         self.rejections: Counter[str] = Counter()  # reason → samples/shards rejected so far
+        self.timings: Counter[str] = Counter()  # read/decode/tokenise → worker seconds so far
+
+    def size_of(self, n: int) -> int:
+        """Rows of the n-th super-batch of the run."""
+        size = self.batch_size(n) if callable(self.batch_size) else self.batch_size
+        if size < 1:
+            raise ValueError(f"batch_size({n}) must be positive, got {size}")
+        return size
 
     def __iter__(self) -> Iterator[SuperBatch]:
-        while self.passes is None or self.pass_index < self.passes:
-            dataset = _PassDataset(self, self.pass_index, self.handed_out)
-            loader = DataLoader(dataset, batch_size=None, num_workers=self.workers, collate_fn=_as_is)
-            for batch in loader:
-                self.handed_out = batch.index + 1
-                self.rows_this_pass += len(batch.samples) + len(batch.rejected)
-                self.rejections.update(r.reason for r in batch.rejected)
-                yield batch
-            self.pass_index, self.handed_out = self.pass_index + 1, 0
-            self.pass_rows, self.rows_this_pass = self.rows_this_pass, 0
+        extra = {"prefetch_factor": -(-self.prefetch // self.workers)} if self.workers else {}
+        loader = DataLoader(_StreamDataset(self), batch_size=None, num_workers=self.workers, collate_fn=_as_is,
+                            pin_memory=self.pin_memory, **extra)
+        for batch in loader:
+            if batch.pass_index != self.pass_index:  # the pass before it ended
+                self._end_pass(batch.pass_index)
+            self.handed_out = batch.index + 1
+            self.total += 1
+            self.rows_this_pass += len(batch.samples) + len(batch.rejected)
+            self.rejections.update(r.reason for r in batch.rejected)
+            self.timings.update(batch.timings)
+            yield batch
+        if self.passes is not None and self.pass_index < self.passes:
+            self._end_pass(self.passes)
+
+    def _end_pass(self, next_pass: int) -> None:
+        self.pass_index, self.handed_out = next_pass, 0
+        self.pass_rows, self.rows_this_pass = self.rows_this_pass, 0
 
     def state_dict(self) -> dict:
         """The stream position: every super-batch already yielded counts as consumed."""
         return {
             "pass": self.pass_index,
             "batches": self.handed_out,
+            "total": self.total,
             "seed": self.seed,
-            "batch_size": self.batch_size,
+            "batch_size": _describe(self.batch_size),
             "shuffle_buffer": self.shuffle_buffer,
             "shards": len(self.shards),
             "rejections": dict(self.rejections),
             "rows_this_pass": self.rows_this_pass,
             "pass_rows": self.pass_rows,
+            "timings": dict(self.timings),
         }
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state``; the loader must be built with the same data and settings."""
-        for name, value in (("seed", self.seed), ("batch_size", self.batch_size),
+        for name, value in (("seed", self.seed), ("batch_size", _describe(self.batch_size)),
                             ("shuffle_buffer", self.shuffle_buffer), ("shards", len(self.shards))):
             if state[name] != value:
                 raise ValueError(f"cannot resume: {name} was {state[name]}, now {value}")
         self.pass_index, self.handed_out = state["pass"], state["batches"]
+        self.total = state.get("total", state["batches"])
         self.rows_this_pass, self.pass_rows = state["rows_this_pass"], state["pass_rows"]
         self.rejections = Counter(state["rejections"])
+        self.timings = Counter(state.get("timings", {}))
+
+
+def _describe(batch_size: BatchSize) -> int | str:
+    """What a resume compares: the number, or the schedule's repr (a dataclass says its fields)."""
+    return batch_size if isinstance(batch_size, int) else repr(batch_size)

@@ -6,7 +6,6 @@ Layout: ``*.tar`` shards holding ``KEY.jpg``, ``KEY.txt``, ``KEY.cls`` (class in
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import webdataset as wds
-from PIL import Image
+
+from jestfilter.data.pixels import Pixels, decode_image, stack_pixels
 
 DEFAULT_TEMPLATES = ["a photo of a {}.", "a picture of a {}.", "an image of a {}."]
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
@@ -22,25 +22,22 @@ IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
 @dataclass
 class EvalSet:
-    """A decoded evaluation set, kept in memory and reused by every ``evaluate`` call."""
+    """A decoded evaluation set, kept in memory and reused by every ``evaluate`` call.
 
-    images: list[Image.Image]
+    ``images`` are uint8 pixels as the training loader decodes them (``decode_image``: one
+    ``[n, 3, s, s]`` tensor, or a list when sizes differ), so evaluation goes through the same
+    preprocessing (``ImagePreprocess.to_model``) as training and scoring.
+    """
+
+    images: Pixels
     captions: list[str]
     labels: np.ndarray
     classnames: list[str]
     templates: list[str]
     rejected: Counter = field(default_factory=Counter)  # reason -> samples or shards left out
-    _pixels: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.captions)
-
-    def pixels(self, preprocess) -> torch.Tensor:
-        """All images through ``preprocess``; kept until a different transform is asked for."""
-        key = repr(preprocess)
-        if key not in self._pixels:
-            self._pixels = {key: torch.stack([preprocess(image) for image in self.images])}
-        return self._pixels[key]
 
 
 def load_eval_set(eval_dir: str | Path) -> EvalSet:
@@ -78,10 +75,11 @@ def load_eval_set(eval_dir: str | Path) -> EvalSet:
         labels.append(label)
     if not images:
         raise ValueError(f"no readable samples in eval directory {eval_dir} ({dict(rejected)})")
-    return EvalSet(images, captions, np.asarray(labels, dtype=np.int64), classnames, templates, rejected)
+    return EvalSet(stack_pixels(images), captions, np.asarray(labels, dtype=np.int64), classnames, templates,
+                   rejected)
 
 
-def _decode(sample: dict, n_classes: int) -> tuple[Image.Image, str, int] | str:
+def _decode(sample: dict, n_classes: int) -> tuple[torch.Tensor, str, int] | str:
     """(image, caption, label), or the reason the sample cannot be used."""
     image_bytes = next((sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample), None)
     if image_bytes is None:
@@ -97,9 +95,8 @@ def _decode(sample: dict, n_classes: int) -> tuple[Image.Image, str, int] | str:
     if not 0 <= label < n_classes:
         return "class index out of range"
     try:
-        image = Image.open(io.BytesIO(image_bytes))
-        image.load()
-    except Exception:  # PIL raises many types for damaged files
+        image = decode_image(image_bytes)
+    except Exception:  # each decoder raises its own types for damaged files
         return "corrupt image"
     return image, sample["txt"].decode("utf-8", errors="replace").strip(), label
 

@@ -34,8 +34,8 @@ def evaluate(
     model.eval()
     try:
         with torch.no_grad():
-            pixels = eval_set.pixels(bundle.preprocess)
-            images = _batched(lambda x: encode_image(model, x, patch_size, normalize=True), pixels, batch_size, device)
+            images = _batched(lambda x: encode_image(model, bundle.preprocess.to_model(x, device), patch_size,
+                                                     normalize=True), eval_set.images, batch_size)
             texts = _encode_texts(bundle, eval_set.captions, batch_size, device)
             prompts = [template.format(name) for name in eval_set.classnames for template in eval_set.templates]
             classes = _encode_texts(bundle, prompts, batch_size, device)
@@ -59,9 +59,9 @@ def evaluate(
 
 def _encode_texts(bundle: ModelBundle, texts: list[str], batch_size: int, device: torch.device) -> np.ndarray:
     tokens = bundle.tokenizer(texts)
-    return _batched(lambda x: bundle.model.encode_text(x, normalize=True), tokens, batch_size, device)
+    return _batched(lambda x: bundle.model.encode_text(x.to(device), normalize=True), tokens, batch_size)
 
 
-def _batched(encode, inputs: torch.Tensor, batch_size: int, device: torch.device) -> np.ndarray:
-    parts = [encode(inputs[start : start + batch_size].to(device)) for start in range(0, len(inputs), batch_size)]
+def _batched(encode, inputs, batch_size: int) -> np.ndarray:
+    parts = [encode(inputs[start : start + batch_size]) for start in range(0, len(inputs), batch_size)]
     return torch.cat(parts).float().cpu().numpy()

@@ -8,17 +8,22 @@ from jestfilter.models.factory import (
     logit_bias_for_batch,
     save_local_dir,
 )
-from jestfilter.models.flexi import FlopCounts, encode_image, forward_flops, native_patch_size
+from jestfilter.models.flexi import FlopCounts, coarse_patch_size, encode_image, forward_flops, native_patch_size
 from jestfilter.models.outputs import embed, siglip_outputs
+from jestfilter.models.preprocess import ImagePreprocess
+from jestfilter.models.text import encode_text
 
 __all__ = [
     "OUR_MODELS",
     "SIGLIP_INIT",
     "FlopCounts",
+    "ImagePreprocess",
     "ModelBundle",
+    "coarse_patch_size",
     "create_model",
     "embed",
     "encode_image",
+    "encode_text",
     "forward_flops",
     "logit_bias_for_batch",
     "native_patch_size",

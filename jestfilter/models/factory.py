@@ -23,6 +23,8 @@ import open_clip
 import torch
 from safetensors.torch import save_file
 
+from jestfilter.models.preprocess import ImagePreprocess
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 OUR_MODELS = tuple(sorted(path.stem for path in CONFIG_DIR.glob("*.json")))
 LOCAL_DIR = "local-dir:"
@@ -39,7 +41,7 @@ class ModelBundle(NamedTuple):
     """A model with the transforms that feed it."""
 
     model: torch.nn.Module
-    preprocess: Callable  # PIL image -> [3, H, W] tensor (open_clip's eval transform)
+    preprocess: ImagePreprocess  # uint8 pixels -> model inputs, batched (also PIL image -> [3, H, W])
     tokenizer: Callable  # list[str] -> [n, context_length] token ids
     name: str
 
@@ -86,11 +88,11 @@ def create_model(
         if bias_for_batch_size is not None:
             kwargs["init_logit_bias"] = logit_bias_for_batch(bias_for_batch_size)
     with _without_random_init_warning():
-        model, _, preprocess = open_clip.create_model_and_transforms(name, device=device, **kwargs)
+        model = open_clip.create_model(name, device=device, **kwargs)
     model.eval()
     model.jest_model_cfg = _resolved_config(model_cfg, kwargs)
     tokenizer = open_clip.get_tokenizer(name)
-    return ModelBundle(model, preprocess, tokenizer, name)
+    return ModelBundle(model, ImagePreprocess.of(model), tokenizer, name)
 
 
 @contextlib.contextmanager

@@ -17,10 +17,23 @@ from timm.layers import resample_abs_pos_embed, resample_patch_embed
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from jestfilter.models.text import encode_text
+
 
 def native_patch_size(model: torch.nn.Module) -> int:
     """The patch size the model was built with."""
     return _vision_transformer(model).patch_size[0]
+
+
+def coarse_patch_size(model: torch.nn.Module) -> int:
+    """Flexi's default coarse patch size: the divisor of the image size nearest to twice the
+    native patch size (28 px at patch 4 → 7; 224 px at patch 16 → 32)."""
+    visual = _vision_transformer(model)
+    side, target = visual.image_size[0], 2 * visual.patch_size[0]
+    divisors = [p for p in range(visual.patch_size[0] + 1, side + 1) if side % p == 0]
+    if not divisors:
+        raise ValueError(f"no patch size above {visual.patch_size[0]} divides the image size {side}")
+    return min(divisors, key=lambda p: (abs(p - target), -p))
 
 
 def encode_image(
@@ -82,8 +95,10 @@ class FlopCounts(NamedTuple):
         return self.image / (self.image + self.text)
 
 
-def forward_flops(model: torch.nn.Module, patch_size: int | None = None) -> FlopCounts:
+def forward_flops(model: torch.nn.Module, patch_size: int | None = None, context: int | None = None) -> FlopCounts:
     """FLOPs of one image and one caption through the towers, counted by torch's FlopCounterMode.
+
+    The caption fills the model's context (or ``context`` tokens): the cost of the longest one.
 
     Counted with autograd on and the math attention kernel: under no_grad nn.MultiheadAttention
     takes a fused fast path, and the fused CPU attention kernel is not counted either. The
@@ -93,13 +108,14 @@ def forward_flops(model: torch.nn.Module, patch_size: int | None = None) -> Flop
     patch = patch_size or visual.patch_size[0]
     parameter = next(model.parameters())
     image = torch.zeros(1, 3, *visual.image_size, device=parameter.device, dtype=parameter.dtype)
-    text = torch.zeros(1, model.context_length, dtype=torch.long, device=parameter.device)
+    text = torch.ones(1, min(context or model.context_length, model.context_length), dtype=torch.long,
+                      device=parameter.device)
     kernel, pos_embed = resampled_embeddings(visual, patch, [size // patch for size in visual.image_size])
     with sdpa_kernel(SDPBackend.MATH):
         with FlopCounterMode(display=False) as image_counter:
             _forward(visual, image, kernel, pos_embed, normalize=False)
         with FlopCounterMode(display=False) as text_counter:
-            model.encode_text(text)
+            encode_text(model, text)
     return FlopCounts(image_counter.get_total_flops(), text_counter.get_total_flops())
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 
@@ -22,6 +25,8 @@ class History:
     flops_curve: list = field(default_factory=list)  # [flops, zeroshot_top1]
     time_curve: list = field(default_factory=list)  # [seconds, zeroshot_top1]
     losses: list = field(default_factory=list)
+    phases: dict = field(default_factory=dict)  # seconds per part of a step (see PhaseTimer)
+    agreement: list = field(default_factory=list)  # [step, spearman, overlap] of cheap vs full scoring
 
     def add_evaluation(self, top1: float) -> None:
         self.curve.append([self.examples_seen, top1])
@@ -29,13 +34,32 @@ class History:
         self.time_curve.append([self.seconds, top1])
 
 
+class PhaseTimer:
+    """Wall seconds per part of a step, added into ``seconds`` (on CUDA each part waits for
+    its kernels, so the time lands where it was spent)."""
+
+    def __init__(self, seconds: dict, device: torch.device):
+        self.seconds, self.device = seconds, device
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - started
+
+
 class StepCost:
     """FLOPs of a step, counted per example by torch's FlopCounterMode: training costs three
     forward passes (forward + backward) of each example trained on, scoring one forward (at
     the Flexi patch size with Flexi) of each example read."""
 
-    def __init__(self, model: torch.nn.Module, flexi_patch_size: int | None, scores_with_learner: bool):
-        full, coarse = forward_flops(model), forward_flops(model, flexi_patch_size)
+    def __init__(self, model: torch.nn.Module, flexi_patch_size: int | None, scores_with_learner: bool,
+                 score_context: int | None = None):
+        full, coarse = forward_flops(model), forward_flops(model, flexi_patch_size, score_context)
         self.train = 3 * (full.image + full.text)
         if flexi_patch_size:  # half of each batch at the coarse patch size
             self.train = 3 * ((full.image + coarse.image) / 2 + full.text)

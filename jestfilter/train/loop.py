@@ -3,8 +3,10 @@
 Each step is the paper's Algorithm 2: read a super-batch of B = b/(1−f), score it with the
 learner (no gradients) and the cached reference, let the Selector choose b, train one SigLIP
 step on them, and hand the selection to the output sink. ``uniform`` reads b and trains on all
-of it. Under torchrun every rank reads its own B/N rows; the Selector chooses over all ranks'
-rows and the loss sees every rank's negatives.
+of it, and so does every method after ``select_until`` (see ``StepPlan``). Under torchrun every
+rank reads its own B/N rows; the Selector chooses over all ranks' rows and the loss sees every
+rank's negatives. The loader's workers decode to uint8; resizing and normalising happen here,
+batched on the model's device, and every part of a step is timed (``time_breakdown``).
 """
 
 from __future__ import annotations
@@ -17,20 +19,25 @@ import torch
 from open_clip.loss import SigLipLoss
 from tqdm import tqdm
 
+from jestfilter import machine
 from jestfilter.config import TrainSettings
 from jestfilter.data import SuperBatch, SuperBatchLoader
 from jestfilter.distributed import (average_gradients, broadcast_object, broadcast_parameters, current_world,
                                     gather_objects, min_across)
 from jestfilter.embeddings import EmbeddingCache
-from jestfilter.models import ModelBundle, embed, native_patch_size
-from jestfilter.selection import SiglipOutputs
+from jestfilter.models import ModelBundle, coarse_patch_size, embed
+from jestfilter.selection import Selection, Selector, SiglipOutputs
 from jestfilter.sinks import Sink
-from jestfilter.train.accounting import History, StepCost
+from jestfilter.train.accounting import History, PhaseTimer, StepCost
+from jestfilter.train.agreement import overlap, spearman
 from jestfilter.train.checkpoint import RunCheckpoint, restore_training_state, training_state
 from jestfilter.train.optim import make_optimizer, make_scheduler
+from jestfilter.train.precision import autocast, compile_towers, use_fast_kernels
+from jestfilter.train.schedule import StepPlan
 from jestfilter.train.step import train_step
 
 SHORT_SUPER_BATCH = "short_super_batch"  # read by a rank beyond the step's common row count
+NOT_SELECTING = "after_select_until"  # trained on without scoring, after --select-until
 Evaluate = Callable[[ModelBundle], dict]
 
 
@@ -54,22 +61,30 @@ class OnlineTrainer:
         self.bundle, self.model, self.settings, self.name, self.progress = bundle, bundle.model, settings, name, progress
         self.device = self.model.logit_scale.device
         self.evaluate, self.reference, self.sink = evaluate, reference, sink
-        self.flexi_patch_size = (settings.flexi_patch_size or 2 * native_patch_size(self.model)) if settings.flexi \
+        self.plan = StepPlan(settings.batch_size, settings.filter_ratio, settings.select_steps,
+                             settings.filter_ratio_end, self.world.size, not self.selector.criterion.random)
+        self._selectors = {self.plan.super_batch(0): self.selector} if settings.filter_ratio_end is None else {}
+        self.flexi_patch_size = (settings.flexi_patch_size or coarse_patch_size(self.model)) if settings.flexi \
             else None
+        workers, _ = machine.configure(self.device, settings.workers, settings.threads, say=self.world.main)
+        use_fast_kernels(self.device)
+        if settings.compile:
+            compile_towers(self.model)
         broadcast_parameters(self.world, self.model)
         self.loss_fn = SigLipLoss(rank=self.world.rank, world_size=self.world.size)
         self.optimizer = make_optimizer(self.model, settings.lr, settings.weight_decay)
         self.scheduler = make_scheduler(self.optimizer, settings.steps, settings.warmup)
         self.loader = SuperBatchLoader(
-            patterns, self.selector.super_batch // self.world.size, bundle.preprocess, bundle.tokenizer,
-            workers=settings.workers, shuffle_buffer=settings.shuffle_buffer, seed=settings.seed, passes=None,
-            only=only)
+            patterns, self.plan, bundle.tokenizer, workers=workers, shuffle_buffer=settings.shuffle_buffer,
+            seed=settings.seed, passes=None, pin_memory=self.device.type == "cuda", only=only)
         if len(self.loader.shards) < self.world.size:
             raise ValueError(f"{len(self.loader.shards)} shard(s) for {self.world.size} ranks: every rank needs "
                              "at least one; write the data in more, smaller shards")
         self.checkpoint = RunCheckpoint(checkpoint, self.world)
-        self.cost = StepCost(self.model, self.flexi_patch_size, self.selector.criterion.needs_learner)
+        self.cost = StepCost(self.model, self.flexi_patch_size, self.selector.criterion.needs_learner,
+                             settings.score_context)
         self.history, self.last_metrics = History(), {}
+        self.timer = PhaseTimer(self.history.phases, self.device)
 
     def run(self) -> dict:
         """Train (or resume) to the last step; returns the run's summary."""
@@ -79,20 +94,29 @@ class OnlineTrainer:
             self.evaluate_now()
         bar = tqdm(total=s.steps, initial=h.step, desc=self.name, unit="step",
                    disable=not self.progress or not self.world.main)
-        started = time.perf_counter()
+        started = waiting = time.perf_counter()
         for batch in self.loader:
             if h.step >= s.steps:
                 break
+            self.timer.seconds["load"] = self.timer.seconds.get("load", 0.0) + time.perf_counter() - waiting
+            selects = self.plan.selects(h.step)
             batch, surplus = self.common_rows(batch)
-            learner, reference = self.learner_embeddings(batch), self.reference_embeddings(batch)
-            selection = self.selector.select_with_scores(learner, reference, step=h.step, group=self.world.group,
-                                                         rows=len(batch))
-            loss = self.train_on(batch, selection.indices.cpu(), h.step)
+            with self.timer("preprocess"):
+                pixels = self.bundle.preprocess.to_model(batch.images, self.device)
+                texts = batch.texts.to(self.device, non_blocking=True)
+            selection, scores = self.select(batch, pixels, texts, h.step) if selects else (None, None)
+            kept = selection.indices.cpu() if selection is not None else torch.arange(len(batch))
+            with self.timer("train"):
+                loss = self.train_on(pixels, texts, kept, h.step)
             if self.sink is not None:
-                self.sink.record(batch, selection, h.step, unscored=[(x, SHORT_SUPER_BATCH) for x in surplus])
+                with self.timer("write"):
+                    self.record(batch, selection, surplus, h.step)
+            if selects and self.scores_cheaply and self.evaluation_due(h.step + 1):
+                with self.timer("agreement"):
+                    self.check_agreement(pixels, texts, scores, selection, h.step)
             rows = len(batch) + len(surplus) + len(batch.rejected)
-            self.account(rows, len(batch), len(selection.indices), loss, time.perf_counter() - started, bar)
-            started = time.perf_counter()
+            self.account(rows, len(batch) if selects else 0, len(kept), loss, time.perf_counter() - started, bar)
+            started = waiting = time.perf_counter()
         bar.close()
         return self.summary()
 
@@ -103,35 +127,92 @@ class OnlineTrainer:
         if rows == len(batch):
             return batch, []
         used = SuperBatch(batch.images[:rows], batch.texts[:rows], batch.samples[:rows], batch.rejected,
-                          batch.pass_index, batch.index)
+                          batch.pass_index, batch.index, batch.timings)
         return used, batch.samples[rows:]
 
+    def select(self, batch: SuperBatch, pixels: torch.Tensor, texts: torch.Tensor, step: int
+               ) -> tuple[Selection, tuple[SiglipOutputs | None, SiglipOutputs | None]]:
+        """Score the super-batch (learner and cached reference) and choose from it; returns the
+        selection and the (learner, reference) outputs it chose by."""
+        with self.timer("score"):
+            learner = self.learner_embeddings(pixels, texts)
+        with self.timer("reference"):
+            reference = self.reference_embeddings(batch)
+        with self.timer("select"):
+            selection = self.selector_at(step).select_with_scores(learner, reference, step=step,
+                                                                  group=self.world.group, rows=len(batch))
+        return selection, (learner, reference)
+
+    def selector_at(self, step: int) -> Selector:
+        """The Selector for this step's B (one per filter ratio of a schedule)."""
+        rows = self.plan.super_batch(step)
+        if rows not in self._selectors:
+            self._selectors[rows] = self.settings.selector(self.world.size, 1.0 - self.settings.batch_size / rows)
+        return self._selectors[rows]
+
     @torch.no_grad()
-    def learner_embeddings(self, batch: SuperBatch) -> SiglipOutputs | None:
-        """The learner's scoring pass over the super-batch (at the Flexi patch size with Flexi)."""
+    def learner_embeddings(self, pixels: torch.Tensor, texts: torch.Tensor, cheap: bool = True
+                           ) -> SiglipOutputs | None:
+        """The learner's scoring pass over the super-batch, in fp32 for the Selector; ``cheap``:
+        at the Flexi patch size and ``score_context`` tokens when they are set."""
         if not self.selector.criterion.needs_learner:
             return None
         self.model.eval()
-        return embed(self.model, batch.images.to(self.device), batch.texts.to(self.device), self.flexi_patch_size)
+        patch, context = (self.flexi_patch_size, self.settings.score_context) if cheap else (None, None)
+        with autocast(self.settings.precision, self.device):
+            outputs = embed(self.model, pixels, texts, patch, context)
+        return SiglipOutputs(outputs.image.float(), outputs.text.float(), outputs.scale.float(),
+                             None if outputs.bias is None else outputs.bias.float())
 
     def reference_embeddings(self, batch: SuperBatch) -> SiglipOutputs | None:
         if not self.selector.criterion.needs_reference:
             return None
         return self.reference.lookup(batch.samples, self.device)
 
-    def train_on(self, batch: SuperBatch, kept: torch.Tensor, step: int) -> float | None:
+    def train_on(self, pixels: torch.Tensor, texts: torch.Tensor, kept: torch.Tensor, step: int) -> float | None:
         if not len(kept):  # a short super-batch too small for one chunk: nothing to train on
             return None
         if self.flexi_patch_size:  # a random half goes to the coarse patch size
             order = torch.randperm(len(kept), generator=torch.Generator().manual_seed(self.settings.seed * 7919 + step))
             kept = kept[order]
-        return train_step(self.model, self.optimizer, self.scheduler, batch.images[kept], batch.texts[kept],
+        rows = kept.to(pixels.device)
+        return train_step(self.model, self.optimizer, self.scheduler, pixels[rows], texts[rows],
                           loss_fn=self.loss_fn, flexi_patch_size=self.flexi_patch_size,
-                          reduce_gradients=lambda model: average_gradients(self.world, model))
+                          reduce_gradients=lambda model: average_gradients(self.world, model),
+                          precision=self.settings.precision)
+
+    def record(self, batch: SuperBatch, selection: Selection | None, surplus: list, step: int) -> None:
+        """Hand the step to the sink; after ``select_until`` every row is dropped unscored."""
+        unscored = [(x, SHORT_SUPER_BATCH) for x in surplus]
+        reasons = None
+        if selection is None:
+            selection = Selection(torch.zeros(0, dtype=torch.long), None, None, None)
+            reasons = dict.fromkeys(range(len(batch)), NOT_SELECTING)
+        self.sink.record(batch, selection, step, unscored=unscored, reasons=reasons)
+
+    @property
+    def scores_cheaply(self) -> bool:
+        """Whether the learner scores a cheaper view than it trains on (Flexi, shorter captions)."""
+        return self.selector.criterion.needs_learner and bool(self.flexi_patch_size or self.settings.score_context)
+
+    def check_agreement(self, pixels: torch.Tensor, texts: torch.Tensor, scores: tuple, cheap: Selection,
+                        step: int) -> None:
+        """Score this super-batch at full resolution too: the Spearman agreement of the two
+        views' per-example scores, and the share of the cheap view's choices that the full view
+        makes with the same random draw."""
+        _, reference = scores
+        full = self.selector_at(step).select_with_scores(self.learner_embeddings(pixels, texts, cheap=False),
+                                                         reference, step=step, group=self.world.group)
+
+        def score(selection: Selection) -> torch.Tensor:
+            return selection.learnability if selection.learnability is not None else selection.learner_loss
+
+        self.history.agreement.append([step + 1, spearman(score(cheap), score(full)),
+                                       overlap(cheap.indices, full.indices)])
 
     def account(self, rows: int, scored: int, trained: int, loss: float | None, seconds: float, bar: tqdm) -> None:
         """Count the step (every rank scores and trains as many rows as this one), then evaluate
-        and checkpoint when due."""
+        and checkpoint when due (their time is kept apart from the step's)."""
         s, h = self.settings, self.history
         h.step += 1
         h.rows_read += rows
@@ -143,9 +224,11 @@ class OnlineTrainer:
             bar.set_postfix(loss=f"{loss:.3f}")
         bar.update()
         if self.evaluation_due(h.step):
-            self.evaluate_now()
+            with self.timer("evaluate"):
+                self.evaluate_now()
         if h.step % s.checkpoint_every == 0 or h.step == s.steps:
-            self.save()
+            with self.timer("checkpoint"):
+                self.save()
 
     def evaluation_due(self, step: int) -> bool:
         """Every ``eval_every`` steps, four times as often in the last fifth of the run (where
@@ -170,7 +253,10 @@ class OnlineTrainer:
         return {**metrics, "method": self.settings.method, "steps": h.step, "examples_seen": h.examples_seen,
                 **self.passes(), "flops": h.flops, "train_seconds": h.seconds,
                 "seconds_per_step": h.seconds / max(1, h.step), "final_loss": h.losses[-1] if h.losses else None,
-                "curve": h.curve, "flops_curve": h.flops_curve, "time_curve": h.time_curve}
+                "curve": h.curve, "flops_curve": h.flops_curve, "time_curve": h.time_curve,
+                "time_breakdown": self.time_breakdown(),
+                **({"score_agreement": [dict(zip(("step", "spearman", "overlap"), row)) for row in h.agreement]}
+                   if h.agreement else {})}
 
     def passes(self) -> dict:
         """``rows_read`` (samples and rejections, all ranks) and ``passes``: that over the rows of
@@ -180,6 +266,15 @@ class OnlineTrainer:
         if any(pass_rows is None for _, pass_rows in read):
             return {"rows_read": rows, "passes": None}
         return {"rows_read": rows, "passes": rows / sum(pass_rows for _, pass_rows in read)}
+
+    def time_breakdown(self) -> dict:
+        """Seconds per part of the run on this rank: the step's parts (their sum is
+        ``train_seconds``, give or take the bookkeeping between them), evaluation and
+        checkpoints (outside ``train_seconds``), and the loader workers' own seconds, spent in
+        parallel with the steps (``load`` is the time a step waited for them)."""
+        phases = {name: round(seconds, 3) for name, seconds in self.history.phases.items()}
+        workers = {name: round(seconds, 3) for name, seconds in self.loader.timings.items()}
+        return {**phases, "loader_workers": workers, "steps": self.history.step}
 
     # --- checkpoints ------------------------------------------------------------------------
     def save(self) -> None:
@@ -197,6 +292,7 @@ class OnlineTrainer:
         shared, own = saved
         _, extra = restore_training_state(shared, self.model, self.optimizer, self.scheduler)
         self.history = History(**extra["history"])
+        self.timer = PhaseTimer(self.history.phases, self.device)
         self.last_metrics = extra["last_metrics"]
         self.loader.load_state_dict(own["loader"])
         if self.sink is not None:

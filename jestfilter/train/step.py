@@ -8,8 +8,9 @@ from typing import Callable
 import torch
 from open_clip.loss import SigLipLoss
 
-from jestfilter.models import embed, encode_image, siglip_outputs
+from jestfilter.models import embed, encode_image, encode_text, siglip_outputs
 from jestfilter.selection import SiglipOutputs
+from jestfilter.train.precision import autocast
 
 MAX_LOGIT_SCALE = math.log(100.0)  # open_clip_train clamps the (log) scale to [0, ln 100]
 _SIGLIP_LOSS = SigLipLoss()
@@ -25,6 +26,7 @@ def train_step(
     flexi_patch_size: int | None = None,
     max_grad_norm: float = 1.0,
     reduce_gradients: Callable[[torch.nn.Module], None] | None = None,
+    precision: str = "fp32",
 ) -> float:
     """Train on one batch; return its loss.
 
@@ -33,14 +35,16 @@ def train_step(
     as Flexi-JEST co-trains both resolutions. The halves should be random: pass the batch in
     random order (the Selector returns its choices chunk by chunk, not shuffled).
     ``reduce_gradients(model)`` runs between the backward pass and the update (under torchrun:
-    the mean over ranks).
+    the mean over ranks). ``precision="bf16"`` runs the forward pass and the loss under bf16
+    autocast; weights, gradients and the optimiser stay fp32.
     """
     model.train()
     device = model.logit_scale.device
     images, texts = images.to(device), texts.to(device)
     optimizer.zero_grad(set_to_none=True)
-    outputs = flexi_embed(model, images, texts, flexi_patch_size)
-    loss = loss_fn(*outputs)
+    with autocast(precision, device):
+        outputs = flexi_embed(model, images, texts, flexi_patch_size)
+        loss = loss_fn(*outputs)
     loss.backward()
     if reduce_gradients is not None:
         reduce_gradients(model)
@@ -62,4 +66,4 @@ def flexi_embed(
     half = images.shape[0] // 2
     full = encode_image(model, images[:half], normalize=True)
     coarse = encode_image(model, images[half:], flexi_patch_size, normalize=True)
-    return siglip_outputs(model, torch.cat([full, coarse]), model.encode_text(texts, normalize=True))
+    return siglip_outputs(model, torch.cat([full, coarse]), encode_text(model, texts, normalize=True))

@@ -1,0 +1,50 @@
+"""What each step reads: B = b/(1−f) rows while the run selects, b after ``--select-until``.
+
+Online selection pays most early in training, while the learner still has much to learn from
+the right data; late in the run scoring B rows to keep b costs more than it gives. A run can
+therefore stop selecting after a fraction of its steps (and read only b rows a step from then
+on, from the same stream), and lower the filter ratio linearly while it selects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """Rows read per step over all ranks; a picklable function of the step for the loader.
+
+    ``batch_size`` is b; the run selects for its first ``select_steps`` steps, with a filter
+    ratio going linearly from ``filter_ratio`` to ``filter_ratio_end`` (None: constant) and
+    reads ``batch_size`` rows a step after them. ``ranks`` splits each step's rows; B is
+    rounded up to a multiple of it. ``reads_extra`` is False for criteria that read b anyway.
+    """
+
+    batch_size: int
+    filter_ratio: float
+    select_steps: int
+    filter_ratio_end: float | None = None
+    ranks: int = 1
+    reads_extra: bool = True
+
+    def selects(self, step: int) -> bool:
+        """Whether ``step`` scores a super-batch and selects from it."""
+        return step < self.select_steps
+
+    def filter_ratio_at(self, step: int) -> float:
+        if self.filter_ratio_end is None or self.select_steps <= 1:
+            return self.filter_ratio
+        progress = min(1.0, step / (self.select_steps - 1))
+        return self.filter_ratio + (self.filter_ratio_end - self.filter_ratio) * progress
+
+    def super_batch(self, step: int) -> int:
+        """B of ``step`` over all ranks (b once the run no longer selects)."""
+        if not self.reads_extra or not self.selects(step):
+            return self.batch_size
+        rows = round(self.batch_size / (1.0 - self.filter_ratio_at(step)))
+        return -(-rows // self.ranks) * self.ranks
+
+    def __call__(self, step: int) -> int:
+        """Rows one rank reads at ``step``."""
+        return self.super_batch(step) // self.ranks
