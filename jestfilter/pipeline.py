@@ -73,6 +73,7 @@ class Bootstrap:
     def __init__(self, cfg: BootstrapConfig, inputs: Inputs | None = None):
         cfg.validate()
         self.cfg, self.out = cfg, Path(cfg.out)
+        self.embedding_seconds = 0.0
         self.world, self.device = init_distributed(resolve_device(cfg.device))
         self.progress = cfg.progress and self.world.main
         with main_first(self.world):  # rank 0 builds the demo data, the others find it built
@@ -120,8 +121,10 @@ class Bootstrap:
         world = self.world
         folder = self.cfg.reference_cache or self.out / "cache" / f"reference-{_fingerprint(self.out / 'reference')}"
         # each rank embeds every world-th shard; after the barrier every rank's cache finds them all
+        started = time.perf_counter()
         build_cache(reference, sorted(self.web)[world.rank::world.size], folder, progress=self.progress)
         barrier(world)
+        self.embedding_seconds = time.perf_counter() - started  # 0 when the cache was complete
         cache = EmbeddingCache(folder)
         cache.check_model(self.web, reference.model)
         per_example = forward_flops(reference.model)
@@ -193,6 +196,7 @@ class Bootstrap:
             "data": manifest_counts(manifest),
             "config": asdict(cfg),
             "seconds": seconds,
+            "reference_embedding_seconds": self.embedding_seconds,  # this run's embedding pass (0: cache reused)
         }
         atomic_write_json(out / "metrics.json", metrics)
         page = write_report(out, metrics, runs, manifest, read_extremes(out), truth=self.inputs.truth)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
 from fashion_pairs import CLASSNAMES, TEMPLATES, captions, load_fashion_mnist, one_torch_thread, to_tensors  # noqa: F401
 
-from jestfilter.models import create_model, encode_image, forward_flops
+from jestfilter.models import coarse_patch_size, create_model, encode_image, forward_flops
 from jestfilter.train import make_optimizer, make_scheduler, train_step
+from jestfilter.train.precision import compile_towers
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -125,3 +127,17 @@ def test_flop_counts_match_the_analytic_vit_count_and_shrink_with_coarse_patches
     assert native.text == forward_flops(model, patch_size=32).text
     assert 0.24 < coarse.image / native.image < 0.28  # the paper: 72% fewer FLOPs at p=32
     assert native.image_fraction > 0.75  # the image tower dominates, as in the paper's ViT-B/16
+
+
+@pytest.mark.parametrize("size, patch, coarse", [(28, 7, 14), (28, 4, 7), (224, 16, 32), (256, 16, 32)])
+def test_default_coarse_patch_divides_the_image_near_twice_the_native_patch(size, patch, coarse):
+    model = open_clip.create_model("jest-tiny", force_image_size=size)
+    model.visual.patch_size = (patch, patch)
+    assert coarse_patch_size(model) == coarse
+
+
+def test_compiled_towers_keep_their_parameter_names():
+    bundle = create_model("jest-tiny")
+    before = set(bundle.model.state_dict())
+    compile_towers(bundle.model)
+    assert set(bundle.model.state_dict()) == before  # checkpoints and local-dir folders load either way

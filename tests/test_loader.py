@@ -1,6 +1,8 @@
 """Super-batches: decoding, order, determinism across workers, passes and resume."""
 
 from collections import Counter
+
+import pytest
 from pathlib import Path
 
 import torch
@@ -93,13 +95,62 @@ def test_a_bad_pattern_or_resume_state_fails_with_one_line(web_shards, tokenizer
         loader.load_state_dict(state)
 
 
-def test_only_the_named_samples_are_read_with_workers_and_over_passes(web_shards, preprocess, tokenizer):
+def test_only_the_named_samples_are_read_with_workers_and_over_passes(web_shards, tokenizer):
     # (shard name, key) of five samples, e.g. what an offline filter kept
     chosen = {("web-000000", "000000000"), ("web-000000", "s0"), ("web-000001", "000100004"),
               ("web-000002", "000200009"), ("web-000002", "long-2-" + "x" * 40)}
-    loader = SuperBatchLoader(web_shards.pattern, 3, preprocess, tokenizer, workers=2, shuffle_buffer=10, seed=1,
+    loader = SuperBatchLoader(web_shards.pattern, 3, tokenizer, workers=2, shuffle_buffer=10, seed=1,
                               passes=2, only=chosen)
     batches = list(loader)
     read = [(Path(s.source_shard).stem, s.key) for b in batches for s in b.samples]
     assert len(read) == 2 * len(chosen) and set(read) == chosen
     assert Counter(b.pass_index for b in batches) == Counter({0: 2, 1: 2})  # 3 + 2 a pass
+
+
+class Sizes:
+    """Rows of the n-th super-batch: 8, then 4 from the fourth on (a picklable schedule)."""
+
+    def __call__(self, n):
+        return 8 if n < 3 else 4
+
+    def __repr__(self):
+        return "Sizes()"
+
+
+def test_a_batch_size_schedule_sets_each_super_batch_and_survives_a_resume(web_shards, tokenizer):
+    def loader():
+        return SuperBatchLoader(web_shards.pattern, Sizes(), tokenizer, workers=2, shuffle_buffer=20, seed=5,
+                                passes=2)
+
+    whole = [(b.pass_index, b.index, [s.key for s in b.samples]) for b in loader()]
+    assert [len(keys) for _, _, keys in whole] == [8, 8, 8] + [4] * 9 + [4] * 15
+    interrupted, seen = loader(), []
+    for batch in interrupted:
+        seen.append((batch.pass_index, batch.index, [s.key for s in batch.samples]))
+        if len(seen) == 14:  # the second pass, with the sizes of the run's 15th super-batch on
+            break
+    resumed = loader()
+    resumed.load_state_dict(interrupted.state_dict())
+    seen += [(b.pass_index, b.index, [s.key for s in b.samples]) for b in resumed]
+    assert seen == whole
+
+
+def test_each_caption_is_tokenised_once_over_all_passes(web_shards, tokenizer):
+    calls = []
+
+    def counting(texts):
+        calls.extend(texts)
+        return tokenizer(texts)
+
+    batches = list(SuperBatchLoader(web_shards.pattern, 16, counting, passes=3))
+    captions = [s.members["txt"].decode() for b in batches for s in b.samples]
+    assert sorted(calls) == sorted(set(captions))  # 3 passes, each distinct caption once
+    assert all(torch.equal(b.texts, tokenizer([s.members["txt"].decode() for s in b.samples])) for b in batches)
+
+
+def test_workers_report_the_seconds_spent_reading_decoding_and_tokenising(web_shards, tokenizer):
+    loader = SuperBatchLoader(web_shards.pattern, 16, tokenizer, workers=2)
+    batches = list(loader)
+    assert all(set(b.timings) == {"read", "decode", "tokenise"} for b in batches)
+    assert loader.timings["decode"] == pytest.approx(sum(b.timings["decode"] for b in batches))
+    assert loader.state_dict()["timings"] == dict(loader.timings)

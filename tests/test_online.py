@@ -11,7 +11,8 @@ from jestfilter.datasets.demo import build_demo_data
 from jestfilter.embeddings import build_cache
 from jestfilter.models import create_model
 from jestfilter.sinks import FilteredOutput
-from jestfilter.train.loop import OnlineTrainer
+from jestfilter.train.loop import NOT_SELECTING, OnlineTrainer
+from jestfilter.train.schedule import StepPlan
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +86,64 @@ def test_a_reference_cache_from_another_model_is_refused(demo, reference_cache):
         same.model.logit_bias.fill_(-3.0)  # e.g. a reference trained further since the cache was written
     with pytest.raises(ValueError, match="another model"):
         reference_cache.check_model(expand_shards(demo.web), same.model)
+
+
+def test_after_select_until_the_learner_reads_and_trains_on_plain_batches_of_b(demo, tmp_path, reference_cache):
+    run = trainer(demo, tmp_path, "learnability", reference_cache, steps=4, select_until=0.5)
+    summary = run.run()
+    run.sink.close()
+    manifest = read_manifest(tmp_path / "learnability" / "filtered")
+    assert manifest.height == 2 * 80 + 2 * 16  # B = 80 read in the 2 selecting steps, then b = 16
+    late = manifest.filter(manifest["step"] >= 2)
+    assert (late["reason"] == NOT_SELECTING).all() and late["learner_loss"].is_null().all()
+    assert (manifest["decision"] == "kept").sum() == 2 * 16  # only what was selected goes to filtered/
+    assert summary["examples_seen"] == 4 * 16
+    assert summary["time_breakdown"]["steps"] == 4
+
+
+def test_a_filter_ratio_schedule_reads_less_as_it_lowers_f():
+    plan = StepPlan(batch_size=16, filter_ratio=0.8, select_steps=5, filter_ratio_end=0.5, ranks=2)
+    assert [plan.super_batch(step) for step in range(7)] == [80, 58, 46, 38, 32, 16, 16]
+    assert all(plan(step) * 2 == plan.super_batch(step) for step in range(7))  # B splits over the ranks
+    assert not plan.selects(5)
+    assert StepPlan(16, 0.8, 5, reads_extra=False).super_batch(0) == 16  # uniform reads b
+
+
+def test_scheduled_run_selects_b_from_each_super_batch_it_reads(demo, tmp_path, reference_cache):
+    run = trainer(demo, tmp_path, "learnability", reference_cache, steps=3, filter_ratio_end=0.5)
+    summary = run.run()
+    run.sink.close()
+    manifest = read_manifest(tmp_path / "learnability" / "filtered")
+    assert manifest.group_by("step").len().sort("step")["len"].to_list() == [80, 46, 32]
+    assert (manifest["decision"] == "kept").sum() == summary["examples_seen"] == 3 * 16
+
+
+def test_run_summary_says_where_the_time_went(demo, tmp_path, reference_cache):
+    summary = trainer(demo, tmp_path, "learnability", reference_cache).run()
+    parts = summary["time_breakdown"]
+    for part in ("load", "preprocess", "score", "reference", "select", "train", "write"):
+        assert parts[part] > 0, part
+    assert set(parts["loader_workers"]) == {"read", "decode", "tokenise"}
+    step_parts = sum(parts[p] for p in ("load", "preprocess", "score", "reference", "select", "train", "write"))
+    unaccounted = summary["train_seconds"] - step_parts  # bookkeeping between the parts
+    assert -0.01 <= unaccounted < max(0.5, 0.25 * summary["train_seconds"])
+
+
+def test_flexi_logs_how_well_coarse_scores_agree_with_full_ones(demo, tmp_path, reference_cache):
+    run = trainer(demo, tmp_path, "learnability", reference_cache, steps=2, flexi=True, score_context=6)
+    run.settings.eval_every = 1
+    summary = run.run()
+    agreement = summary["score_agreement"]
+    assert [row["step"] for row in agreement] == [1, 2]
+    assert all(-1 <= row["spearman"] <= 1 and 0 <= row["overlap"] <= 1 for row in agreement)
+    assert run.flexi_patch_size == 14  # the divisor of 28 nearest to 2 × 7
+
+
+def test_bf16_trains_fp32_weights_and_selects_in_fp32(demo, tmp_path, reference_cache):
+    run = trainer(demo, tmp_path, "learnability", reference_cache, steps=2, precision="bf16")
+    summary = run.run()
+    assert all(p.dtype == torch.float32 for p in run.model.parameters())
+    assert all(torch.isfinite(torch.tensor(run.history.losses))) and summary["examples_seen"] == 32
+    pixels = run.bundle.preprocess.to_model(torch.zeros(4, 3, 28, 28, dtype=torch.uint8))
+    learner = run.learner_embeddings(pixels, run.bundle.tokenizer(["a dress"] * 4))
+    assert learner.image.dtype == learner.text.dtype == torch.float32

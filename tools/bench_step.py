@@ -21,7 +21,7 @@ from contextlib import nullcontext
 import torch
 from open_clip.loss import SigLipLoss
 
-from jestfilter.models import create_model, embed, forward_flops, native_patch_size
+from jestfilter.models import coarse_patch_size, create_model, embed, forward_flops, native_patch_size
 from jestfilter.train import make_optimizer, make_scheduler, train_step
 
 
@@ -44,7 +44,7 @@ def bench(name: str, device: torch.device, batch: int, factor: int, repeats: int
     torch.manual_seed(0)
     model = create_model(name, device=device).model
     patch = native_patch_size(model)
-    coarse = 2 * patch
+    coarse = coarse_patch_size(model)
     size = model.visual.image_size
     super_batch = factor * batch
     images = torch.randn(super_batch, 3, *size, device=device)
@@ -54,8 +54,8 @@ def bench(name: str, device: torch.device, batch: int, factor: int, repeats: int
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
     def train(flexi=None):
-        with autocast:
-            train_step(model, optimizer, scheduler, images[:batch], texts[:batch], flexi_patch_size=flexi)
+        train_step(model, optimizer, scheduler, images[:batch], texts[:batch], flexi_patch_size=flexi,
+                   precision=precision)
 
     def reuse():
         """The paper's alternative: keep the scoring forward of all B for the gradient of the b chosen."""
