@@ -18,6 +18,9 @@ from jestfilter.selection.criteria import ONLINE, criterion
 from jestfilter.selection.selector import SAMPLINGS, Selector
 
 PRECISIONS = ("fp32", "bf16")
+# jest-tiny at 4-px patches: 49 tokens a 28-px image, 16 at Flexi's 7-px patches (jest-tiny's
+# 7-px patches leave Flexi 2×2 = 4 tokens); see docs/benchmarks.md
+DEFAULT_MODEL = "jest-tiny-p4"
 
 
 def option(default: Any, help: str, **flag: Any) -> Any:
@@ -117,7 +120,8 @@ class BootstrapConfig:
                                                "embed` output); shards missing there are embedded into it",
                                          metavar="DIR")
     reference_steps: int = option(400, "reference training steps")
-    model: str = option("jest-tiny", "jest-tiny, jest-small, jest-b16, an open_clip name or local-dir:PATH")
+    model: str = option(DEFAULT_MODEL, "jest-tiny-p4, jest-tiny, jest-small, jest-b16, an open_clip name or "
+                                       "local-dir:PATH")
     compare: list[str] = option([], "also train these methods with the same budget (the demo: "
                                     "uniform,easy_reference; 'none' for none); clip_score and neg_clip_loss "
                                     "keep the top 1−f of the web by the reference and train on it uniformly",

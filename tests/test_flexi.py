@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from fashion_pairs import CLASSNAMES, TEMPLATES, captions, load_fashion_mnist, one_torch_thread, to_tensors  # noqa: F401
 
+from jestfilter.config import BootstrapConfig
 from jestfilter.models import coarse_patch_size, create_model, encode_image, forward_flops
 from jestfilter.train import make_optimizer, make_scheduler, train_step
 from jestfilter.train.precision import compile_towers
@@ -141,3 +142,9 @@ def test_compiled_towers_keep_their_parameter_names():
     before = set(bundle.model.state_dict())
     compile_towers(bundle.model)
     assert set(bundle.model.state_dict()) == before  # checkpoints and local-dir folders load either way
+
+
+def test_the_demo_models_coarse_view_keeps_at_least_16_tokens():
+    model = create_model(BootstrapConfig().model).model
+    side, coarse = model.visual.image_size[0], coarse_patch_size(model)
+    assert (side // coarse) ** 2 >= 16  # jest-tiny's 2×2 coarse grid lost about 10 points in Flexi-JEST

@@ -23,6 +23,7 @@ from open_clip.loss import SigLipLoss
 
 from jestfilter.models import coarse_patch_size, create_model, embed, forward_flops, native_patch_size
 from jestfilter.train import make_optimizer, make_scheduler, train_step
+from jestfilter.train.precision import compile_towers, use_fast_kernels
 
 
 def timed(run, device: torch.device, repeats: int) -> float:
@@ -40,9 +41,13 @@ def timed(run, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench(name: str, device: torch.device, batch: int, factor: int, repeats: int, precision: str) -> dict:
+def bench(name: str, device: torch.device, batch: int, factor: int, repeats: int, precision: str,
+          compile_model: bool = False) -> dict:
     torch.manual_seed(0)
     model = create_model(name, device=device).model
+    use_fast_kernels(device)
+    if compile_model:
+        compile_towers(model)
     patch = native_patch_size(model)
     coarse = coarse_patch_size(model)
     size = model.visual.image_size
@@ -104,11 +109,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    rows = [bench(name, device, args.batch, args.factor, args.repeats, args.precision) for name in args.models]
+    rows = [bench(name, device, args.batch, args.factor, args.repeats, args.precision, args.compile)
+            for name in args.models]
     for row in rows:
         row["JEST/uniform time"] = (row["score B full ms"] + row["uniform step ms"]) / row["uniform step ms"]
         row["JEST reusing the forward/uniform time"] = row["reuse-forward step ms"] / row["uniform step ms"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from jestfilter.commands._flags import add_flags, given
-from jestfilter.config import TrainSettings
+from jestfilter.config import DEFAULT_MODEL, TrainSettings
 
 HELP = "train a model uniformly on shards, e.g. the filtered shards that bootstrap wrote"
 FLAGS = ("steps", "batch_size", "lr", "weight_decay", "warmup", "seed", "eval_every", "checkpoint_every", "workers",
@@ -18,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", nargs="+", required=True, metavar="PATTERN", help="training shards")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (model/, metrics.json)")
     parser.add_argument("--eval", metavar="DIR", help="eval folder for zero-shot and retrieval")
-    parser.add_argument("--model", default="jest-tiny",
-                        help="model name or local-dir:PATH to continue from (default: jest-tiny)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"model name or local-dir:PATH to continue from (default: {DEFAULT_MODEL})")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: auto)")
     add_flags(parser, TrainSettings, only=FLAGS)
 

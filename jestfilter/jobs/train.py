@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-from jestfilter.config import TrainSettings
+from jestfilter.config import DEFAULT_MODEL, TrainSettings
 from jestfilter.data import atomic_write_json
 from jestfilter.distributed import barrier, init_distributed, resolve_device
 from jestfilter.eval import evaluate, load_eval_set
@@ -16,7 +16,7 @@ from jestfilter.train.loop import OnlineTrainer
 
 
 def train_uniform(shards: Sequence[str], out: str | Path, settings: TrainSettings, eval_dir: str | None = None,
-                  model: str = "jest-tiny", device: str = "auto") -> int:
+                  model: str = DEFAULT_MODEL, device: str = "auto") -> int:
     """Train ``model`` on ``shards`` into ``out/model`` with ``out/metrics.json``; resumes after a kill."""
     settings.validate()
     out = Path(out)
