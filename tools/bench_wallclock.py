@@ -28,19 +28,13 @@ from jestfilter.data import SuperBatchLoader
 from jestfilter.datasets.demo import build_demo_data
 from jestfilter.models import coarse_patch_size, create_model, embed
 from jestfilter.pipeline import run_bootstrap
+from jestfilter.results import reach
 
 
-def seconds_to_reach(time_curve: list, target: float) -> float | None:
-    """Seconds at which a run first reaches ``target``, interpolated linearly between evaluations."""
-    previous = None
-    for seconds, top1 in time_curve:
-        if top1 >= target:
-            if previous is None or previous[1] >= top1:
-                return seconds
-            fraction = (target - previous[1]) / (top1 - previous[1])
-            return previous[0] + fraction * (seconds - previous[0])
-        previous = (seconds, top1)
-    return None
+def seconds_to_reach(run: dict, target: float) -> float | None:
+    """Seconds at which ``run`` first reaches ``target`` (interpolated between evaluations)."""
+    at = reach(run, target)
+    return None if at is None else at["seconds"]
 
 
 def loader_against_scoring(demo, settings: TrainSettings, model: str, batches: int) -> dict:
@@ -118,7 +112,7 @@ def tables(seeds: dict[int, dict]) -> str:
         for result in seeds.values():
             uniform, run = result["runs"]["uniform"], result["runs"][name]
             target = uniform["zeroshot_top1"]
-            base, mine = seconds_to_reach(uniform["time_curve"], target), seconds_to_reach(run["time_curve"], target)
+            base, mine = seconds_to_reach(uniform, target), seconds_to_reach(run, target)
             reach.append(mine)
             sooner.append(None if mine is None or not base else base / mine)
             top1.append(run["zeroshot_top1"])
