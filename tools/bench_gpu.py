@@ -112,7 +112,10 @@ def nccl_check(device: str, batch: int, filter_ratio: float) -> dict:
     where = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if device == "cuda" else torch.device("cpu")
     selector = Selector("learnability", filter_ratio, n_chunks=16, batch_size=batch)
     generator = torch.Generator().manual_seed(0)
-    unit = lambda: torch.nn.functional.normalize(torch.randn(selector.super_batch, 256, generator=generator), dim=-1).to(where)  # noqa: E731
+    def unit() -> torch.Tensor:
+        rows = torch.randn(selector.super_batch, 256, generator=generator)
+        return torch.nn.functional.normalize(rows, dim=-1).to(where)
+
     learner, reference = (SiglipOutputs(unit(), unit(), 10.0, -10.0) for _ in range(2))
     alone = selector.select(learner, reference, step=3)
     synchronize(where)

@@ -138,8 +138,9 @@ def tables(seeds: dict[int, dict]) -> str:
         cells = [f"{per_step(p):.3f}" for p in PARTS] + [f"{per_step(p, True):.3f}" for p in ("read", "decode", "tokenise")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     refs = [result["reference"] for result in seeds.values()]
-    lines += ["", f"One-off reference costs (not in the seconds above): training {mean_sd([r['training seconds'] for r in refs], 1)} s, "
-              f"embedding the web data {mean_sd([r['embedding seconds'] for r in refs], 1)} s."]
+    training, embedding = (mean_sd([r[name] for r in refs], 1) for name in ("training seconds", "embedding seconds"))
+    lines += ["", f"One-off reference costs (not in the seconds above): training {training} s, "
+              f"embedding the web data {embedding} s."]
     return "\n".join(lines)
 
 

@@ -77,8 +77,9 @@ class OnlineTrainer:
         # a constant B stays a number, so checkpoints of runs without a schedule resume as before
         constant = settings.select_until >= 1.0 and settings.filter_ratio_end is None
         self.loader = SuperBatchLoader(
-            patterns, self.plan(0) if constant else self.plan, bundle.tokenizer, workers=workers, shuffle_buffer=settings.shuffle_buffer,
-            seed=settings.seed, passes=None, pin_memory=self.device.type == "cuda", only=only)
+            patterns, self.plan(0) if constant else self.plan, bundle.tokenizer, workers=workers,
+            shuffle_buffer=settings.shuffle_buffer, seed=settings.seed, passes=None,
+            pin_memory=self.device.type == "cuda", only=only)
         if len(self.loader.shards) < self.world.size:
             raise ValueError(f"{len(self.loader.shards)} shard(s) for {self.world.size} ranks: every rank needs "
                              "at least one; write the data in more, smaller shards")
