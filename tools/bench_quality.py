@@ -1,106 +1,135 @@
-"""Quality benchmark on the Fashion-MNIST demo: JEST against its baselines over several seeds,
-joint against independent selection as the filter ratio grows, and Flexi-JEST.
+"""JEST against its baselines on the Fashion-MNIST demo, over seeds, filter ratios and two
+repetition regimes, plus the sampling-gain sweep (issue 9's benchmark).
 
-Every run is a real `bootstrap` (same data for all seeds; the seed changes model init, data
-order and sampling). Prints markdown tables and writes them with the raw numbers to OUT.
+Regimes: ``repeated`` is the demo (20,000 web pairs, read ~10 times at f = 0.8); ``fresh`` has
+an augmented web pool of 200,000 pairs (4 flipped/shifted variants of each image), so even
+f = 0.9 reads each pair at most twice. Per seed and regime one reference is trained and its
+web embeddings cached; every run of that seed reuses them, and every learner starts from the
+same weights. Uniform does not depend on f: it is trained once per seed and regime.
 
-    python tools/bench_quality.py --out runs/bench-quality --seeds 0 1 2
+    python tools/bench_quality.py --out runs/bench-quality                 # everything, hours on 2 cores
+    python tools/bench_quality.py --out /tmp/bq --tiny --seeds 0 1         # a few minutes: checks the script
+
+Writes OUT/quality.md (the tables) and OUT/quality.json (every run's numbers); runs resume.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from pathlib import Path
 
-from jestfilter.datasets.demo import build_demo_data
 from jestfilter.config import BootstrapConfig, TrainSettings
+from jestfilter.datasets.demo import build_demo_data
 from jestfilter.pipeline import run_bootstrap
+from jestfilter.results import speedups
 
-BASELINES = ["uniform", "easy_reference", "hard_learner", "independent"]
+METHODS = ["learnability", "easy_reference", "independent", "hard_learner"]
+GAINS = ["10", "100", "greedy"]  # besides the default
+REGIMES = {"repeated": dict(web=20_000), "fresh": dict(web=200_000, augment=4)}
+TINY_DATA = dict(curated=200, eval=100, samples_per_shard=100)
+TINY_WEB = {"repeated": dict(web=600), "fresh": dict(web=3_000, augment=4)}
+TINY_TRAIN = dict(steps=12, batch_size=16, n_chunks=4, eval_every=6, workers=0)
 
 
-def bootstrap(demo, out: Path, compare=(), **train) -> dict:
-    cfg = BootstrapConfig(curated=[demo.curated], web=[demo.web], eval=str(demo.eval), out=str(out),
-                          progress=False, compare=list(compare), train=TrainSettings(**train))
-    return run_bootstrap(cfg)
-
-
-def final_runs(metrics: dict) -> dict[str, dict]:
+def bootstrap(demo, out: Path, seed: int, tiny: bool, compare: list[str], reference: Path | None = None,
+              **train) -> dict[str, dict]:
+    """One bootstrap run; every method's summary."""
+    extra = {"reference_steps": 6} if tiny else {}
+    if reference is not None:
+        extra["reference"] = f"local-dir:{reference / 'reference'}"
+        extra["reference_cache"] = str(next((reference / "cache").iterdir()))
+    settings = TrainSettings(seed=seed, **(TINY_TRAIN if tiny else {}), **train)
+    cfg = BootstrapConfig(curated=[demo.curated], web=[demo.web], eval=str(demo.eval), out=str(out), progress=False,
+                          compare=compare, train=settings, **extra)
+    metrics = run_bootstrap(cfg)
     return {metrics["final"]["method"]: metrics["final"], **metrics["compare"]}
 
 
-def mean_sd(values: list[float]) -> str:
+def one_seed(demo, out: Path, seed: int, tiny: bool, ratios: list[float], gains: bool) -> dict:
+    """{arm name: run summary} for one seed; arms are "uniform", "METHOD f=F" and "learnability gain=G"."""
+    first = out / f"f0.8-seed{seed}"
+    runs = bootstrap(demo, first, seed, tiny, compare=["uniform", *METHODS[1:]])
+    arms = {"uniform": runs["uniform"], **{f"{m} f=0.8": runs[m] for m in METHODS}}
+    for ratio in (r for r in ratios if r != 0.8):
+        runs = bootstrap(demo, out / f"f{ratio}-seed{seed}", seed, tiny, compare=METHODS[1:], reference=first,
+                         filter_ratio=ratio)
+        arms.update({f"{m} f={ratio}": runs[m] for m in METHODS})
+    for gain in GAINS if gains else []:
+        options = {"sampling": "greedy"} if gain == "greedy" else {"gain": float(gain)}
+        runs = bootstrap(demo, out / f"gain{gain}-seed{seed}", seed, tiny, compare=[], reference=first, **options)
+        arms[f"learnability gain={gain}"] = runs["learnability"]
+    return arms
+
+
+def mean_sd(values: list[float], digits: int = 3) -> str:
+    """mean ± sd of the finite values (a run already at the target before training has ratio ∞)."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return "–"
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def table(regime: str, seeds: dict[int, dict]) -> list[str]:
+    """Per arm: zero-shot per seed, mean ± sd, class R@1, examples ratio to reach uniform, passes."""
+    lines = [f"### {regime}", "", "| arm | zero-shot per seed | mean ± sd | class R@1 | sooner than uniform "
+             "(examples) | sooner (seconds) | reached on | web passes |", "|---|---|---|---|---|---|---|---|"]
+    speed = {seed: speedups({"uniform": arms["uniform"], **{a: r for a, r in arms.items() if a != "uniform"}})
+             for seed, arms in seeds.items()}
+    for arm in next(iter(seeds.values())):
+        top1 = [arms[arm]["zeroshot_top1"] for arms in seeds.values()]
+        reached = [speed[seed][arm] for seed in seeds if speed[seed][arm]["reached"]]
+        lines.append(f"| {arm} | {', '.join(f'{v:.3f}' for v in top1)} | {mean_sd(top1)} "
+                     f"| {mean_sd([arms[arm]['retrieval_class_r1'] for arms in seeds.values()])} "
+                     f"| {mean_sd([r['examples_ratio'] for r in reached], 2)} "
+                     f"| {mean_sd([r['seconds_ratio'] for r in reached], 2)} | {len(reached)}/{len(seeds)} "
+                     f"| {mean_sd([arms[arm]['passes'] for arms in seeds.values()], 1)} |")
+    return lines
+
+
+def paired(regime: str, seeds: dict[int, dict], ratios: list[float]) -> list[str]:
+    """Paired differences over seeds: what the paper's two orderings say."""
+    lines = [f"Paired differences ({regime}; zero-shot, mean ± sd over seeds):", "",
+             "| f | learnability − easy_reference | learnability − independent | learnability − uniform |",
+             "|---|---|---|---|"]
+    for ratio in ratios:
+        def diff(other: str) -> str:
+            return mean_sd([arms[f"learnability f={ratio}"]["zeroshot_top1"] - arms[other]["zeroshot_top1"]
+                            for arms in seeds.values()])
+        lines.append(f"| {ratio} | {diff(f'easy_reference f={ratio}')} | {diff(f'independent f={ratio}')} "
+                     f"| {diff('uniform')} |")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/bench-quality")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--ratios", type=float, nargs="*", default=[0.5, 0.9], help="extra filter ratios (seed 0)")
+    parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.5, 0.8, 0.9])
+    parser.add_argument("--no-gains", dest="gains", action="store_false", help="skip the sampling-gain sweep")
+    parser.add_argument("--tiny", action="store_true", help="tiny data and runs, to check the script")
     args = parser.parse_args()
-    out = Path(args.out)
-    demo = build_demo_data(out / "demo-data", progress=False)
-    started = time.perf_counter()
-
-    # 1. every method at f = 0.8, several seeds
-    by_method: dict[str, list[dict]] = {}
-    for seed in args.seeds:
-        metrics = bootstrap(demo, out / f"f0.8-seed{seed}", seed=seed, steps=args.steps, compare=BASELINES)
-        for method, run in final_runs(metrics).items():
-            run = {**run, "speedup": metrics["speedup"].get(method, {})}
-            by_method.setdefault(method, []).append(run)
-        print(f"seed {seed} done after {time.perf_counter() - started:.0f} s", flush=True)
-    lines = ["| method (f = 0.8) | zero-shot top-1 | retrieval R@1 | examples to reach uniform's final | s/step |",
-             "|---|---|---|---|---|"]
-    for method, runs in by_method.items():
-        reach = [r["speedup"].get("examples_ratio") for r in runs if r["speedup"].get("reached")]
-        reach_text = f"{mean_sd(reach)}× ({len(reach)}/{len(runs)} seeds reach it)" if reach else "never"
-        lines.append(f"| {method} | {mean_sd([r['zeroshot_top1'] for r in runs])} | "
-                     f"{mean_sd([r['retrieval_r1'] for r in runs])} | {reach_text} | "
-                     f"{mean_sd([r['seconds_per_step'] for r in runs])} |")
-    table = "\n".join(lines)
-
-    # 2. joint (learnability) against independent as the filter ratio grows, seed 0
-    reference = f"local-dir:{out / f'f0.8-seed{args.seeds[0]}' / 'reference'}"
-    ratio_rows = {0.8: {m: by_method[m][0]["zeroshot_top1"] for m in ("learnability", "independent")}}
-    for ratio in args.ratios:
-        metrics = bootstrap(demo, out / f"f{ratio}-seed{args.seeds[0]}", seed=args.seeds[0], steps=args.steps,
-                            filter_ratio=ratio, reference=reference, compare=["independent"])
-        ratio_rows[ratio] = {m: r["zeroshot_top1"] for m, r in final_runs(metrics).items()}
-        print(f"f = {ratio} done after {time.perf_counter() - started:.0f} s", flush=True)
-    ratio_lines = ["| filter ratio | joint (learnability) | independent | joint − independent |", "|---|---|---|---|"]
-    for ratio in sorted(ratio_rows):
-        row = ratio_rows[ratio]
-        ratio_lines.append(f"| {ratio} | {row['learnability']:.3f} | {row['independent']:.3f} | "
-                           f"{row['learnability'] - row['independent']:+.3f} |")
-    ratio_table = "\n".join(ratio_lines)
-
-    # 3. Flexi-JEST against full-resolution JEST, seed 0, same reference
-    seed0 = {m: runs[0] for m, runs in by_method.items()}
-    flexi = bootstrap(demo, out / f"flexi-seed{args.seeds[0]}", seed=args.seeds[0], steps=args.steps, flexi=True,
-                      reference=reference, compare=[])["final"]
-    target = seed0["uniform"]["zeroshot_top1"]
-    flexi_lines = ["| run (seed 0) | zero-shot top-1 | s/step | step cost / uniform | seconds to reach uniform's final |",
-                   "|---|---|---|---|---|"]
-    for name, run in (("uniform", seed0["uniform"]), ("JEST", seed0["learnability"]), ("Flexi-JEST", flexi)):
-        reached = next((seconds for (seconds, top1) in run["time_curve"] if top1 >= target), None)
-        flexi_lines.append(f"| {name} | {run['zeroshot_top1']:.3f} | {run['seconds_per_step']:.3f} | "
-                           f"{run['seconds_per_step'] / seed0['uniform']['seconds_per_step']:.2f}× | "
-                           f"{'never' if reached is None else f'{reached:.0f}'} |")
-    flexi_table = "\n".join(flexi_lines)
-
-    report = f"{table}\n\n{ratio_table}\n\n{flexi_table}\n\n(total {time.perf_counter() - started:.0f} s)\n"
-    print(report)
-    (out / "quality.md").write_text(report)
-    (out / "quality.json").write_text(json.dumps({"by_method": by_method, "ratios": ratio_rows, "flexi": flexi},
-                                                 indent=1))
+    out, started = Path(args.out), time.perf_counter()
+    results, lines = {}, ["## Quality over seeds, filter ratios and repetition regimes", ""]
+    for regime in args.regimes:
+        data = {**TINY_DATA, **TINY_WEB[regime]} if args.tiny else REGIMES[regime]
+        demo = build_demo_data(out / f"demo-{regime}", progress=False, **data)
+        seeds = {}
+        for seed in args.seeds:
+            seeds[seed] = one_seed(demo, out / regime, seed, args.tiny, args.ratios, args.gains and regime == "repeated")
+            print(f"{regime} seed {seed} done after {time.perf_counter() - started:.0f} s", flush=True)
+        results[regime] = seeds
+        lines += [*table(regime, seeds), "", *paired(regime, seeds, args.ratios), ""]
+    lines.append(f"({time.perf_counter() - started:.0f} s in all)")
+    (out / "quality.md").write_text("\n".join(lines) + "\n")
+    (out / "quality.json").write_text(json.dumps(results, indent=1))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
