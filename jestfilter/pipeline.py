@@ -73,7 +73,6 @@ class Bootstrap:
     def __init__(self, cfg: BootstrapConfig, inputs: Inputs | None = None):
         cfg.validate()
         self.cfg, self.out = cfg, Path(cfg.out)
-        self.embedding_seconds = 0.0
         self.world, self.device = init_distributed(resolve_device(cfg.device))
         self.progress = cfg.progress and self.world.main
         with main_first(self.world):  # rank 0 builds the demo data, the others find it built
@@ -114,21 +113,29 @@ class Bootstrap:
         return bundle, metrics
 
     # 2. reference embeddings of the web data, computed once per reference model
-    def reference_cache(self, reference: ModelBundle) -> tuple[EmbeddingCache | None, float]:
-        """The cache, and the FLOPs of embedding the web pool with the reference (0 without one)."""
+    def reference_cache(self, reference: ModelBundle) -> tuple[EmbeddingCache | None, dict]:
+        """The cache, and what embedding the web pool with the reference cost (``flops``,
+        ``seconds``; both 0 when no method needs it). The cost is recorded when the cache is
+        first built here, so a resumed run still reports it."""
+        record = self.out / "runs" / "reference_embedding.json"
         if not any(criterion(m).needs_reference for m in self.cfg.methods):
-            return None, 0.0
+            return None, {"flops": 0.0, "seconds": 0.0}
         world = self.world
         folder = self.cfg.reference_cache or self.out / "cache" / f"reference-{_fingerprint(self.out / 'reference')}"
         # each rank embeds every world-th shard; after the barrier every rank's cache finds them all
         started = time.perf_counter()
         build_cache(reference, sorted(self.web)[world.rank::world.size], folder, progress=self.progress)
         barrier(world)
-        self.embedding_seconds = time.perf_counter() - started  # 0 when the cache was complete
         cache = EmbeddingCache(folder)
         cache.check_model(self.web, reference.model)
+        if record.exists():
+            return cache, json.loads(record.read_text())
         per_example = forward_flops(reference.model)
-        return cache, float(cache.rows(self.web) * (per_example.image + per_example.text))
+        cost = {"flops": float(cache.rows(self.web) * (per_example.image + per_example.text)),
+                "seconds": time.perf_counter() - started}
+        if world.main:
+            atomic_write_json(record, cost)
+        return cache, cost
 
     # 3. online training: the main method writes the filtered shards and the manifest; an offline
     #    criterion trains uniformly on the top 1 − f of the web data by its score
@@ -169,34 +176,32 @@ class Bootstrap:
         reference, reference_metrics = self.reference()
         if self.world.main:
             print(f"reference: zero-shot top-1 {reference_metrics['zeroshot_top1']:.3f}")
-        cache, embedding_flops = self.reference_cache(reference)
+        cache, embedding = self.reference_cache(reference)
         del reference
         runs = {method: self.learner(method, cache) for method in self.cfg.methods}
         if not self.world.main:
             return {}
         pool = cache.rows(self.web) if cache is not None else None
-        return self.report(reference_metrics, runs, embedding_flops, pool, time.perf_counter() - started)
+        return self.report(reference_metrics, runs, embedding, pool, time.perf_counter() - started)
 
     # 4. metrics, report, summary (rank 0)
-    def report(self, reference_metrics: dict, runs: dict[str, dict], embedding_flops: float, pool: int | None,
+    def report(self, reference_metrics: dict, runs: dict[str, dict], embedding: dict, pool: int | None,
                seconds: float) -> dict:
         cfg, out = self.cfg, self.out
         manifest = read_manifest(out / "filtered")
         for run in runs.values():  # passes over the web pool (before a whole pass: over the samples cached)
             run["web_passes"] = run["passes"] if run["passes"] is not None or not pool else run["rows_read"] / pool
         needs_reference = {m: criterion(m).needs_reference for m in runs}
-        cost = costs(runs, reference_metrics.get("flops", 0.0), embedding_flops, needs_reference)
-        one_off = {m: cost["total_flops"][m] - runs[m]["flops"] for m in runs}
+        cost = costs(runs, reference_metrics, embedding, needs_reference)
         metrics = {
             "reference": {**reference_metrics, "web_passes": 0.0},  # trained on the curated data
             "final": runs[cfg.train.method],
             "compare": {m: r for m, r in runs.items() if m != cfg.train.method},
             "costs": cost,
-            "speedup": speedups(runs, one_off),
+            "speedup": speedups(runs, cost),
             "data": manifest_counts(manifest),
             "config": asdict(cfg),
             "seconds": seconds,
-            "reference_embedding_seconds": self.embedding_seconds,  # this run's embedding pass (0: cache reused)
         }
         atomic_write_json(out / "metrics.json", metrics)
         page = write_report(out, metrics, runs, manifest, read_extremes(out), truth=self.inputs.truth)

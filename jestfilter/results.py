@@ -34,37 +34,46 @@ def reach(run: dict, target: float) -> dict[str, float] | None:
     return None
 
 
-def costs(runs: dict[str, dict], reference_training_flops: float, reference_embedding_flops: float,
-          needs_reference: dict[str, bool]) -> dict:
-    """The one-off reference costs on their own lines and each method's total FLOPs (its learner's
-    scoring and training, plus the reference's costs where the method scores with it)."""
-    one_off = reference_training_flops + reference_embedding_flops
-    return {"reference_training_flops": reference_training_flops,
-            "reference_embedding_flops": reference_embedding_flops,
-            "total_flops": {m: run["flops"] + (one_off if needs_reference[m] else 0.0) for m, run in runs.items()}}
+def costs(runs: dict[str, dict], reference: dict, embedding: dict, needs_reference: dict[str, bool]) -> dict:
+    """The one-off reference costs on their own lines (training: ``reference``'s summary;
+    embedding the web pool: ``embedding`` with ``flops`` and ``seconds``) and each method's total
+    FLOPs and seconds: its learner's scoring, training and loading, plus the one-off costs where
+    the method scores with the reference."""
+    training = {"flops": reference.get("flops", 0.0), "seconds": reference.get("train_seconds", 0.0)}
+    result = {f"reference_{part}_{unit}": value for part, cost in (("training", training), ("embedding", embedding))
+              for unit, value in cost.items()}
+    for unit, own in (("flops", "flops"), ("seconds", "train_seconds")):
+        one_off = training[unit] + embedding[unit]
+        result[f"total_{unit}"] = {m: run[own] + (one_off if needs_reference[m] else 0.0) for m, run in runs.items()}
+    return result
 
 
-def speedups(runs: dict[str, dict], one_off_flops: dict[str, float] | None = None) -> dict:
+def speedups(runs: dict[str, dict], cost: dict | None = None) -> dict:
     """How much sooner each method reaches uniform's final zero-shot accuracy: uniform's
     examples, FLOPs and seconds to get there over the method's (interpolated; > 1 is faster).
-    ``flops_ratio`` counts the learner's scoring and training; ``flops_ratio_with_reference``
-    adds the method's one-off reference costs (``one_off_flops``)."""
+    ``flops_ratio`` and ``seconds_ratio`` count the learner's loading, scoring and training;
+    the ``..._with_reference`` ratios add the method's one-off reference costs (from ``cost``,
+    what ``costs`` returns)."""
     if "uniform" not in runs:
         return {}
     target = runs["uniform"]["zeroshot_top1"]
     baseline = reach(runs["uniform"], target)
-    one_off = one_off_flops or {}
     result = {}
     for method, run in runs.items():
         at = reach(run, target)
         if at is None:
             result[method] = {"reached": False}
             continue
-        ratio = {f"{name}_ratio": baseline[name] / at[name] if at[name] else float("inf") for name in at}
-        with_reference = at["flops"] + one_off.get(method, 0.0)
-        ratio["flops_ratio_with_reference"] = baseline["flops"] / with_reference if with_reference else float("inf")
+        ratio = {f"{name}_ratio": _ratio(baseline[name], at[name]) for name in at}
+        for unit, own in (("flops", "flops"), ("seconds", "train_seconds")):
+            one_off = cost[f"total_{unit}"][method] - run[own] if cost else 0.0
+            ratio[f"{unit}_ratio_with_reference"] = _ratio(baseline[unit], at[unit] + one_off)
         result[method] = {"reached": True, **at, **ratio}
     return result
+
+
+def _ratio(baseline: float, value: float) -> float:
+    return baseline / value if value else float("inf")
 
 
 def summary_table(runs: dict[str, dict], speedup: dict) -> str:

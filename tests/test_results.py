@@ -23,8 +23,11 @@ def test_speedups_are_uniforms_cost_over_the_methods_to_reach_uniforms_final_acc
     uniform = run([(0, 0.1), (1000, 0.5), (2000, 0.6)])
     jest = run([(0, 0.1), (400, 0.55), (800, 0.65)], flops_per_example=6.0, seconds_per_example=0.02)
     never = run([(0, 0.1), (2000, 0.4)])
-    result = speedups({"uniform": uniform, "learnability": jest, "hard_learner": never},
-                      one_off_flops={"learnability": 2400.0})
+    jest["train_seconds"], uniform["train_seconds"], never["train_seconds"] = 16.0, 20.0, 20.0
+    runs = {"uniform": uniform, "learnability": jest, "hard_learner": never}
+    cost = {"total_flops": {"uniform": uniform["flops"], "learnability": jest["flops"] + 2400.0},
+            "total_seconds": {"uniform": 20.0, "learnability": 16.0 + 8.0}}
+    result = speedups(runs, cost)
     assert result["uniform"]["examples_ratio"] == pytest.approx(1.0)
     jest_at = result["learnability"]
     assert jest_at["examples"] == pytest.approx(600)  # halfway from 0.55 to 0.65
@@ -32,12 +35,15 @@ def test_speedups_are_uniforms_cost_over_the_methods_to_reach_uniforms_final_acc
     assert jest_at["flops_ratio"] == pytest.approx(4000 / 3600)
     assert jest_at["flops_ratio_with_reference"] == pytest.approx(4000 / 6000)
     assert jest_at["seconds_ratio"] == pytest.approx(20 / 12)
+    assert jest_at["seconds_ratio_with_reference"] == pytest.approx(20 / 20)
     assert result["hard_learner"] == {"reached": False}
 
 
 def test_costs_put_the_reference_on_its_own_lines_and_in_the_totals_of_the_methods_using_it():
-    runs = {"uniform": {"flops": 100.0}, "learnability": {"flops": 250.0}}
-    cost = costs(runs, reference_training_flops=60.0, reference_embedding_flops=40.0,
+    runs = {"uniform": {"flops": 100.0, "train_seconds": 10.0}, "learnability": {"flops": 250.0, "train_seconds": 30.0}}
+    cost = costs(runs, reference={"flops": 60.0, "train_seconds": 6.0}, embedding={"flops": 40.0, "seconds": 2.0},
                  needs_reference={"uniform": False, "learnability": True})
-    assert cost == {"reference_training_flops": 60.0, "reference_embedding_flops": 40.0,
-                    "total_flops": {"uniform": 100.0, "learnability": 350.0}}
+    assert cost == {"reference_training_flops": 60.0, "reference_training_seconds": 6.0,
+                    "reference_embedding_flops": 40.0, "reference_embedding_seconds": 2.0,
+                    "total_flops": {"uniform": 100.0, "learnability": 350.0},
+                    "total_seconds": {"uniform": 10.0, "learnability": 38.0}}

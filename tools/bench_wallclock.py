@@ -90,7 +90,7 @@ def run_seed(demo, out: Path, seed: int, args) -> dict:
         partial = TrainSettings(**{**vars(train), "select_until": until})
         runs[f"JEST until {until:g}"] = bootstrap(demo, out / f"until-{until:g}", partial, **reuse)["final"]
     reference = {"training seconds": first["reference"]["train_seconds"],
-                 "embedding seconds": first["reference_embedding_seconds"]}
+                 "embedding seconds": first["costs"]["reference_embedding_seconds"]}
     return {"runs": runs, "reference": reference}
 
 

@@ -1,0 +1,177 @@
+"""The report's markdown page: plain-words comparisons, tables and the plots' places."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from jestfilter.report.plots import plot_curves, plot_extremes, plot_score_histograms
+from jestfilter.sinks import ExtremesTracker
+
+
+def sooner(ratio: float) -> str:
+    """``2.5`` → "2.5× sooner", ``0.5`` → "2.0× later"."""
+    if ratio == float("inf"):
+        return "at once"
+    if ratio == 0:
+        return "later (uniform was there at the start)"
+    return f"{ratio:.1f}× sooner" if ratio >= 1 else f"{1 / ratio:.1f}× later"
+
+
+def comparisons(metrics: dict, runs: dict[str, dict]) -> list[str]:
+    """One sentence (or two) per compared method, in plain words."""
+    main = metrics["final"]["method"]
+    top1 = {m: run["zeroshot_top1"] for m, run in runs.items()}
+    lines = []
+    if "uniform" in runs and main != "uniform":
+        lines.append(f"**{main}** ended at {top1[main]:.3f} zero-shot top-1, {100 * (top1[main] - top1['uniform']):+.1f} "
+                     f"points against uniform sampling's {top1['uniform']:.3f}.")
+        at = metrics.get("speedup", {}).get(main, {})
+        if at.get("reached"):
+            lines[-1] += (f" It reached uniform's final accuracy after {at['examples']:,.0f} examples: "
+                          f"{sooner(at['examples_ratio'])} than uniform in examples, {sooner(at['seconds_ratio'])} "
+                          f"in wall-clock time (loading, scoring and selection included) and "
+                          f"{sooner(at['flops_ratio'])} in FLOPs; counting the reference's one-off training and "
+                          f"embedding pass, {sooner(at['seconds_ratio_with_reference'])} in time and "
+                          f"{sooner(at['flops_ratio_with_reference'])} in FLOPs.")
+        else:
+            lines[-1] += " It never reached uniform's final accuracy."
+    for method, value in top1.items():
+        if method in (main, "uniform"):
+            continue
+        if value > top1[main]:
+            lines.append(f"**{method}** ended {100 * (value - top1[main]):.1f} points above {main} ({value:.3f} "
+                         f"against {top1[main]:.3f}): in this run the baseline beat the main method.")
+        else:
+            lines.append(f"{main} ended {100 * (top1[main] - value):.1f} points above **{method}** ({top1[main]:.3f} "
+                         f"against {value:.3f}).")
+    reference = metrics.get("reference", {}).get("zeroshot_top1")
+    if reference is not None:
+        verb = "beat" if top1[main] > reference else "did not beat"
+        lines.append(f"The learner {verb} its reference ({top1[main]:.3f} against {reference:.3f}).")
+    return lines
+
+
+def comparison_table(runs: dict[str, dict]) -> str:
+    """The final numbers of every method trained in this run."""
+    lines = ["| method | zero-shot top-1 | class R@1 | retrieval R@1 | examples trained on | passes over the web "
+             "| s/step |", "|---|---|---|---|---|---|---|"]
+    for name, run in runs.items():
+        passes = run.get("web_passes")
+        lines.append(f"| {name} | {run['zeroshot_top1']:.3f} | {run.get('retrieval_class_r1', float('nan')):.3f} "
+                     f"| {run.get('retrieval_r1', float('nan')):.3f} | {run.get('examples_seen', 0):,} "
+                     f"| {'–' if passes is None else f'{passes:.1f}'} | {run.get('seconds_per_step', float('nan')):.3f} |")
+    return "\n".join(lines)
+
+
+def cost_table(metrics: dict, runs: dict[str, dict]) -> str:
+    """What each part of the run cost, the reference's one-off costs on their own lines."""
+    cost = metrics.get("costs")
+    if not cost:
+        return ""
+    lines = ["| cost | FLOPs | seconds |", "|---|---|---|",
+             f"| reference training | {cost['reference_training_flops']:.3g} | {cost['reference_training_seconds']:.0f} |",
+             f"| reference embedding pass over the web | {cost['reference_embedding_flops']:.3g} "
+             f"| {cost['reference_embedding_seconds']:.0f} |"]
+    for method, run in runs.items():
+        lines.append(f"| {method}: learner loading, scoring and training | {run['flops']:.3g} | {run['train_seconds']:.0f} |")
+        lines.append(f"| **{method}: total** (with the reference where it uses it) | {cost['total_flops'][method]:.3g} "
+                     f"| {cost['total_seconds'][method]:.0f} |")
+    return "\n".join(lines)
+
+
+def kept_by_kind(manifest: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
+    """For data with known noise kinds (the demo): each kind's share of the web data against its
+    share of the examples the learner trained on (kept sample-passes, counted with repeats)."""
+    kinds = truth.select("key", "kind")
+    web = kinds.group_by("kind").len("samples").with_columns(web_share=pl.col("samples") / pl.col("samples").sum())
+    kept = (manifest.filter(pl.col("decision") == "kept").select("key").join(kinds, on="key")
+            .group_by("kind").len("trained").with_columns(trained_share=pl.col("trained") / pl.col("trained").sum()))
+    return (web.join(kept, on="kind", how="left").fill_null(0)
+            .sort("trained_share", descending=True))
+
+
+def web_data(manifest: pl.DataFrame, data: dict, truth: pl.DataFrame | None) -> list[str]:
+    """What happened to the web samples: every row is one sample in one pass."""
+    counts = manifest.group_by("decision").len().sort("decision")
+    parts = ["## What happened to the web samples", "",
+             "Every web sample has one manifest row per pass over the web data, so these count sample-passes.", "",
+             "| decision | sample-passes |", "|---|---|"]
+    parts += [f"| {row['decision']} | {row['len']:,} |" for row in counts.iter_rows(named=True)]
+    if "unique_kept" in data:
+        parts += ["", f"{data['unique_kept']:,} distinct samples were trained on at least once."]
+    reasons = manifest.filter(pl.col("reason").is_not_null()).group_by("decision", "reason").len()
+    if reasons.height:
+        parts += ["", "| decision | reason | sample-passes |", "|---|---|---|"]
+        parts += [f"| {row['decision']} | {row['reason']} | {row['len']:,} |"
+                  for row in reasons.sort("len", descending=True).iter_rows(named=True)]
+    if truth is not None:
+        parts += ["", "Known kinds of the demo's web data (`web_truth.parquet`): each kind's share of the web "
+                  "data and of the examples the main method trained on.", "",
+                  "| kind | web samples | share of web | share of training examples |", "|---|---|---|---|"]
+        parts += [f"| {row['kind']} | {row['samples']:,} | {row['web_share']:.1%} | {row['trained_share']:.1%} |"
+                  for row in kept_by_kind(manifest, truth).iter_rows(named=True)]
+    return parts
+
+
+def write_report(out_dir: Path, metrics: dict, runs: dict[str, dict], manifest: pl.DataFrame | None,
+                 tracker: ExtremesTracker | None, truth: Path | None = None) -> Path:
+    """Writes report.md and its PNGs under out_dir/report/; returns the page's path."""
+    report_dir = Path(out_dir) / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    truth_table = pl.read_parquet(truth) if truth is not None and Path(truth).exists() else None
+    reference = metrics.get("reference", {})
+    config = metrics.get("config", {}).get("train", {})
+    parts = ["# jestfilter bootstrap report", "",
+             f"One run, seed {config.get('seed', '?')}, {metrics.get('seconds', 0) / 60:.1f} minutes in all: "
+             "differences between methods of a few points are within the spread between seeds "
+             "(`docs/benchmarks.md` has it over several seeds).", ""]
+    parts += ["## Did it help, and at what cost?", "", *[f"- {line}" for line in comparisons(metrics, runs)], ""]
+    if reference:
+        parts += [f"Reference model: zero-shot top-1 **{reference.get('zeroshot_top1', float('nan')):.3f}**, "
+                  f"class R@1 {reference.get('retrieval_class_r1', float('nan')):.3f}.", ""]
+    parts += ["## Final models", "", comparison_table(runs), ""]
+    table = cost_table(metrics, runs)
+    if table:
+        parts += ["## Costs", "", table, ""]
+    curves = plot_curves(runs, report_dir / "curves.png", reference.get("zeroshot_top1"))
+    parts += ["## Learning curves", "", "The dashed line is the reference's accuracy.", "",
+              f"![curves]({curves.name})", ""]
+    if manifest is not None:
+        parts += web_data(manifest, metrics.get("data", {}), truth_table)
+        histogram = plot_score_histograms(manifest, report_dir / "scores.png")
+        if histogram:
+            parts += ["", "## Scores of kept and dropped samples", "",
+                      "Each example's own-pair scores in nats, early and late in training.", "",
+                      f"![scores]({histogram.name})"]
+    if tracker is not None:
+        kinds = dict(truth_table.select("key", "kind").iter_rows()) if truth_table is not None else None
+        grid = plot_extremes(tracker, report_dir / "extremes.png", kinds)
+        if grid:
+            parts += ["", "## Most and least learnable examples", "", f"![extremes]({grid.name})"]
+    page = report_dir / "report.md"
+    page.write_text("\n".join(parts) + "\n")
+    return page
+
+
+def write_rounds_report(out_dir: Path, metrics: dict, finals: dict[int, dict]) -> Path:
+    """``out_dir/report/report.md`` for ``--rounds``: the rounds side by side, each round's final
+    model's learning curve, and links to every round's own report."""
+    report_dir = Path(out_dir) / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    parts = [f"# jestfilter bootstrap in {len(metrics['rounds'])} rounds", "",
+             "Round k + 1's reference is round k's final model.", "",
+             "| round | reference zero-shot | final zero-shot | final class R@1 | examples seen | learner FLOPs "
+             "| final better than its reference |", "|---|---|---|---|---|---|---|"]
+    for s in metrics["rounds"]:
+        parts.append(f"| [{s['round']}](../{s['folder']}/report/report.md) | {s['reference']['zeroshot_top1']:.3f} "
+                     f"| {s['final']['zeroshot_top1']:.3f} | {s['final'].get('retrieval_class_r1', float('nan')):.3f} "
+                     f"| {s['final']['examples_seen']:,} | {s['final']['flops']:.3g} | {'yes' if s['improved'] else 'no'} |")
+    if metrics.get("stopped_early"):
+        parts += ["", f"Stopped early: {metrics['stopped_early']}."]
+    curves = plot_curves({f"round {k}": final for k, final in finals.items()}, report_dir / "rounds.png")
+    parts += ["", "## Each round's final model", "", f"![rounds]({curves.name})"]
+    page = report_dir / "report.md"
+    page.write_text("\n".join(parts) + "\n")
+    return page

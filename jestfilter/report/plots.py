@@ -1,0 +1,105 @@
+"""The report's PNG plots (matplotlib, files only)."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import polars as pl  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from jestfilter.sinks import ExtremesTracker  # noqa: E402
+
+# Okabe & Ito's palette: told apart under every common colour-vision deficiency.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+KEPT, DROPPED = "#0072B2", "#E69F00"
+SCORES = {"learnability": "learnability (learner − reference loss)", "learner_loss": "learner loss",
+          "reference_loss": "reference loss"}
+
+
+def plot_curves(runs: dict[str, dict], path: Path, reference: float | None = None) -> Path:
+    """Zero-shot top-1 against examples seen, learner FLOPs and wall-clock seconds, one line a
+    method; the reference's accuracy as a dashed line."""
+    axes_of = [("curve", "examples trained on"), ("flops_curve", "learner FLOPs (training + scoring)"),
+               ("time_curve", "wall-clock seconds (loading, scoring, training)")]
+    fig, axes = plt.subplots(1, len(axes_of), figsize=(15, 4.2))
+    for (name, run), colour in zip(runs.items(), PALETTE * 2):
+        for axis, (curve, _) in zip(axes, axes_of):
+            points = run.get(curve) or []
+            if points:
+                axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=name,
+                          color=colour)
+    for axis, (_, label) in zip(axes, axes_of):
+        if reference is not None:
+            axis.axhline(reference, color="#555555", linestyle="--", linewidth=1, label="reference")
+        axis.set_xlabel(label)
+        axis.set_ylabel("zero-shot top-1")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    axes[1].ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+    return _save(fig, path)
+
+
+def plot_score_histograms(manifest: pl.DataFrame, path: Path) -> Path | None:
+    """Each score the run computed, kept against dropped, early in training (the first fifth of
+    the steps) and late (the last fifth) apart; a score the criterion never computed (null in
+    the manifest) is left out."""
+    scored = manifest.filter(pl.col("decision").is_in(["kept", "dropped"]))
+    columns = [c for c in SCORES if c in scored.columns and scored[c].drop_nulls().drop_nans().len()]
+    if not columns:
+        return None
+    last = scored["step"].max()
+    phases = [("early", scored.filter(pl.col("step") < 0.2 * (last + 1))),
+              ("late", scored.filter(pl.col("step") >= 0.8 * (last + 1)))]
+    fig, axes = plt.subplots(2, len(columns), figsize=(4.6 * len(columns), 6.6), squeeze=False)
+    for row, (phase, rows) in enumerate(phases):
+        steps = f"steps {rows['step'].min()}–{rows['step'].max()}" if rows.height else "no steps"
+        for axis, column in zip(axes[row], columns):
+            for decision, colour in (("dropped", DROPPED), ("kept", KEPT)):
+                values = rows.filter(pl.col("decision") == decision)[column].drop_nulls().drop_nans().to_numpy()
+                if len(values):
+                    axis.hist(values, bins=50, alpha=0.6, color=colour, label=f"{decision} ({len(values):,})")
+            axis.set_title(f"{SCORES[column]}, {phase} ({steps})", fontsize=9)
+            axis.set_xlabel("own-pair score (nats)")
+            axis.set_ylabel("sample-passes")
+            axis.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_extremes(tracker: ExtremesTracker, path: Path, kinds: dict[str, str] | None = None) -> Path | None:
+    """A grid: top row the most learnable examples, bottom row the least, with their whole
+    captions, learnability (nats) and, where known (the demo), the kind of noise."""
+    rows = [("most learnable", tracker.most), ("least learnable", tracker.least)]
+    columns = max(len(examples) for _, examples in rows)
+    if columns == 0:
+        return None
+    fig, axes = plt.subplots(2, columns, figsize=(2.1 * columns, 6.2), squeeze=False)
+    for row, (title, examples) in enumerate(rows):
+        for column in range(columns):
+            axis = axes[row][column]
+            axis.axis("off")
+            if column >= len(examples):
+                continue
+            example = examples[column]
+            try:
+                axis.imshow(Image.open(io.BytesIO(example.image_bytes)).convert("RGB"))
+            except OSError:
+                axis.text(0.5, 0.5, "unreadable", ha="center")
+            lines = textwrap.wrap(example.caption, 22) + [f"{example.learnability:+.2f} nats"]
+            if kinds and example.key in kinds:
+                lines.append(f"[{kinds[example.key]}]")
+            axis.set_title("\n".join(lines), fontsize=7)
+        axes[row][0].text(-0.1, 0.5, title, rotation=90, va="center", ha="right", transform=axes[row][0].transAxes)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
