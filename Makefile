@@ -20,15 +20,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Real demo/test images: Debian's dataset-fashion-mnist. Installed with apt when possible.
+# Real demo/test images: Debian's dataset-fashion-mnist. apt-get runs only when you say yes
+# (asked on a terminal); otherwise the command is printed for you to run.
+APT_INSTALL := apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
 data:
 	@if [ -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ]; then :; \
-	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && [ -t 0 ]; then \
+		printf 'Fashion-MNIST not found. Run "%s" now? [y/N] ' '$(APT_INSTALL)'; read answer; \
+		case "$$answer" in [yY]*) $(APT_INSTALL) >/dev/null;; *) echo "skipped";; esac; \
 	else \
-		echo "Fashion-MNIST not found: install Debian's dataset-fashion-mnist, or pass --source DIR"; \
-		echo "(a folder holding the four idx files train-/t10k-images-idx3-ubyte[.gz], -labels-idx1-ubyte[.gz])"; \
-		echo "to 'python -m jestfilter demo-data' / 'bootstrap', or set JESTFILTER_FASHION_MNIST=DIR."; \
+		echo "Fashion-MNIST not found: install Debian's dataset-fashion-mnist,"; \
+		echo "    as root: $(APT_INSTALL)"; \
+		echo "or pass --source DIR (a folder holding the four idx files train-/t10k-images-idx3-ubyte[.gz],"; \
+		echo "-labels-idx1-ubyte[.gz]) to 'python -m jestfilter demo-data' / 'bootstrap', or set JESTFILTER_FASHION_MNIST=DIR."; \
 	fi
 
 test: install

@@ -2,7 +2,9 @@
 
 Every subcommand is one module in ``jestfilter/commands/`` that defines ``HELP`` (one line),
 ``add_arguments(parser)`` and ``run(args) -> int``. They are discovered here, so adding a
-command is adding a file. A wrong argument ends in a one-line message and exit status 2.
+command is adding a file. Command modules import torch, open_clip and the data stack only
+inside ``run``, so ``--help`` and ``--version`` answer at once. A wrong argument ends in a
+one-line message and exit status 2; ``jestfilter`` with no command prints the help and exits 2.
 """
 
 from __future__ import annotations
@@ -35,23 +37,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jestfilter",
         description="Bootstrap image-text data quality with JEST (joint example selection).",
+        epilog="`jestfilter bootstrap` with no data arguments runs the Fashion-MNIST demo (also: make demo).",
     )
     parser.add_argument("--version", action="version", version=f"jestfilter {jestfilter.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in command_modules().items():
         sub_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sub_parser)
+        show_defaults(sub_parser)
         sub_parser.set_defaults(_run=module.run)
     return parser
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """End the help of every optional flag that does not name its default with it: a flag
+    without a value is off unless given; a value's default is shown as set."""
+    for action in parser._actions:
+        if not action.option_strings or action.required or action.help in (None, argparse.SUPPRESS):
+            continue
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction)) or "default" in action.help:
+            continue
+        if action.nargs == 0:
+            action.help += " (default: off)"
+        elif action.default is not None:
+            shown = ",".join(map(str, action.default)) if isinstance(action.default, list) else action.default
+            action.help += f" (default: {shown})"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
-    if not argv and "bootstrap" in command_modules():
-        argv = ["bootstrap"]  # no arguments: the demo run
     args = parser.parse_args(argv)
-    if getattr(args, "_run", None) is None:
+    if getattr(args, "_run", None) is None:  # no command: say what there is
         parser.print_help()
         return 2
     try:

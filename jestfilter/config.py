@@ -9,13 +9,23 @@ builds its flags (``jestfilter.commands._flags``), so a default is written once.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from jestfilter.selection.criteria import ONLINE, SAMPLINGS, criterion
 
-from jestfilter.selection.criteria import ONLINE, criterion
-from jestfilter.selection.selector import SAMPLINGS, Selector
+if TYPE_CHECKING:
+    from jestfilter.selection.selector import Selector
+
+LOCAL_DIR = "local-dir:"  # open_clip's prefix of a model folder (a plain folder path works too)
+DEVICE_HELP = "auto (this rank's GPU if there is one, else cpu), cpu, cuda, cuda:1, ..."
+FILTERED_RULES = {  # which samples bootstrap's filtered/ holds (jestfilter.sinks.pool)
+    "top": "the (1−f) of the web samples read that were chosen most often (ties: by mean score)",
+    "first-pass": "the samples chosen while the web data was read the first time",
+    "all": "every sample chosen in any pass (several passes: far more than 1−f)",
+}
+SAMPLES_PER_SHARD = 10_000  # every command that writes shards, as img2dataset does (the demo's are smaller)
 
 PRECISIONS = ("fp32", "bf16")
 # jest-tiny at 4-px patches: 49 tokens a 28-px image, 16 at Flexi's 7-px patches (jest-tiny's
@@ -92,11 +102,15 @@ class TrainSettings:
         """The torch seed of a model's initial weights: each role ("reference", "learner") its
         own, derived from ``seed``, so the reference and the learner start apart (the paper
         trains them as separate runs) while every learner of a comparison starts alike."""
+        import numpy as np  # not needed to build the CLI
+
         return int(np.random.SeedSequence([self.seed, *role.encode()]).generate_state(1)[0])
 
     def selector(self, ranks: int = 1, filter_ratio: float | None = None) -> Selector:
         """The Selector of this run over ``ranks`` ranks (at another ``filter_ratio`` for a
         schedule): it also says what B to read per step."""
+        from jestfilter.selection.selector import Selector  # torch: not needed to build the CLI
+
         return Selector(self.method, self.filter_ratio if filter_ratio is None else filter_ratio, self.n_chunks,
                         self.sampling, self.gain, self.seed, strata=ranks, batch_size=self.batch_size)
 
@@ -104,6 +118,16 @@ class TrainSettings:
     def select_steps(self) -> int:
         """The steps that select (the first ones); the rest train on plain batches."""
         return round(self.select_until * self.steps)
+
+    def batch_summary(self, ranks: int = 1) -> str:
+        """b over all ranks and per rank (open_clip_train's --batch-size is per GPU), and the B read."""
+        b, per_rank = self.batch_size, self.batch_size // ranks
+        line = (f"batch: b={b} trained on per step over {ranks} rank(s), {per_rank} per rank "
+                f"(open_clip_train --batch-size {per_rank})")
+        if criterion(self.method).random:
+            return line
+        super_batch = self.selector(ranks).super_batch
+        return f"{line}; chosen from super-batches of B={super_batch} ({super_batch // ranks} per rank)"
 
 
 @dataclass
@@ -115,13 +139,14 @@ class BootstrapConfig:
     web: list[str] | None = option(None, "web shards, e.g. 'web/{00000..00039}.tar'", nargs="+", metavar="PATTERN")
     eval: str | None = option(None, "eval folder: *.tar with KEY.jpg/.txt/.cls, classnames.txt", metavar="DIR")
     out: str = option("runs/demo", "output folder", metavar="DIR")
-    reference: str | None = option(None, "reuse this reference instead of training one", metavar="local-dir:PATH")
+    reference: str | None = option(None, "reuse this reference model folder instead of training one",
+                                   metavar="DIR")
     reference_cache: str | None = option(None, "the reference's embeddings of the web shards (a `jestfilter "
                                                "embed` output); shards missing there are embedded into it",
                                          metavar="DIR")
     reference_steps: int = option(400, "reference training steps")
-    model: str = option(DEFAULT_MODEL, "jest-tiny-p4, jest-tiny, jest-small, jest-b16, an open_clip name or "
-                                       "local-dir:PATH")
+    model: str = option(DEFAULT_MODEL, "jest-tiny-p4, jest-tiny, jest-small, jest-b16, an open_clip name, or a "
+                                       "model folder to start from (DIR or local-dir:DIR)")
     compare: list[str] = option([], "also train these methods with the same budget (the demo: "
                                     "uniform,easy_reference; 'none' for none); clip_score and neg_clip_loss "
                                     "keep the top 1−f of the web by the reference and train on it uniformly",
@@ -130,9 +155,13 @@ class BootstrapConfig:
                             "(OUT/round-K/); stops early when a round's final is not better than its reference")
     early_stop: bool = option(True, "run every round, even after one whose final model is not better than its "
                                     "reference", flag="--no-early-stop")
-    samples_per_shard: int = option(5000, "samples per filtered shard")
-    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
+    filtered_rule: str = option("top", "which samples filtered/ holds: " + "; ".join(
+        f"{name}: {text}" for name, text in FILTERED_RULES.items()), choices=tuple(FILTERED_RULES))
+    samples_per_shard: int = option(SAMPLES_PER_SHARD, "samples per filtered shard")
+    device: str = option("auto", DEVICE_HELP)
     progress: bool = option(True, "hide progress bars", flag="--no-progress")
+    keep_checkpoints: bool = option(False, "keep the checkpoints after a successful run (deleted by default; "
+                                           "an unfinished run keeps them to resume from)")
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def validate(self) -> None:
@@ -140,8 +169,8 @@ class BootstrapConfig:
         given = [self.curated is not None, self.web is not None, self.eval is not None]
         if any(given) and not all(given):
             raise ValueError("give --curated, --web and --eval together (or none of them for the demo)")
-        if self.reference and not self.reference.startswith("local-dir:"):
-            raise ValueError(f"--reference must be a local-dir:PATH folder, got {self.reference!r}")
+        if self.reference and not os.path.isdir(self.reference.removeprefix(LOCAL_DIR)):
+            raise ValueError(f"--reference must be a model folder (PATH or local-dir:PATH), got {self.reference!r}")
         if criterion(self.train.method).offline is not None:
             raise ValueError(f"--method {self.train.method} is an offline score: pass it to --compare "
                              "(or use the score and filter jobs)")
@@ -150,7 +179,7 @@ class BootstrapConfig:
         if self.samples_per_shard < 1:
             raise ValueError(f"--samples-per-shard must be positive, got {self.samples_per_shard}")
         if self.reference_steps < 1 and not self.reference:
-            raise ValueError("--reference-steps must be positive (or pass --reference local-dir:PATH)")
+            raise ValueError("--reference-steps must be positive (or pass --reference DIR)")
         if self.rounds < 1:
             raise ValueError(f"--rounds must be positive, got {self.rounds}")
         if self.rounds > 1 and not criterion(self.train.method).needs_reference:
@@ -164,8 +193,8 @@ class BootstrapConfig:
 
     def init_bias(self) -> dict:
         """Start new models at bias log(1/(b−1)), not −10: at small b it learns faster (docs/benchmarks.md)."""
-        local = self.model.startswith("local-dir:")
-        return {} if local else {"bias_for_batch_size": self.train.batch_size}
+        loaded = self.model.startswith(LOCAL_DIR) or os.path.isdir(self.model)
+        return {} if loaded else {"bias_for_batch_size": self.train.batch_size}
 
     def reference_settings(self) -> TrainSettings:
         """The reference's run: the learner's recipe, uniform on the curated data, at full resolution."""

@@ -14,7 +14,12 @@ import typing
 from typing import Any
 
 from jestfilter.errors import UsageError
-from jestfilter.jobs.runner import PRECEDENCE_HELP, Placement, resolve_placement
+
+if typing.TYPE_CHECKING:
+    from jestfilter.jobs.runner import Placement
+
+PRECEDENCE_HELP = ("rank and world size: --rank/--world-size win, then torchrun's RANK/WORLD_SIZE, then "
+                   "SLURM (array index × tasks per array element + SLURM_PROCID); default 0 of 1")
 
 
 def add_flags(parser, cls: type, only: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> None:
@@ -56,13 +61,16 @@ def _base_type(hint) -> type:
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every batch job shares."""
-    parser.add_argument("--rank", type=int, help=PRECEDENCE_HELP)
-    parser.add_argument("--world-size", type=int, help="number of ranks sharing the shard list")
+    parser.add_argument("--rank", type=int, metavar="R", help=PRECEDENCE_HELP)
+    parser.add_argument("--world-size", type=int, metavar="N",
+                        help="number of ranks sharing the shard list (default: see --rank)")
     parser.add_argument("--retries", type=int, default=2, metavar="N",
-                        help="attempts after the first for a failing shard (default 2)")
+                        help="attempts after the first for a failing shard")
 
 
-def placement_from_args(args: argparse.Namespace) -> Placement:
+def placement_from_args(args: argparse.Namespace) -> "Placement":
+    from jestfilter.jobs.runner import resolve_placement
+
     if args.retries < 0:
         raise UsageError(f"--retries must be >= 0, got {args.retries}")
     return resolve_placement(args.rank, args.world_size)

@@ -12,12 +12,14 @@ HELP = "find exact and near duplicates and eval look-alikes; write a removal tab
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embeddings", required=True, metavar="DIR", help="an embed job's output folder")
     parser.add_argument("--shards", nargs="+", metavar="PATTERN",
-                        help="the shards themselves, for exact duplicates (sha256 of the image bytes)")
-    parser.add_argument("--eval-embeddings", metavar="DIR", help="an embed job's output on the eval shards")
+                        help="the shards themselves, for exact duplicates (sha256 of the image bytes; "
+                        "default: none, near duplicates only)")
+    parser.add_argument("--eval-embeddings", metavar="DIR", help="an embed job's output on the eval shards (default: none, no "
+                        "eval look-alikes)")
     parser.add_argument("--out", required=True, metavar="FILE.parquet",
                         help="removal table (key, shard, reason, matched_key, matched_shard, similarity)")
-    parser.add_argument("--threshold", type=float, default=0.95, help="cosine at or above which images match "
-                        "(default 0.95)")
+    parser.add_argument("--threshold", type=float, default=0.95, metavar="X",
+                        help="cosine at or above which images match")
     parser.add_argument("--index", choices=("auto", "flat", "ivf"), default="auto",
                         help="faiss index: flat (exact), ivf (approximate), auto: ivf above 1M images")
     add_job_arguments(parser)

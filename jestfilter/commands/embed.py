@@ -5,17 +5,18 @@ from __future__ import annotations
 import argparse
 
 from jestfilter.commands._flags import add_job_arguments
+from jestfilter.config import DEVICE_HELP
 
 HELP = "embed shards with a model into per-shard <shard>.emb.npz files (the reference cache bootstrap reads)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="DIR",
-                        help="model folder (local-dir:DIR or DIR), or a model name for random weights")
+                        help="model folder (DIR or local-dir:DIR), or a model name for random weights")
     parser.add_argument("--shards", nargs="+", required=True, metavar="PATTERN", help="input shards")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="default 256")
-    parser.add_argument("--device", default="auto", help="auto: this rank's GPU if any, else cpu")
+    parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per forward pass")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_job_arguments(parser)
 
 

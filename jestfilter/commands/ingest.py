@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import argparse
 
+from jestfilter.config import SAMPLES_PER_SHARD
+
 HELP = "download a url + caption list (parquet, csv, ...) into webdataset shards with img2dataset"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("urls", metavar="URLS", help="url list: a file, or a folder of files of one format")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (an earlier run's folder resumes)")
-    parser.add_argument("--image-size", type=int, default=64,
-                        help="scale the shorter side down to this; smaller images stay (default 64)")  # fmt: skip
-    parser.add_argument("--samples-per-shard", type=int, default=1000, metavar="N", help="default 1000")
-    parser.add_argument("--processes", type=int, default=1, metavar="N", help="download processes (default 1)")
-    parser.add_argument("--threads", type=int, default=16, metavar="N", help="threads per process (default 16)")
-    parser.add_argument("--url-col", default="url", help="column holding the url (default url)")
-    parser.add_argument("--caption-col", default="caption", help="column holding the caption (default caption)")
-    parser.add_argument("--input-format", help="img2dataset input format (default: from the file suffix)")
+    parser.add_argument("--image-size", type=int, default=64, metavar="N",
+                        help="scale the shorter side down to this; smaller images stay")
+    parser.add_argument("--samples-per-shard", type=int, default=SAMPLES_PER_SHARD, metavar="N",
+                        help="samples per shard")
+    parser.add_argument("--processes", type=int, default=1, metavar="N", help="download processes")
+    parser.add_argument("--threads", type=int, default=16, metavar="N", help="threads per process")
+    parser.add_argument("--url-col", default="url", metavar="NAME", help="column holding the url")
+    parser.add_argument("--caption-col", default="caption", metavar="NAME", help="column holding the caption")
+    parser.add_argument("--input-format", metavar="FORMAT", help="img2dataset input format (default: from the file suffix)")
     parser.add_argument("--i2d", action="append", default=[], metavar="KEY=VALUE",
                         help="any other img2dataset.download option, repeatable, e.g. --i2d retries=2 "
-                             "--i2d resize_mode=center_crop (values read as Python literals)")  # fmt: skip
+                             "--i2d resize_mode=center_crop (values read as Python literals; default: none)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

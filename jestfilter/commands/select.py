@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jestfilter.commands._flags import add_job_arguments
+from jestfilter.config import DEVICE_HELP, SAMPLES_PER_SHARD
 
 HELP = ("select a reusable JEST-curated dataset offline: b = B·(1−f) of every super-batch of B within each "
         "shard, chosen jointly from cached embeddings; shards + manifest, bytes unchanged")
@@ -18,18 +19,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder: <shard>-NNNNNN.tar, manifest.parquet/, sizes.json")
     parser.add_argument("--filter-ratio", type=float, required=True, metavar="F",
                         help="f: share of every super-batch dropped")
-    parser.add_argument("--method", help="criterion (default easy_reference; learnability with --learner)")
-    parser.add_argument("--learner", metavar="local-dir:PATH",
-                        help="a fixed learner checkpoint to score learnability with (embeds the shards itself)")
-    parser.add_argument("--super-batch", type=int, default=320, metavar="B", help="super-batch size (default 320)")
-    parser.add_argument("--n-chunks", type=int, default=16, metavar="N", help="chunks of the joint sampler (default 16)")
+    parser.add_argument("--method", help="criterion (default: easy_reference; learnability with --learner)")
+    parser.add_argument("--learner", metavar="DIR",
+                        help="a fixed learner model folder (DIR or local-dir:DIR) to score learnability with; it "
+                             "embeds the shards itself (default: none)")
+    parser.add_argument("--super-batch", type=int, default=320, metavar="B", help="super-batch size")
+    parser.add_argument("--n-chunks", type=int, default=16, metavar="N", help="chunks of the joint sampler")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
-                        help="seed of the super-batches and the sampler (with each shard's name; default 0)")
-    parser.add_argument("--samples-per-shard", type=int, default=10_000, metavar="N",
-                        help="most samples per output shard (default 10000)")
+                        help="seed of the super-batches and the sampler (with each shard's name)")
+    parser.add_argument("--samples-per-shard", type=int, default=SAMPLES_PER_SHARD, metavar="N",
+                        help="most samples per output shard")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",
-                        help="batch size of the learner's embedding pass (default 256)")
-    parser.add_argument("--device", default="auto", help="auto: this rank's GPU if any, else cpu")
+                        help="batch size of the learner's embedding pass")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_job_arguments(parser)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from jestfilter.commands._flags import add_flags, given
-from jestfilter.config import DEFAULT_MODEL, TrainSettings
+from jestfilter.config import DEFAULT_MODEL, DEVICE_HELP, BootstrapConfig, TrainSettings
 
 HELP = "train a model uniformly on shards, e.g. the filtered shards that bootstrap wrote"
 FLAGS = ("steps", "batch_size", "lr", "weight_decay", "warmup", "seed", "eval_every", "checkpoint_every", "workers",
@@ -16,11 +16,13 @@ FLAGS = ("steps", "batch_size", "lr", "weight_decay", "warmup", "seed", "eval_ev
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", nargs="+", required=True, metavar="PATTERN", help="training shards")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (model/, metrics.json)")
-    parser.add_argument("--eval", metavar="DIR", help="eval folder for zero-shot and retrieval")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (final/, metrics.json)")
+    parser.add_argument("--eval", metavar="DIR", help="eval folder for zero-shot and retrieval (default: none, "
+                                                      "no evaluation)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"model name or local-dir:PATH to continue from (default: {DEFAULT_MODEL})")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: auto)")
+                        help="model name, or a model folder (DIR or local-dir:DIR) to continue from")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_flags(parser, BootstrapConfig, only=("keep_checkpoints",))
     add_flags(parser, TrainSettings, only=FLAGS)
 
 
@@ -28,4 +30,5 @@ def run(args: argparse.Namespace) -> int:
     from jestfilter.jobs.train import train_uniform
 
     settings = TrainSettings(**given(args, TrainSettings), method="uniform")
-    return train_uniform(args.shards, args.out, settings, eval_dir=args.eval, model=args.model, device=args.device)
+    return train_uniform(args.shards, args.out, settings, eval_dir=args.eval, model=args.model, device=args.device,
+                         keep_checkpoints=bool(args.keep_checkpoints))

@@ -3,7 +3,7 @@
 Order. Every rank owns a fixed share of the shards (webdataset's ``split_by_node``), the same
 in every pass, so a sample is always read by the same rank and a rank's shard writer keeps each
 key once without asking the others. Each pass shuffles the rank's shards with ``(seed, pass)``
-and mixes samples in a seeded shuffle buffer (webdataset's ``_shuffle``). The stream is therefore a pure function of (shards, seed, pass),
+and mixes samples in a seeded shuffle buffer (``buffer_shuffle``). The stream is therefore a pure function of (shards, seed, pass),
 and a position in it is just (pass, super-batches handed out), which ``state_dict()`` saves.
 The n-th super-batch of the run holds ``batch_size(n)`` samples, so a run can read B while it
 selects and b after (``--select-until``) without losing its place in the stream.
@@ -28,7 +28,6 @@ from typing import Callable, Collection, Iterable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from webdataset.filters import _shuffle
 from webdataset.shardlists import split_by_node
 
 from jestfilter.data.layout import shard_stem
@@ -55,11 +54,28 @@ def pass_stream(
     """One pass's raw samples and rejections, in order (only the samples ``only`` names, if given)."""
     items = iter_samples(pass_shards(shards, seed, pass_index, shuffle_buffer > 1))
     if shuffle_buffer > 1:
-        rng = random.Random(f"{seed}/{pass_index}/samples")
-        items = _shuffle(items, bufsize=shuffle_buffer, initial=shuffle_buffer, rng=rng)
+        items = buffer_shuffle(items, shuffle_buffer, random.Random(f"{seed}/{pass_index}/samples"))
     if only is not None:
         items = (x for x in items if isinstance(x, Rejected) or (shard_stem(x.source_shard), x.key) in only)
     return items
+
+
+def buffer_shuffle(items: Iterable, size: int, rng: random.Random) -> Iterator:
+    """Hold ``size`` items; for each new one, hand out a random held item. Seeded by ``rng``,
+    so the order is a pure function of the input and the seed."""
+    held: list = []
+
+    def take() -> object:
+        i = rng.randrange(len(held))
+        held[i], held[-1] = held[-1], held[i]
+        return held.pop()
+
+    for item in items:
+        held.append(item)
+        if len(held) >= size:
+            yield take()
+    while held:
+        yield take()
 
 
 def group_super_batches(

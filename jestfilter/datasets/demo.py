@@ -33,10 +33,7 @@ from jestfilter.data.layout import brace_pattern, sample_key, shard_name, write_
 from jestfilter.datasets.captions import (CLASS_NAMES, CLASS_NOUNS, EVAL_TEMPLATES, RELATED_CLASSES, clean_caption,
                                           spam_caption, uninformative_caption)
 from jestfilter.datasets.fashion_mnist import find_fashion_mnist, load_fashion_mnist
-
-# Kinds of web sample; everything but "clean" is noise. Default weights of the noisy part:
-NOISE_KINDS = ["mismatched", "uninformative", "junk_image", "duplicate", "partial"]
-DEFAULT_MIX = {"mismatched": 0.35, "uninformative": 0.2, "junk_image": 0.15, "duplicate": 0.1, "partial": 0.2}
+from jestfilter.datasets.kinds import DEFAULT_MIX, NOISE_KINDS
 DUPLICATE_REPEATS = 50  # each duplicated sample appears about this many times
 JUNK_TYPES = ["noise", "blank", "scrambled"]
 TAR_MTIME = 946684800  # fixed member time (2000-01-01) so equal seeds give byte-identical tars

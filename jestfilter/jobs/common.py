@@ -1,25 +1,15 @@
-"""What several jobs need: a model from a flag, flags recorded as absolute paths, a learner's
-embeddings of a shard."""
+"""What several jobs need: flags recorded as absolute paths, a learner's embeddings of a shard."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import torch
-
 from jestfilter.embeddings import CachedEmbeddings, cache_path, embed_shard, load_embeddings
-from jestfilter.models import ModelBundle, create_model
+from jestfilter.models import ModelBundle
 from jestfilter.models.factory import LOCAL_DIR
 
 LEARNER_CACHE = "learner-embeddings"
-
-
-def load_model(spec: str, device: torch.device) -> ModelBundle:
-    """A model folder (with or without ``local-dir:``) or a model name (random weights)."""
-    if os.path.isdir(spec):
-        spec = f"{LOCAL_DIR}{spec}"
-    return create_model(spec, device=device)
 
 
 def absolute(path: str | None) -> str | None:

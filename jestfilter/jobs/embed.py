@@ -7,8 +7,9 @@ from typing import Sequence
 from jestfilter.data import expand_shards
 from jestfilter.distributed import resolve_device
 from jestfilter.embeddings import cache_path, embed_shard
-from jestfilter.jobs.common import absolute, load_model
+from jestfilter.jobs.common import absolute
 from jestfilter.jobs.runner import Placement, run_shards, unique_stems
+from jestfilter.models import create_model
 
 
 def run_embed(model: str, patterns: Sequence[str], out: str, placement: Placement, retries: int = 2,
@@ -17,7 +18,7 @@ def run_embed(model: str, patterns: Sequence[str], out: str, placement: Placemen
     if batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {batch_size}")
     shards = unique_stems(expand_shards(patterns))
-    bundle = load_model(model, resolve_device(device))
+    bundle = create_model(model, device=resolve_device(device))
 
     def work(shard: str) -> int:
         return embed_shard(bundle, shard, cache_path(out, shard), batch_size)

@@ -32,8 +32,6 @@ FAILURES_DIR = "failures"
 FAILURE_SCHEMA = {"shard": pl.String, "attempt": pl.Int32, "error": pl.String, "rank": pl.Int32,
                   "time": pl.Datetime("us", "UTC"), "final": pl.Boolean}
 
-PRECEDENCE_HELP = ("rank and world size: --rank/--world-size win, then torchrun's RANK/WORLD_SIZE, then "
-                   "SLURM (array index × tasks per array element + SLURM_PROCID); default 0 of 1")
 
 
 class Placement(NamedTuple):
@@ -46,7 +44,8 @@ class Placement(NamedTuple):
 
 def resolve_placement(rank: int | None = None, world_size: int | None = None,
                       environ: Mapping[str, str] | None = None) -> Placement:
-    """Rank and world size by the precedence in ``PRECEDENCE_HELP``; bad values raise UsageError."""
+    """Rank and world size: the flags win, then torchrun's RANK/WORLD_SIZE, then SLURM's variables,
+    else 0 of 1; bad values raise UsageError."""
     env = os.environ if environ is None else environ
     if (rank is None) != (world_size is None):
         raise UsageError("give --rank and --world-size together")

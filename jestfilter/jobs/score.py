@@ -15,9 +15,9 @@ from jestfilter.data.layout import shard_stem
 from jestfilter.distributed import resolve_device
 from jestfilter.embeddings import cached_shards, load_embeddings
 from jestfilter.errors import UsageError
-from jestfilter.jobs.common import absolute, learner_embeddings, load_model
+from jestfilter.jobs.common import absolute, learner_embeddings
 from jestfilter.jobs.runner import Placement, run_shards, unique_stems
-from jestfilter.models import ModelBundle
+from jestfilter.models import ModelBundle, create_model
 from jestfilter.scores import shard_scores
 
 SCORES_SUFFIX = ".scores.parquet"
@@ -43,7 +43,7 @@ def run_score(embeddings: str, out: str, placement: Placement, retries: int = 2,
     if learner and not patterns:
         raise UsageError("--learner needs --shards: the learner embeds the shards itself")
     shards = unique_stems(expand_shards(patterns) if patterns else cached_shards(embeddings))
-    bundle = load_model(learner, resolve_device(device)) if learner else None
+    bundle = create_model(learner, device=resolve_device(device)) if learner else None
 
     def work(shard: str) -> int:
         return score_shard(shard, embeddings, out, bundle, batch_size, seed)

@@ -20,10 +20,10 @@ from jestfilter.data.types import RawSample, Rejected, SuperBatch
 from jestfilter.distributed import resolve_device
 from jestfilter.embeddings import CachedEmbeddings, cached_shards, load_embeddings
 from jestfilter.errors import UsageError
-from jestfilter.jobs.common import absolute, learner_embeddings, load_model
+from jestfilter.jobs.common import absolute, learner_embeddings
 from jestfilter.jobs.output import ShardOutput, merge
 from jestfilter.jobs.runner import Placement, all_done, run_shards, unique_stems
-from jestfilter.models import ModelBundle
+from jestfilter.models import ModelBundle, create_model
 from jestfilter.scores import shard_seed
 from jestfilter.selection import Selector, SiglipOutputs
 from jestfilter.selection.criteria import criterion
@@ -118,7 +118,7 @@ def run_select(embeddings: str, patterns: Sequence[str], out: str, placement: Pl
         raise UsageError(f"--samples-per-shard must be positive, got {samples_per_shard}")
     cached_shards(embeddings)  # a missing or empty embedding folder fails here, before any work
     shards = unique_stems(expand_shards(patterns))
-    bundle = load_model(learner, resolve_device(device)) if learner else None
+    bundle = create_model(learner, device=resolve_device(device)) if learner else None
     keep = round(super_batch * (1 - filter_ratio))
     print(f"select: {method}, b={keep} of every super-batch of B={super_batch} within each shard")
 

@@ -11,19 +11,30 @@ from jestfilter.config import DEFAULT_MODEL, TrainSettings
 from jestfilter.data import atomic_write_json
 from jestfilter.distributed import barrier, init_distributed, resolve_device
 from jestfilter.eval import evaluate, load_eval_set
-from jestfilter.models import create_model, save_local_dir
+from jestfilter.models import create_model, model_spec, save_local_dir
 from jestfilter.train.loop import OnlineTrainer
+
+MODEL_DIR = "final"  # as bootstrap names its trained model
 
 
 def train_uniform(shards: Sequence[str], out: str | Path, settings: TrainSettings, eval_dir: str | None = None,
-                  model: str = DEFAULT_MODEL, device: str = "auto") -> int:
-    """Train ``model`` on ``shards`` into ``out/model`` with ``out/metrics.json``; resumes after a kill."""
+                  model: str = DEFAULT_MODEL, device: str = "auto", keep_checkpoints: bool = False) -> int:
+    """Train ``model`` on ``shards`` into ``out/final`` with ``out/metrics.json``; resumes after a
+    kill, and a finished run is not redone. A new model starts as bootstrap's learners do
+    (bias for the batch size); a model folder continues from its weights."""
     settings.validate()
     out = Path(out)
+    if (out / "metrics.json").exists() and (out / MODEL_DIR).is_dir():
+        print(f"{out} holds a finished run: nothing to do (model: {out / MODEL_DIR})")
+        return 0
     eval_set = load_eval_set(eval_dir) if eval_dir else None
     world, device = init_distributed(resolve_device(device))
     torch.manual_seed(settings.seed)
-    bundle = create_model(model, device=device)
+    spec = model_spec(model)
+    new = {} if spec.startswith("local-dir:") else {"bias_for_batch_size": settings.batch_size}
+    bundle = create_model(spec, device=device, **new)
+    if world.main:
+        print(settings.batch_summary(world.size))
     evaluator = (lambda b: evaluate(b, eval_set, device=device)) if eval_set is not None else None
     trainer = OnlineTrainer(bundle, shards, settings, checkpoint=out / "checkpoint.pt", evaluate=evaluator,
                             name="train", progress=world.main)
@@ -31,9 +42,11 @@ def train_uniform(shards: Sequence[str], out: str | Path, settings: TrainSetting
     barrier(world)
     if not world.main:
         return 0
-    save_local_dir(bundle, out / "model")
+    save_local_dir(bundle, out / MODEL_DIR)
     atomic_write_json(out / "metrics.json", metrics)
+    if not keep_checkpoints:
+        trainer.checkpoint.remove()
     if eval_set is not None:
         print(f"zero-shot top-1 {metrics['zeroshot_top1']:.3f}, retrieval R@1 {metrics['retrieval_r1']:.3f}")
-    print(f"model: {out / 'model'}")
+    print(f"model: {out / MODEL_DIR}")
     return 0

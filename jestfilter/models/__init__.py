@@ -6,6 +6,7 @@ from jestfilter.models.factory import (
     ModelBundle,
     create_model,
     logit_bias_for_batch,
+    model_spec,
     save_local_dir,
 )
 from jestfilter.models.flexi import FlopCounts, coarse_patch_size, encode_image, forward_flops, native_patch_size
@@ -26,6 +27,7 @@ __all__ = [
     "encode_text",
     "forward_flops",
     "logit_bias_for_batch",
+    "model_spec",
     "native_patch_size",
     "save_local_dir",
     "siglip_outputs",

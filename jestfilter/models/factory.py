@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -60,13 +60,14 @@ def create_model(
     bias_for_batch_size: int | None = None,
     **overrides: Any,
 ) -> ModelBundle:
-    """Build a randomly initialised SigLIP model by name, or load a ``local-dir:PATH`` folder.
+    """Build a randomly initialised SigLIP model by name, or load a model folder (``local-dir:PATH``
+    or a plain ``PATH``, as ``save_local_dir`` writes it).
 
     ``overrides`` go to ``open_clip.create_model`` (config keys such as ``init_logit_bias``,
     or its ``force_*`` options). ``bias_for_batch_size=n`` starts the bias at log(1/(n-1))
     instead of -10 (see ``logit_bias_for_batch``).
     """
-    name = name_or_local_dir
+    name = model_spec(name_or_local_dir)
     if name.startswith(LOCAL_DIR):
         if bias_for_batch_size is not None:
             raise ValueError("bias_for_batch_size initialises a new model; a local-dir model is loaded as saved")
@@ -93,6 +94,13 @@ def create_model(
     model.jest_model_cfg = _resolved_config(model_cfg, kwargs)
     tokenizer = open_clip.get_tokenizer(name)
     return ModelBundle(model, ImagePreprocess.of(model), tokenizer, name)
+
+
+def model_spec(name_or_folder: str) -> str:
+    """A folder, with or without ``local-dir:``, as ``local-dir:PATH``; a model name unchanged."""
+    if not name_or_folder.startswith(LOCAL_DIR) and os.path.isdir(name_or_folder):
+        return f"{LOCAL_DIR}{name_or_folder}"
+    return name_or_folder
 
 
 @contextlib.contextmanager
@@ -143,7 +151,8 @@ def save_local_dir(bundle_or_model: ModelBundle | torch.nn.Module, path: str | o
     path.parent.mkdir(parents=True, exist_ok=True)
     config = {"model_cfg": model_cfg, "preprocess_cfg": open_clip.get_model_preprocess_cfg(model)}
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    temp.mkdir()  # not tempfile.mkdtemp: its 0700 would hide the model from the user's group (umask applies here)
     try:
         (temp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         save_file(state, temp / WEIGHTS_FILE)

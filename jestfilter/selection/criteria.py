@@ -27,17 +27,19 @@ filter jobs) asks this table, so adding a criterion is adding one entry here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
+if TYPE_CHECKING:  # the table itself is plain Python, so the CLI can list it without loading torch
+    import torch
 
-from jestfilter.selection.losses import clip_score, neg_clip_loss
-from jestfilter.selection.outputs import SiglipOutputs
+    from jestfilter.selection.outputs import SiglipOutputs
 
 # Per-example scores every selection reports for each example's own pair (i, i), and the
 # columns the manifest and the offline score job store them in.
 SCORE_COLUMNS = ("learner_loss", "reference_loss", "learnability")
 DRAWS = ("joint", "super_batch", "own_pair")
+# How each chunk is drawn from its scores: softmax (Gumbel-top-k) or the top scores.
+SAMPLINGS = ("softmax", "greedy")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,19 @@ class Criterion:
     def random(self) -> bool:
         """Scores nothing: the batch is drawn uniformly at random (and nothing is read beyond b)."""
         return not (self.needs_learner or self.needs_reference)
+
+
+def clip_score(outputs: SiglipOutputs, generator: torch.Generator) -> torch.Tensor:
+    """``losses.clip_score``, imported on first use (as the next one)."""
+    from jestfilter.selection import losses
+
+    return losses.clip_score(outputs, generator)
+
+
+def neg_clip_loss(outputs: SiglipOutputs, generator: torch.Generator) -> torch.Tensor:
+    from jestfilter.selection import losses
+
+    return losses.neg_clip_loss(outputs, generator)
 
 
 CRITERIA: dict[str, Criterion] = {c.name: c for c in (

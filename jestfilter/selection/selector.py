@@ -9,11 +9,10 @@ import torch
 from torch import Tensor
 
 from jestfilter.selection.conditioning import LogSumExps, NoConditioning, PairLossSums
-from jestfilter.selection.criteria import criterion
+from jestfilter.selection.criteria import SAMPLINGS, criterion
 from jestfilter.selection.losses import own_pair_logits, own_pair_loss, sigmoid_pair_loss
 from jestfilter.selection.outputs import Selection, SiglipOutputs, as_siglip_outputs
 
-SAMPLINGS = ("softmax", "greedy")
 LOSSES = ("sigmoid", "softmax")
 
 

@@ -117,6 +117,11 @@ class RunCheckpoint:
             if old != self.part(step):
                 old.unlink()
 
+    def remove(self) -> None:
+        """Delete the checkpoint and every rank's part (call once, after the run's outputs are written)."""
+        for path in [self.path, *self.path.parent.glob(f"{self.path.stem}.rank-*.step-*{self.path.suffix}")]:
+            path.unlink(missing_ok=True)
+
     def load(self, device: torch.device) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """(shared, own), or None on a fresh start."""
         if not self.path.exists():
