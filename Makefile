@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 # any other version pulls several GB of CUDA wheels.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
+# faiss for `jestfilter dedup`: `make install FAISS=gpu` installs faiss-gpu-cu12 instead of faiss-cpu.
+FAISS ?= cpu
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: install test demo bench data clean
@@ -17,7 +19,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,$(FAISS)]'
 	touch $(STAMP)
 
 # Real demo/test images: Debian's dataset-fashion-mnist. apt-get runs only when you say yes

@@ -1,4 +1,4 @@
-"""Evaluation: zero-shot classification and image↔text retrieval (faiss) on an eval directory."""
+"""Evaluation: zero-shot classification and image↔text retrieval on an eval directory."""
 
 from jestfilter.eval.dataset import DEFAULT_TEMPLATES, EvalSet, load_eval_set
 from jestfilter.eval.evaluate import evaluate

@@ -5,7 +5,8 @@ Order. Samples are ordered by (shard in sorted order, key); a sample is a duplic
 *earlier* sample matches it, so the first occurrence of every group is kept and the result
 does not depend on ranks or timing. Its match is the earliest earlier sample it matches.
 
-Split. Every rank indexes all training image embeddings with faiss, then handles its own
+Split. Every rank indexes all training image embeddings with faiss (on its GPUs when faiss
+sees any, see ``jestfilter.jobs.neighbours``), then handles its own
 shards: the near matches of their samples, their eval matches and the sha256 of their image
 bytes go to ``<out>.parts/<shard>.dedup.parquet``. When every shard is done, one pass over the
 parts (polars, lazy) finds exact groups and writes the removal table.
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import faiss
 import numpy as np
 import polars as pl
 
@@ -31,6 +31,7 @@ from jestfilter.data.types import RawSample
 from jestfilter.embeddings import cached_shards, load_embeddings
 from jestfilter.errors import UsageError
 from jestfilter.jobs.common import absolute
+from jestfilter.jobs.neighbours import NeighbourIndex
 from jestfilter.jobs.runner import Placement, all_done, run_shards, unique_stems
 
 EXACT, NEAR, EVAL = "exact", "near", "eval"
@@ -40,7 +41,6 @@ PART_SCHEMA = {"key": pl.String, "shard": pl.String, "order": pl.Int64, "sha256"
                "eval_key": pl.String, "eval_shard": pl.String, "eval_similarity": pl.Float32}
 REMOVAL_SCHEMA = {"key": pl.String, "shard": pl.String, "reason": pl.String,
                   "matched_key": pl.String, "matched_shard": pl.String, "similarity": pl.Float32}
-IVF_ABOVE = 1_000_000  # vectors; below it an exact flat index is fast enough
 
 
 def parts_dir(out_file: str | os.PathLike) -> Path:
@@ -69,30 +69,8 @@ class EmbeddingSet:
             stems += [shard_stem(shard)] * len(order)
             blocks.append(cached.image[order])
         vectors = np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32)
-        faiss.normalize_L2(vectors)  # fp16 storage rounds the norms a little
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)  # fp16 storage rounds the norms a little
         return cls(keys, stems, vectors, starts)
-
-
-def build_index(vectors: np.ndarray, kind: str = "auto") -> faiss.Index:
-    """Inner-product index over ``vectors`` with ids 0..n-1: flat (exact), or IVF for large sets."""
-    n, dim = vectors.shape
-    if kind == "flat" or (kind == "auto" and n <= IVF_ABOVE):
-        index = faiss.IndexFlatIP(dim)
-    else:
-        lists = max(1, min(int(4 * np.sqrt(n)), n // 39))  # faiss wants ≥ 39 training points per list
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-        sample = vectors[np.random.default_rng(0).permutation(n)[: 256 * lists]]
-        index.train(sample)
-        index.nprobe = min(lists, 16)
-    index.add(vectors)
-    return index
-
-
-def matches(index: faiss.Index, queries: np.ndarray, threshold: float):
-    """Per query: (ids, similarities) of every indexed vector with cosine ≥ threshold."""
-    radius = float(np.nextafter(np.float32(threshold), np.float32(-np.inf)))  # faiss keeps sim > radius
-    lims, sims, ids = index.range_search(queries, radius)
-    return [(ids[lims[q]:lims[q + 1]], sims[lims[q]:lims[q + 1]]) for q in range(len(queries))]
 
 
 def image_hashes(shard: str) -> dict[str, str]:
@@ -101,14 +79,14 @@ def image_hashes(shard: str) -> dict[str, str]:
             for item in iter_samples([shard]) if isinstance(item, RawSample)}
 
 
-def dedup_shard(shard: str, order: int, train: EmbeddingSet, index: faiss.Index, threshold: float,
-                parts: Path, evals: EmbeddingSet | None = None, eval_index: faiss.Index | None = None,
+def dedup_shard(shard: str, order: int, train: EmbeddingSet, index: NeighbourIndex, threshold: float,
+                parts: Path, evals: EmbeddingSet | None = None, eval_index: NeighbourIndex | None = None,
                 hash_images: bool = False) -> int:
     """Write the part of one shard; returns its number of samples."""
     stem = shard_stem(shard)
     start, end = train.starts[stem]
     rows = {key: {"key": key, "shard": stem, "order": order} for key in train.keys[start:end]}
-    for offset, (ids, sims) in enumerate(matches(index, train.vectors[start:end], threshold)):
+    for offset, (ids, sims) in enumerate(index.within(train.vectors[start:end], threshold)):
         earlier = ids < start + offset
         if earlier.any():
             first = int(np.argmin(np.where(earlier, ids, np.iinfo(ids.dtype).max)))
@@ -116,7 +94,7 @@ def dedup_shard(shard: str, order: int, train: EmbeddingSet, index: faiss.Index,
             row.update(near_key=train.keys[ids[first]], near_shard=train.shards[ids[first]],
                        near_similarity=float(sims[first]))
     if evals is not None:
-        for offset, (ids, sims) in enumerate(matches(eval_index, train.vectors[start:end], threshold)):
+        for offset, (ids, sims) in enumerate(eval_index.within(train.vectors[start:end], threshold)):
             if len(ids):
                 best = int(np.argmax(sims))
                 rows[train.keys[start + offset]].update(eval_key=evals.keys[ids[best]],
@@ -164,11 +142,11 @@ def run_dedup(embeddings: str, out: str, placement: Placement, retries: int = 2,
         raise UsageError(f"--out names a .parquet file, got {out}")
     shards = unique_stems(expand_shards(patterns) if patterns else cached_shards(embeddings))
     train = EmbeddingSet.load(embeddings, shards)
-    index = build_index(train.vectors, index_kind)
+    index = NeighbourIndex(train.vectors, index_kind)
     evals = eval_index = None
     if eval_embeddings:
         evals = EmbeddingSet.load(eval_embeddings, cached_shards(eval_embeddings))
-        eval_index = build_index(evals.vectors, index_kind)
+        eval_index = NeighbourIndex(evals.vectors, index_kind)
     parts = parts_dir(out)
     order = {shard: i for i, shard in enumerate(shards)}
 
