@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 LOCAL_DIR = "local-dir:"  # open_clip's prefix of a model folder (a plain folder path works too)
 DEVICE_HELP = "auto (this rank's GPU if there is one, else cpu), cpu, cuda, cuda:1, ..."
 FILTERED_RULES = {  # which samples bootstrap's filtered/ holds (jestfilter.sinks.pool)
-    "top": "the (1−f) of the web samples read that were chosen most often (ties: by mean score)",
+    "top": "the (1−f) of the web samples read with the highest mean score over the passes (e.g. learnability)",
     "first-pass": "the samples chosen while the web data was read the first time",
     "all": "every sample chosen in any pass (several passes: far more than 1−f)",
 }

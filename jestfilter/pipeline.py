@@ -11,6 +11,7 @@ writes models, metrics and the report.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -20,19 +21,23 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 
+import polars as pl
 import torch
+from tqdm import tqdm
 
 from jestfilter.config import BootstrapConfig, TrainSettings
-from jestfilter.data import atomic_write_json, expand_shards, read_manifest
+from jestfilter.data import RawSample, atomic_write_json, expand_shards, iter_samples, read_manifest
 from jestfilter.distributed import barrier, broadcast_object, init_distributed, main_first, resolve_device
-from jestfilter.embeddings import EmbeddingCache, build_cache
+from jestfilter.embeddings import EmbeddingCache, build_cache, cache_path
 from jestfilter.eval import evaluate, load_eval_set
 from jestfilter.models import ModelBundle, create_model, forward_flops, save_local_dir
+from jestfilter.plan import Plan, Stage, Timing
 from jestfilter.report import write_report, write_rounds_report
-from jestfilter.results import costs, manifest_counts, round_summary, rounds_table, speedups, summary_table
+from jestfilter.results import (costs, filtered_counts, filtered_line, manifest_counts, round_summary, rounds_table,
+                                speedups, summary_table)
 from jestfilter.scores import pool_scores, top_fraction
 from jestfilter.selection.criteria import criterion
-from jestfilter.sinks import ExtremesTracker, FilteredOutput
+from jestfilter.sinks import ExtremesTracker, FilteredOutput, read_pool
 from jestfilter.train.loop import OnlineTrainer
 
 EXTREMES = "report-extremes.pt"
@@ -92,7 +97,46 @@ class Bootstrap:
 
     def trainer(self, bundle: ModelBundle, patterns, settings: TrainSettings, name: str, **parts) -> OnlineTrainer:
         return OnlineTrainer(bundle, patterns, settings, checkpoint=self.out / "checkpoints" / f"{name}.pt",
-                             evaluate=self.evaluator(), name=name, progress=self.progress, **parts)
+                             evaluate=self.evaluator(), name=name, progress=self.progress,
+                             on_evaluation=self.evaluation_line, **parts)
+
+    def evaluation_line(self, step: int, steps: int, metrics: dict) -> None:
+        tqdm.write(self.plan.eta_line(step, steps, metrics))
+
+    # 0. what will happen, and for how long (rank 0 prints it)
+    def make_plan(self) -> Plan:
+        cfg, s = self.cfg, self.cfg.train
+        timing = Timing.measure(self.new_model("learner"), self.web[0])
+        evaluations = lambda steps: steps // s.eval_every + 1 + (steps % s.eval_every > 0)  # noqa: E731
+        n_eval, done = len(self.eval_set), lambda name: (self.out / "runs" / f"{name}.json").exists()  # noqa: E731
+        if cfg.reference:
+            stages = [Stage("reference", f"reuse {cfg.reference}", timing.evaluations(1, n_eval), done("reference"))]
+        else:
+            what = f"{cfg.reference_steps} steps, b={s.batch_size}, on {len(self.curated)} curated shard(s)"
+            seconds = (timing.training(cfg.reference_steps, s.batch_size, s.batch_size, False, s.workers)
+                       + timing.evaluations(evaluations(cfg.reference_steps), n_eval))
+            stages = [Stage("reference", what, seconds, done("reference"))]
+        if any(criterion(m).needs_reference for m in cfg.methods):
+            todo = self.web
+            if done("reference"):
+                todo = [shard for shard in self.web if not cache_path(self.cache_folder(), shard).exists()]
+            per_shard = sum(isinstance(x, RawSample) for x in iter_samples(self.web[:1]))
+            stages.append(Stage("reference embeddings", f"embed {len(todo)} of {len(self.web)} web shard(s), "
+                                f"~{per_shard * len(todo):,} samples", per_shard * len(todo) *
+                                (timing.forward + timing.decode), not todo))
+        for method in cfg.methods:
+            settings = cfg.settings_for(method)  # an offline criterion trains uniformly on its kept part
+            chosen = criterion(settings.method)
+            b, big = settings.batch_size, settings.selector().super_batch
+            what = f"{settings.steps} steps, " + (f"b={b} chosen from B={big}" if not chosen.random else
+                                                  f"b={b} at random" if settings.method == method else
+                                                  f"b={b} at random from its top {1 - s.filter_ratio:.0%} of the web")
+            if method == s.method:
+                what += f"; writes filtered/ (rule {cfg.filtered_rule})"
+            seconds = (timing.training(settings.steps, big, b, chosen.needs_learner, s.workers)
+                       + timing.evaluations(evaluations(settings.steps), n_eval))
+            stages.append(Stage(method, what, seconds, done(method)))
+        return Plan(stages)
 
     # 1. the reference: trained on the curated shards (or reused), evaluated, saved
     def reference(self) -> tuple[ModelBundle, dict]:
@@ -113,6 +157,9 @@ class Bootstrap:
         return bundle, metrics
 
     # 2. reference embeddings of the web data, computed once per reference model
+    def cache_folder(self) -> Path:
+        return Path(self.cfg.reference_cache or self.out / "cache" / f"reference-{_fingerprint(self.out / 'reference')}")
+
     def reference_cache(self, reference: ModelBundle) -> tuple[EmbeddingCache | None, dict]:
         """The cache, and what embedding the web pool with the reference cost (``flops``,
         ``seconds``; both 0 when no method needs it). The cost is recorded when the cache is
@@ -120,8 +167,7 @@ class Bootstrap:
         record = self.out / "runs" / "reference_embedding.json"
         if not any(criterion(m).needs_reference for m in self.cfg.methods):
             return None, {"flops": 0.0, "seconds": 0.0}
-        world = self.world
-        folder = self.cfg.reference_cache or self.out / "cache" / f"reference-{_fingerprint(self.out / 'reference')}"
+        world, folder = self.world, self.cache_folder()
         # each rank embeds every world-th shard; after the barrier every rank's cache finds them all
         started = time.perf_counter()
         build_cache(reference, sorted(self.web)[world.rank::world.size], folder, progress=self.progress)
@@ -146,7 +192,9 @@ class Bootstrap:
             return json.loads(run_path.read_text())
         learner = self.new_model("learner")  # every method starts from the same initial learner
         main = method == cfg.train.method
-        sink = FilteredOutput(out / "filtered", cfg.samples_per_shard, world=world) if main else None
+        sink = FilteredOutput(out / "filtered", cfg.samples_per_shard, world=world, rule=cfg.filtered_rule,
+                              keep_fraction=1 - cfg.train.filter_ratio, criterion=method,
+                              seed=cfg.train.seed) if main else None
         offline = criterion(method).offline is not None
         kept = self.offline_keep(method, cache) if offline else None
         summary = self.trainer(learner, self.web, cfg.settings_for(method), method, reference=cache,
@@ -172,17 +220,45 @@ class Bootstrap:
 
     def run(self) -> dict:
         """Run (or resume) the whole job; returns the metrics also written to ``metrics.json``."""
+        cfg, out, main = self.cfg, self.out, self.world.main
+        if (out / "metrics.json").exists() and all((out / "runs" / f"{m}.json").exists() for m in cfg.methods):
+            if main:
+                print(f"{out} holds a finished run: nothing to do (report: {out / 'report' / 'report.md'})")
+            return json.loads((out / "metrics.json").read_text())
         started = time.perf_counter()
-        reference, reference_metrics = self.reference()
-        if self.world.main:
+        self.plan = self.make_plan() if main else Plan([])
+        if main:
+            print("\n".join([*self.plan.lines(f"bootstrap → {out}, on {self.device} × {self.world.size} rank(s):"),
+                             f"  {cfg.train.batch_summary(self.world.size)}"]), flush=True)
+        with self.stage("reference"):
+            reference, reference_metrics = self.reference()
+        if main:
             print(f"reference: zero-shot top-1 {reference_metrics['zeroshot_top1']:.3f}")
-        cache, embedding = self.reference_cache(reference)
+        with self.stage("reference embeddings"):
+            cache, embedding = self.reference_cache(reference)
         del reference
-        runs = {method: self.learner(method, cache) for method in self.cfg.methods}
-        if not self.world.main:
+        runs = {}
+        for method in cfg.methods:
+            with self.stage(method):
+                runs[method] = self.learner(method, cache)
+        if not main:
             return {}
         pool = cache.rows(self.web) if cache is not None else None
-        return self.report(reference_metrics, runs, embedding, pool, time.perf_counter() - started)
+        metrics = self.report(reference_metrics, runs, embedding, pool, time.perf_counter() - started)
+        if not cfg.keep_checkpoints:  # the run is complete: nothing to resume from any more
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+            (out / EXTREMES).unlink(missing_ok=True)
+        return metrics
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        """Time one stage of the plan (a stage the plan leaves out is not timed)."""
+        known = any(stage.name == name for stage in self.plan.stages)
+        if known:
+            self.plan.begin(name)
+        yield
+        if known:
+            self.plan.end()
 
     # 4. metrics, report, summary (rank 0)
     def report(self, reference_metrics: dict, runs: dict[str, dict], embedding: dict, pool: int | None,
@@ -193,19 +269,23 @@ class Bootstrap:
             run["web_passes"] = run["passes"] if run["passes"] is not None or not pool else run["rows_read"] / pool
         needs_reference = {m: criterion(m).needs_reference for m in runs}
         cost = costs(runs, reference_metrics, embedding, needs_reference)
+        truth = self.inputs.truth
+        filtered = filtered_counts(read_pool(out / "filtered"), cfg.filtered_rule,
+                                   pl.read_parquet(truth) if truth is not None else None)
         metrics = {
             "reference": {**reference_metrics, "web_passes": 0.0},  # trained on the curated data
             "final": runs[cfg.train.method],
             "compare": {m: r for m, r in runs.items() if m != cfg.train.method},
             "costs": cost,
             "speedup": speedups(runs, cost),
-            "data": manifest_counts(manifest),
+            "data": {**manifest_counts(manifest), "filtered": filtered},
             "config": asdict(cfg),
             "seconds": seconds,
         }
         atomic_write_json(out / "metrics.json", metrics)
-        page = write_report(out, metrics, runs, manifest, read_extremes(out), truth=self.inputs.truth)
+        page = write_report(out, metrics, runs, manifest, read_extremes(out), truth=truth)
         print(summary_table(runs, metrics["speedup"]))
+        print(filtered_line(filtered))
         print(f"report: {page}")
         return metrics
 

@@ -19,6 +19,37 @@ def manifest_counts(manifest: pl.DataFrame) -> dict:
             "unique_kept": manifest.filter(manifest["decision"] == "kept")["key"].n_unique()}
 
 
+def filtered_counts(pool: pl.DataFrame, rule: str, truth: pl.DataFrame | None = None) -> dict:
+    """What ``filtered/`` holds against the pool it was chosen from (``jestfilter.sinks.read_pool``):
+    the unique fraction written and, with the demo's ``web_truth.parquet``, each kind's share
+    of the web pool and of the written samples."""
+    written = pool.filter(pl.col("output_shard").is_not_null())
+    counts = {"rule": rule, "pool": pool.height, "written": written.height,
+              "fraction": written.height / max(1, pool.height)}
+    if truth is not None:
+        kinds = truth.select(pl.col("shard").alias("shard_name"), "key", "kind")
+
+        def share(frame: pl.DataFrame) -> dict[str, float]:
+            named = frame.with_columns(pl.col("source_shard").str.split("/").list.last().alias("shard_name"))
+            by_kind = named.join(kinds, on=["shard_name", "key"], how="left").group_by("kind").len()
+            return {row["kind"]: row["len"] / max(1, frame.height) for row in by_kind.iter_rows(named=True)}
+
+        pool_share, written_share = share(pool), share(written)
+        counts["by_kind"] = {kind: {"pool_share": pool_share[kind], "written_share": written_share.get(kind, 0.0)}
+                             for kind in sorted(pool_share, key=str)}
+    return counts
+
+
+def filtered_line(counts: dict) -> str:
+    """``filtered_counts`` in one line for the terminal."""
+    line = (f"filtered/: {counts['written']:,} of the {counts['pool']:,} web samples read "
+            f"({counts['fraction']:.1%}, rule {counts['rule']})")
+    if "by_kind" in counts:
+        line += "; by kind, written (pool): " + ", ".join(
+            f"{kind} {v['written_share']:.0%} ({v['pool_share']:.0%})" for kind, v in counts["by_kind"].items())
+    return line
+
+
 def reach(run: dict, target: float) -> dict[str, float] | None:
     """Examples, FLOPs and seconds at which ``run``'s zero-shot curve first reaches ``target``,
     interpolated linearly between the two evaluations around the crossing (None: never)."""

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -16,7 +17,9 @@ import pytest
 import torch
 
 from jestfilter.cli import main
+from jestfilter.data import RawSample, expand_shards, iter_samples
 from jestfilter.datasets.demo import build_demo_data
+from jestfilter.sinks import read_pool
 
 TINY = ["--steps", "12", "--reference-steps", "6", "--batch-size", "16", "--n-chunks", "4",
         "--eval-every", "6", "--checkpoint-every", "3", "--samples-per-shard", "50", "--workers", "0",
@@ -48,9 +51,33 @@ def kept_keys(out: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def finished_run(demo, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    result = run_cli(*bootstrap_args(demo, out, "--compare", "uniform"))
+    result = run_cli(*bootstrap_args(demo, out, "--compare", "uniform"), preexec_fn=lambda: os.umask(0o022))
     assert result.returncode == 0, result.stderr[-2000:]
     return out, result
+
+
+def pool_of(out: Path) -> pl.DataFrame:
+    """Per web sample the run read unrejected: passes read, passes chosen (from the manifest)."""
+    manifest = pl.read_parquet(out / "filtered" / "manifest.parquet")
+    return (manifest.filter(pl.col("decision") != "rejected").group_by("source_shard", "key")
+            .agg(pl.len().alias("passes"), (pl.col("decision") == "kept").sum().alias("chosen"),
+                 pl.col("learnability").mean().alias("learnability"),
+                 pl.col("pass").filter(pl.col("decision") == "kept").min().alias("first_chosen_pass")))
+
+
+def written_samples(out: Path) -> dict[str, dict[str, bytes]]:
+    """key → members of every sample in the filtered shards."""
+    samples: dict[str, dict[str, bytes]] = {}
+    for shard in sorted((out / "filtered").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                key, ext = member.name.rsplit(".", 1)
+                samples.setdefault(key, {})[ext] = tar.extractfile(member).read()
+    return samples
+
+
+def source_samples(demo) -> dict[str, dict[str, bytes]]:
+    return {item.key: item.members for item in iter_samples(expand_shards(demo.web)) if isinstance(item, RawSample)}
 
 
 def test_outputs_exist_and_load_with_their_own_tools(finished_run, demo):
@@ -104,11 +131,83 @@ def test_manifest_covers_every_scored_sample_once_per_pass(finished_run):
     assert ((scored["learner_loss"] - scored["reference_loss"] - scored["learnability"]).abs() < 1e-3).all()
 
 
-def test_filtered_shards_hold_the_kept_samples_and_open_clip_train_reads_them(finished_run):
+def test_filtered_holds_the_top_share_of_the_pool_by_mean_learnability_byte_for_byte(finished_run, demo):
+    """Default rule `top`: filtered/ is (1 − f) of the web samples read, not every sample chosen in some pass."""
+    out, result = finished_run
+    pool = pool_of(out)
+    assert pool["passes"].max() > 1  # several passes over the web data, so the rule matters
+    written = written_samples(out)
+    assert len(written) == round(0.2 * pool.height)  # --filter-ratio 0.8 keeps 20 % of the pool
+    assert len(written) < len(kept_keys(out))  # every sample chosen in any pass would be more
+    chosen = pool.filter(pl.col("key").is_in(list(written)))
+    others = pool.filter(~pl.col("key").is_in(list(written)))
+    assert chosen["learnability"].min() >= others["learnability"].max() - 1e-4  # the best mean learnability
+    sources = source_samples(demo)
+    assert all(written[key] == sources[key] for key in written)  # bytes as read
+    sizes = json.loads((out / "filtered" / "sizes.json").read_text())
+    assert sum(sizes.values()) == len(written) and (out / "filtered" / "_SUCCESS").exists()
+    table = read_pool(out / "filtered")  # the pool table says where each sample went
+    assert set(table.filter(pl.col("output_shard").is_not_null())["key"]) == set(written)
+    data = json.loads((out / "metrics.json").read_text())["data"]["filtered"]
+    assert (data["rule"], data["pool"], data["written"]) == ("top", pool.height, len(written))
+    assert f"filtered/: {len(written):,} of the {pool.height:,} web samples read" in result.stdout
+
+
+@pytest.mark.parametrize("rule", ["first-pass", "all"])
+def test_other_filtered_rules_write_the_samples_chosen_in_the_first_or_any_pass(rule, demo, shared_reference,
+                                                                                 tmp_path):
+    out = tmp_path / rule
+    assert main(bootstrap_args(demo, out, "--filtered-rule", rule, "--compare", "none", "--reference",
+                               shared_reference)) == 0
+    pool = pool_of(out)
+    expected = pool.filter(pl.col("first_chosen_pass") == 0) if rule == "first-pass" else pool.filter(
+        pl.col("chosen") > 0)
+    written = written_samples(out)
+    assert set(written) == set(expected["key"])
+    assert all(written[key] == members for key, members in source_samples(demo).items() if key in written)
+    if rule == "first-pass":  # each full super-batch of the first pass kept b = 16 of B = 80
+        assert len(written) / pool.height == pytest.approx(0.2, abs=0.03)
+    data = json.loads((out / "metrics.json").read_text())["data"]["filtered"]
+    assert data["written"] == len(written) and data["fraction"] == pytest.approx(len(written) / pool.height)
+
+
+def test_outputs_are_readable_by_group_and_others_under_umask_022(finished_run):
+    out, _ = finished_run
+    for path in [out / "reference", out / "final", out / "filtered", out / "report", *(out / "final").iterdir(),
+                 *(out / "reference").iterdir(), out / "metrics.json", *(out / "filtered").glob("*.tar")]:
+        mode = path.stat().st_mode
+        assert mode & 0o044 == 0o044, f"{path} is {oct(mode)}"
+        if path.is_dir():
+            assert mode & 0o011 == 0o011, f"{path} is {oct(mode)}"
+
+
+def test_checkpoints_are_removed_after_a_successful_run_unless_asked_to_keep_them(finished_run, demo,
+                                                                                  shared_reference, tmp_path):
+    out, _ = finished_run
+    assert not (out / "checkpoints").exists() and not (out / "report-extremes.pt").exists()
+    assert (out / "report" / "extremes.png").exists()
+    kept = tmp_path / "kept"
+    assert main(bootstrap_args(demo, kept, "--compare", "none", "--reference", shared_reference, "--steps", "3",
+                               "--keep-checkpoints")) == 0
+    assert (kept / "checkpoints" / "learnability.pt").exists() and (kept / "report-extremes.pt").exists()
+
+
+def test_start_shows_the_plan_batch_sizes_and_a_line_per_evaluation(finished_run):
+    _, result = finished_run
+    out = result.stdout
+    for stage in ("reference", "reference embeddings", "learnability", "uniform"):
+        assert f". {stage} " in out
+    assert "estimated time:" in out
+    assert "b=16 trained on per step over 1 rank(s), 16 per rank (open_clip_train --batch-size 16)" in out
+    assert "B=80" in out
+    # evaluations at steps 0, 6 and 12 of each learner (and 0, 6 of the reference), each with the time left
+    assert out.count("[learnability] step ") == 3 and out.count("[uniform] step ") == 3
+    assert "[learnability] step 12/12: zero-shot" in out and "left in the run" in out
+
+
+def test_filtered_shards_are_read_by_open_clip_train(finished_run):
     out, _ = finished_run
     sizes = json.loads((out / "filtered" / "sizes.json").read_text())
-    assert sum(sizes.values()) == len(kept_keys(out))
-    assert (out / "filtered" / "_SUCCESS").exists()
     from argparse import Namespace
 
     from open_clip_train.data import get_wds_dataset
@@ -148,6 +247,7 @@ def test_killed_run_resumes_to_the_same_kept_samples(demo, tmp_path, finished_ru
     result = run_cli(*bootstrap_args(demo, out))
     assert result.returncode == 0, result.stderr[-2000:]
     assert kept_keys(out) == kept_keys(reference_out)
+    assert written_samples(out) == written_samples(reference_out)
     a = json.loads((out / "metrics.json").read_text())["final"]
     b = json.loads((reference_out / "metrics.json").read_text())["final"]
     assert a["curve"] == b["curve"]

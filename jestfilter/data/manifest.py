@@ -136,6 +136,11 @@ class Manifest:
         self._rows = {name: [] for name in self.schema}
         self._fresh = False
 
+    def own_rows(self) -> pl.LazyFrame:
+        """Every row this writer has written to its parts (call after ``flush``), read lazily."""
+        parts = sorted(self.path.glob(f"{self.part_prefix}-*.parquet"))
+        return pl.scan_parquet(parts) if parts else pl.LazyFrame(schema=self.schema)
+
     def _refuse_old_parts(self) -> None:
         if any(self.path.glob(f"{self.part_prefix}-*.parquet")):
             raise ValueError(f"{self.path} already holds a manifest: use a new folder or resume "

@@ -156,6 +156,7 @@ def save_local_dir(bundle_or_model: ModelBundle | torch.nn.Module, path: str | o
     try:
         (temp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         save_file(state, temp / WEIGHTS_FILE)
+        os.chmod(temp / WEIGHTS_FILE, 0o666 & ~_umask())  # safetensors creates it 0600
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
@@ -167,3 +168,10 @@ def save_local_dir(bundle_or_model: ModelBundle | torch.nn.Module, path: str | o
         shutil.rmtree(temp, ignore_errors=True)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

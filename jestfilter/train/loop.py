@@ -46,21 +46,23 @@ class OnlineTrainer:
 
     ``reference``: the cached reference embeddings (criteria that score with the reference
     need them); ``sink``: where each step's selection goes (e.g. ``FilteredOutput``);
-    ``evaluate(bundle) -> metrics`` runs every ``eval_every`` steps (on rank 0); ``only``: the
+    ``evaluate(bundle) -> metrics`` runs every ``eval_every`` steps (on rank 0), then
+    ``on_evaluation(step, steps, metrics)`` (rank 0; e.g. to print a line); ``only``: the
     (shard name, key) of the samples to train on (an offline filter's kept set), else all.
     """
 
     def __init__(self, bundle: ModelBundle, patterns: str | Sequence[str], settings: TrainSettings, *,
                  checkpoint: str | Path, evaluate: Evaluate | None = None, reference: EmbeddingCache | None = None,
                  sink: Sink | None = None, name: str = "train", progress: bool = True,
-                 only: Collection[tuple[str, str]] | None = None):
+                 only: Collection[tuple[str, str]] | None = None,
+                 on_evaluation: Callable[[int, int, dict], None] | None = None):
         self.world = current_world()
         self.selector = settings.selector(ranks=self.world.size)
         if self.selector.criterion.needs_reference and reference is None:
             raise ValueError(f"method {settings.method} needs reference embeddings")
         self.bundle, self.model, self.settings, self.name, self.progress = bundle, bundle.model, settings, name, progress
         self.device = self.model.logit_scale.device
-        self.evaluate, self.reference, self.sink = evaluate, reference, sink
+        self.evaluate, self.reference, self.sink, self.on_evaluation = evaluate, reference, sink, on_evaluation
         self.plan = StepPlan(settings.batch_size, settings.filter_ratio, settings.select_steps,
                              settings.filter_ratio_end, self.world.size, not self.selector.criterion.random)
         self._selectors = {self.plan.super_batch(0): self.selector} if settings.filter_ratio_end is None else {}
@@ -248,6 +250,8 @@ class OnlineTrainer:
         metrics = broadcast_object(self.world, self.evaluate(self.bundle) if self.world.main else None)
         self.history.add_evaluation(metrics["zeroshot_top1"])
         self.last_metrics = metrics
+        if self.on_evaluation is not None and self.world.main:
+            self.on_evaluation(self.history.step, self.settings.steps, metrics)
         return metrics
 
     def summary(self) -> dict:

@@ -1,0 +1,136 @@
+"""A run's stages at a glance: what each will do, and how long the rest should take.
+
+At start every stage's time is estimated from a timed forward and training pass of the model
+on this device and a timed decode of a few input samples (``Timing.measure``). At every
+evaluation the time left is re-estimated: the stage in progress from its own pace, the stages
+after it from their estimate scaled by how the run's measured time has compared with it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from jestfilter.data.loader import decode
+from jestfilter.data.shards import iter_samples
+from jestfilter.data.types import RawSample
+from jestfilter.models import ModelBundle, embed
+
+EVAL_COST = 1.5  # forward passes per eval sample: its image, its caption, a share of the class prompts
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per example of a no-grad forward, a training pass and decoding an input sample."""
+
+    forward: float
+    train: float
+    decode: float
+
+    @classmethod
+    def measure(cls, bundle: ModelBundle, shard: str, batch: int = 32) -> "Timing":
+        """Time ``batch`` samples of ``shard`` through decoding, a forward and a forward+backward."""
+        samples = [s for s, _ in zip((x for x in iter_samples([shard]) if isinstance(x, RawSample)), range(batch))]
+        if not samples:
+            return cls(0.0, 0.0, 0.0)
+        started = time.perf_counter()
+        images, texts, decoded, _ = decode(samples, [], bundle.preprocess, bundle.tokenizer)
+        seconds_decode = (time.perf_counter() - started) / len(samples)
+        if not decoded:
+            return cls(0.0, 0.0, seconds_decode)
+        model, device = bundle.model, bundle.model.logit_scale.device
+        images, texts = images.to(device), texts.to(device)
+        was_training = model.training
+        with torch.no_grad():
+            embed(model, images, texts)  # warm-up
+            started = time.perf_counter()
+            embed(model, images, texts)
+            seconds_forward = (time.perf_counter() - started) / len(decoded)
+        started = time.perf_counter()
+        image, text, *_ = embed(model, images, texts)
+        (image.sum() + text.sum()).backward()
+        seconds_train = (time.perf_counter() - started) / len(decoded)
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+        return cls(seconds_forward, seconds_train, seconds_decode)
+
+    def training(self, steps: int, read: int, trained: int, scored: bool, workers: int) -> float:
+        """Seconds of ``steps`` steps that each read ``read`` samples and train on ``trained``."""
+        per_step = trained * self.train + (read * self.forward if scored else 0.0) + read * self.decode / max(1, workers)
+        return steps * per_step
+
+    def evaluations(self, count: int, eval_samples: int) -> float:
+        return count * eval_samples * EVAL_COST * self.forward
+
+
+@dataclass
+class Stage:
+    name: str
+    what: str
+    seconds: float  # estimated at start
+    done: bool = False  # finished by an earlier run of the same command
+
+
+class Plan:
+    """The stages in order; ``begin``/``end`` each, ``eta_line`` at every evaluation."""
+
+    def __init__(self, stages: list[Stage]):
+        self.stages = stages
+        self.current: Stage | None = None
+        self._began = 0.0
+        self._first_step: int | None = None
+        self.measured = 0.0  # seconds of the stages finished in this process
+        self.estimated = 0.0  # what they were estimated to take
+
+    def lines(self, title: str) -> list[str]:
+        width = max(len(stage.name) for stage in self.stages)
+        lines = [title]
+        for number, stage in enumerate(self.stages, 1):
+            when = "done" if stage.done else f"~{duration(stage.seconds)}"
+            lines.append(f"  {number}. {stage.name:<{width}}  {stage.what}  [{when}]")
+        lines.append(f"  estimated time: {duration(self.left())} (from a timed step on this machine; refined at "
+                     "every evaluation)")
+        return lines
+
+    def begin(self, name: str) -> None:
+        self.current = next(stage for stage in self.stages if stage.name == name)
+        self._began, self._first_step = time.perf_counter(), None
+
+    def end(self) -> None:
+        if self.current is not None:
+            self.measured += time.perf_counter() - self._began
+            self.estimated += self.current.seconds
+            self.current.done, self.current = True, None
+
+    def left(self, step: int = 0, steps: int = 1) -> float:
+        """Seconds left of the whole run, ``step`` of ``steps`` into the current stage."""
+        later = [s for s in self.stages if not s.done and s is not self.current]
+        pace = self.measured / self.estimated if self.estimated > 0 else 1.0
+        here = 0.0
+        if self.current is not None:
+            if self._first_step is None:
+                self._first_step = step
+            done, elapsed = step - self._first_step, time.perf_counter() - self._began
+            if done > 0:
+                here = elapsed / done * (steps - step)
+                pace = (self.measured + elapsed) / max(1e-9, self.estimated + self.current.seconds * done / steps)
+            else:
+                here = pace * self.current.seconds * (steps - step) / steps
+        return here + pace * sum(s.seconds for s in later)
+
+    def eta_line(self, step: int, steps: int, metrics: dict) -> str:
+        name = self.current.name if self.current is not None else "run"
+        return (f"[{name}] step {step}/{steps}: zero-shot {metrics['zeroshot_top1']:.3f}, R@1 "
+                f"{metrics['retrieval_r1']:.3f}; about {duration(self.left(step, steps))} left in the run")
+
+
+def duration(seconds: float) -> str:
+    """``75`` → ``1m15s``; ``4000`` → ``1h07m``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -1,0 +1,68 @@
+"""Which samples the filtered shards hold, by rule, read from the manifest of a run.
+
+An online run reads the web data many times (a pass every B/|pool| steps) and chooses b of every
+super-batch of B, so "chosen" is a per-pass event. The pool is every sample the run read
+unrejected; the rules (``jestfilter.config.FILTERED_RULES``) turn the passes into one set:
+
+* ``top``: the (1−f)·|pool| samples of highest mean score: the criterion's own-pair score (e.g.
+  learnability) averaged over every pass that scored the sample, chosen or not. Ties, and
+  criteria that score nothing (``uniform``), go by the share of passes that chose the sample,
+  then by a seeded draw. (On the demo, the mean score gave a cleaner set than the share of passes
+  chosen: 76 % clean pairs against 70 %, and 40 % in the web data; docs/benchmarks.md.)
+* ``first-pass``: the samples chosen while the run read the pool for the first time;
+* ``all``: every sample chosen in any pass.
+
+``pool_table`` is one row per sample of the pool with these counts; ``choose_top`` ranks it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from jestfilter.data.manifest import DROPPED, KEPT
+from jestfilter.selection.criteria import Criterion
+
+POOL = "pool.parquet"  # the pool table's folder inside the filtered folder, one part per rank
+POOL_SCHEMA = {"source_shard": pl.String, "key": pl.String, "passes": pl.Int32, "chosen": pl.Int32,
+               "chosen_share": pl.Float64, "score": pl.Float64, "output_shard": pl.String}
+
+
+def pool_table(rows: pl.LazyFrame, criterion: Criterion) -> pl.DataFrame:
+    """One row per (source_shard, key) read unrejected: passes read, passes chosen, their share,
+    the mean of the criterion's own-pair score (null where it scores nothing) and the filtered
+    shard that already holds it (written online), sorted by (source_shard, key). The rows are
+    the manifest's (a LazyFrame: many passes over a large pool need not fit in memory)."""
+    terms = [weight * pl.col(column) for weight, column in ((criterion.learner_weight, "learner_loss"),
+                                                             (criterion.reference_weight, "reference_loss"))
+             if weight]
+    score = pl.sum_horizontal(terms) if terms else pl.lit(None, pl.Float64)
+    read = rows.lazy().filter(pl.col("decision").is_in([KEPT, DROPPED]))
+    return (read.with_columns(score.cast(pl.Float64).alias("score"))
+            .group_by("source_shard", "key")
+            .agg(pl.len().cast(pl.Int32).alias("passes"),
+                 (pl.col("decision") == KEPT).sum().cast(pl.Int32).alias("chosen"),
+                 pl.col("score").mean().alias("score"),
+                 pl.col("output_shard").drop_nulls().first().alias("output_shard"))
+            .with_columns((pl.col("chosen") / pl.col("passes")).alias("chosen_share"))
+            .select(list(POOL_SCHEMA)).cast(POOL_SCHEMA)  # type: ignore[arg-type]
+            .sort("source_shard", "key")
+            .collect(engine="streaming"))  # a manifest can be far larger than memory
+
+
+def choose_top(pool: pl.DataFrame, keep_fraction: float, seed: int) -> pl.DataFrame:
+    """The round(keep_fraction · |pool|) samples of ``pool_table`` of highest mean score (null
+    last), ties broken by the share of passes that chose them, then by a seeded random order."""
+    tiebreak = np.random.default_rng(seed).permutation(pool.height)
+    ranked = pool.with_columns(pl.Series("tiebreak", tiebreak)).sort(
+        "score", "chosen_share", "tiebreak", descending=[True, True, False], nulls_last=True)
+    return ranked.head(round(keep_fraction * pool.height)).drop("tiebreak")
+
+
+def read_pool(folder: str | os.PathLike) -> pl.DataFrame:
+    """Every rank's pool table of a filtered folder (empty, with the schema, when there is none)."""
+    parts = sorted((Path(folder) / POOL).glob("*.parquet"))
+    return pl.read_parquet(parts) if parts else pl.DataFrame(schema=POOL_SCHEMA)
