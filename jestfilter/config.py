@@ -160,8 +160,8 @@ class BootstrapConfig:
     samples_per_shard: int = option(SAMPLES_PER_SHARD, "samples per filtered shard")
     device: str = option("auto", DEVICE_HELP)
     progress: bool = option(True, "hide progress bars", flag="--no-progress")
-    keep_checkpoints: bool = option(False, "keep the checkpoints after a successful run (deleted by default; "
-                                           "an unfinished run keeps them to resume from)")
+    keep_checkpoints: bool = option(False, "keep the checkpoints after a successful run (an unfinished run "
+                                           "always keeps them, to resume from)")
     train: TrainSettings = field(default_factory=TrainSettings)
 
     def validate(self) -> None:

@@ -46,7 +46,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     """``auto``: this process's GPU (torchrun's LOCAL_RANK, else SLURM_LOCALID) if there is one,
     else the CPU; any other name as torch reads it (``cpu``, ``cuda``, ``cuda:1``, ...)."""
     if name != "auto":
-        return torch.device(name)
+        try:
+            return torch.device(name)
+        except RuntimeError:
+            raise ValueError(f"--device: not a device torch knows: {name!r} (auto, cpu, cuda, cuda:1, ...)") from None
     if not torch.cuda.is_available():
         return torch.device("cpu")
     local = int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", 0)))

@@ -154,3 +154,16 @@ def test_workers_report_the_seconds_spent_reading_decoding_and_tokenising(web_sh
     assert all(set(b.timings) == {"read", "decode", "tokenise"} for b in batches)
     assert loader.timings["decode"] == pytest.approx(sum(b.timings["decode"] for b in batches))
     assert loader.state_dict()["timings"] == dict(loader.timings)
+
+
+def test_buffer_shuffle_is_a_seeded_permutation_that_mixes_beyond_the_buffer():
+    import random
+
+    from jestfilter.data.loader import buffer_shuffle
+
+    items = list(range(100))
+    once = list(buffer_shuffle(iter(items), 10, random.Random("s")))
+    assert sorted(once) == items and once != items
+    assert once == list(buffer_shuffle(iter(items), 10, random.Random("s")))
+    assert once != list(buffer_shuffle(iter(items), 10, random.Random("t")))
+    assert max(once[:10]) < 20  # a buffer of 10 holds only the first items at the start

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from tqdm import tqdm
 
 from jestfilter.config import DEFAULT_MODEL, TrainSettings
 from jestfilter.data import atomic_write_json
@@ -37,7 +38,7 @@ def train_uniform(shards: Sequence[str], out: str | Path, settings: TrainSetting
         print(settings.batch_summary(world.size))
     evaluator = (lambda b: evaluate(b, eval_set, device=device)) if eval_set is not None else None
     trainer = OnlineTrainer(bundle, shards, settings, checkpoint=out / "checkpoint.pt", evaluate=evaluator,
-                            name="train", progress=world.main)
+                            name="train", progress=world.main, on_evaluation=print_evaluation)
     metrics = trainer.run()
     barrier(world)
     if not world.main:
@@ -50,3 +51,8 @@ def train_uniform(shards: Sequence[str], out: str | Path, settings: TrainSetting
         print(f"zero-shot top-1 {metrics['zeroshot_top1']:.3f}, retrieval R@1 {metrics['retrieval_r1']:.3f}")
     print(f"model: {out / MODEL_DIR}")
     return 0
+
+
+def print_evaluation(step: int, steps: int, metrics: dict) -> None:
+    tqdm.write(f"[train] step {step}/{steps}: zero-shot {metrics['zeroshot_top1']:.3f}, "
+               f"R@1 {metrics['retrieval_r1']:.3f}")
