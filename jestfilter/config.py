@@ -45,8 +45,9 @@ class TrainSettings:
     """One training run. ``batch_size`` is b, the examples trained on per step over all ranks."""
 
     steps: int = option(600, "training steps")
-    batch_size: int = option(64, "b: examples trained on per step over all ranks (under torchrun each of N "
-                                 "ranks reads B/N and trains on b/N)")
+    batch_size: int = option(64, "b: examples trained on per step over all ranks: under torchrun each of N "
+                                 "ranks reads B/N and trains on b/N (open_clip_train's --batch-size is per GPU, "
+                                 "i.e. b/N)")
     method: str = option("learnability", "selection criterion", choices=ONLINE)
     filter_ratio: float = option(0.8, "f: share of each super-batch of B = b/(1−f) dropped")
     n_chunks: int = option(16, "chunks of the joint sampler")

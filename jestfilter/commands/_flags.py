@@ -33,12 +33,15 @@ def add_flags(parser, cls: type, only: tuple[str, ...] | None = None, skip: tupl
         default = field.default_factory() if field.default is dataclasses.MISSING else field.default
         name = "--" + field.name.replace("_", "-")
         shown = ",".join(default) if isinstance(default, list) else default
-        help_text = f"{meta.pop('help')} (default: {'none' if shown in (None, '') else shown})"
-        if kind is bool:
+        help_text = meta.pop("help")
+        if kind is bool:  # a switch: off unless given (the CLI says so)
             flag = meta.pop("flag", name)
             action = "store_false" if flag.startswith("--no-") else "store_true"
-            parser.add_argument(flag, dest=field.name, action=action, default=None, help=help_text.split(" (default")[0])
-        elif kind is list:
+            parser.add_argument(flag, dest=field.name, action=action, default=None, help=help_text)
+            continue
+        if "default" not in help_text:  # a help text may say what its default means instead
+            help_text += f" (default: {'none' if shown in (None, '') else shown})"
+        if kind is list:
             parser.add_argument(name, default=None, help=help_text, **meta)
         else:
             if "choices" not in meta:
