@@ -158,7 +158,8 @@ class Bootstrap:
 
     # 2. reference embeddings of the web data, computed once per reference model
     def cache_folder(self) -> Path:
-        return Path(self.cfg.reference_cache or self.out / "cache" / f"reference-{_fingerprint(self.out / 'reference')}")
+        own = self.out / "cache" / f"reference-{_fingerprint(self.out / 'reference')}"
+        return Path(self.cfg.reference_cache or own)
 
     def reference_cache(self, reference: ModelBundle) -> tuple[EmbeddingCache | None, dict]:
         """The cache, and what embedding the web pool with the reference cost (``flops``,

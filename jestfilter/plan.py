@@ -58,7 +58,8 @@ class Timing:
 
     def training(self, steps: int, read: int, trained: int, scored: bool, workers: int) -> float:
         """Seconds of ``steps`` steps that each read ``read`` samples and train on ``trained``."""
-        per_step = trained * self.train + (read * self.forward if scored else 0.0) + read * self.decode / max(1, workers)
+        scoring = read * self.forward if scored else 0.0
+        per_step = trained * self.train + scoring + read * self.decode / max(1, workers)
         return steps * per_step
 
     def evaluations(self, count: int, eval_samples: int) -> float:

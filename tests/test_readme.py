@@ -16,6 +16,7 @@ SMALL = {  # appended to each command (a flag given twice: argparse keeps the la
     "bootstrap": ["--steps", "4", "--reference-steps", "4", "--batch-size", "16", "--n-chunks", "4", "--eval-every",
                   "4", "--workers", "0", "--no-progress", "--compare", "none", "--samples-per-shard", "50"],
     "train": ["--steps", "4", "--batch-size", "16", "--eval-every", "4", "--workers", "0"],
+    "select": ["--super-batch", "20", "--n-chunks", "4"],  # 25 samples a shard here
 }
 SKIP = {"ingest"}  # downloads from the internet
 
@@ -39,7 +40,7 @@ def readme_commands() -> list[list[str]]:
 
 def test_the_readme_shows_the_commands_users_need():
     names = {words[0] for words in readme_commands()}
-    assert {"demo-data", "bootstrap", "train", "evaluate", "inspect", "embed", "dedup", "score", "filter",
+    assert {"demo-data", "bootstrap", "train", "evaluate", "inspect", "embed", "dedup", "score", "filter", "select",
             "info", "--help"} <= names
 
 

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data (all three, or none for the Fashion-MNIST demo)")
     add_flags(data, BootstrapConfig, only=("curated", "web", "eval"))
     add_flags(parser, BootstrapConfig, skip=("curated", "web", "eval"))
-    parser.add_argument("--config", metavar="FILE", help="JSON or TOML file of these options; flags win (default: none)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="JSON or TOML file of these options; flags win (default: none)")
     add_flags(parser.add_argument_group("selection and training of the learner"), TrainSettings)
 
 

@@ -14,8 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", nargs="+", metavar="PATTERN",
                         help="the shards themselves, for exact duplicates (sha256 of the image bytes; "
                         "default: none, near duplicates only)")
-    parser.add_argument("--eval-embeddings", metavar="DIR", help="an embed job's output on the eval shards (default: none, no "
-                        "eval look-alikes)")
+    parser.add_argument("--eval-embeddings", metavar="DIR",
+                        help="an embed job's output on the eval shards (default: none, no eval look-alikes)")
     parser.add_argument("--out", required=True, metavar="FILE.parquet",
                         help="removal table (key, shard, reason, matched_key, matched_shard, similarity)")
     parser.add_argument("--threshold", type=float, default=0.95, metavar="X",

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"score column: {', '.join(SCORE_COLUMNS + OFFLINE_SCORES)}")
     parser.add_argument("--lower-is-better", action="store_true",
                         help="keep low scores (e.g. --column reference_loss)")
-    parser.add_argument("--remove", metavar="DEDUP_PARQUET", help="drop the samples a dedup table lists (default: none)")
+    parser.add_argument("--remove", metavar="DEDUP_PARQUET",
+                        help="drop the samples a dedup table lists (default: none)")
     parser.add_argument("--samples-per-shard", type=int, default=SAMPLES_PER_SHARD, metavar="N",
                         help="most samples per output shard")
     parser.add_argument("--merge", action="store_true",

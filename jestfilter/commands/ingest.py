@@ -20,10 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=16, metavar="N", help="threads per process")
     parser.add_argument("--url-col", default="url", metavar="NAME", help="column holding the url")
     parser.add_argument("--caption-col", default="caption", metavar="NAME", help="column holding the caption")
-    parser.add_argument("--input-format", metavar="FORMAT", help="img2dataset input format (default: from the file suffix)")
+    parser.add_argument("--input-format", metavar="FORMAT",
+                        help="img2dataset input format (default: from the file suffix)")
     parser.add_argument("--i2d", action="append", default=[], metavar="KEY=VALUE",
                         help="any other img2dataset.download option, repeatable, e.g. --i2d retries=2 "
-                             "--i2d resize_mode=center_crop (values read as Python literals; default: none)")  # fmt: skip
+                             "--i2d resize_mode=center_crop (values read as Python literals; "
+                             "default: none)")
 
 
 def run(args: argparse.Namespace) -> int:

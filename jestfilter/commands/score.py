@@ -14,8 +14,9 @@ HELP = ("score cached embeddings per example (reference loss, clip_score, neg_cl
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embeddings", required=True, metavar="DIR",
                         help="reference embeddings: an embed job's output folder")
-    parser.add_argument("--learner", metavar="DIR", help="learner model folder (DIR or local-dir:DIR); needs --shards (default: "
-                        "none, reference loss only)")
+    parser.add_argument("--learner", metavar="DIR",
+                        help="learner model folder (DIR or local-dir:DIR); needs --shards (default: none, "
+                             "reference scores only)")
     parser.add_argument("--shards", nargs="+", metavar="PATTERN",
                         help="input shards (default: every shard in --embeddings)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (<shard>.scores.parquet)")

@@ -3,7 +3,8 @@
 Order. Every rank owns a fixed share of the shards (webdataset's ``split_by_node``), the same
 in every pass, so a sample is always read by the same rank and a rank's shard writer keeps each
 key once without asking the others. Each pass shuffles the rank's shards with ``(seed, pass)``
-and mixes samples in a seeded shuffle buffer (``buffer_shuffle``). The stream is therefore a pure function of (shards, seed, pass),
+and mixes samples in a seeded shuffle buffer (``buffer_shuffle``). The stream is therefore a
+pure function of (shards, seed, pass),
 and a position in it is just (pass, super-batches handed out), which ``state_dict()`` saves.
 The n-th super-batch of the run holds ``batch_size(n)`` samples, so a run can read B while it
 selects and b after (``--select-until``) without losing its place in the stream.

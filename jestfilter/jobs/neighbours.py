@@ -60,7 +60,8 @@ class NeighbourIndex:
         if search is None:
             return self._range(queries, threshold)
         sims, ids = search.search(queries, self.k)
-        found = [(row_ids[row_sims >= threshold], row_sims[row_sims >= threshold]) for row_ids, row_sims in zip(ids, sims)]
+        found = [(row_ids[row_sims >= threshold], row_sims[row_sims >= threshold])
+                 for row_ids, row_sims in zip(ids, sims)]
         full = [q for q, (row_ids, _) in enumerate(found) if len(row_ids) == self.k]  # maybe more than k
         for q, answer in zip(full, self._range(queries[full], threshold) if full else []):
             found[q] = answer

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-if TYPE_CHECKING:  # the table itself is plain Python, so the CLI can list it without loading torch
+if TYPE_CHECKING:
     import torch
 
     from jestfilter.selection.outputs import SiglipOutputs
@@ -73,17 +73,16 @@ class Criterion:
         return not (self.needs_learner or self.needs_reference)
 
 
-def clip_score(outputs: SiglipOutputs, generator: torch.Generator) -> torch.Tensor:
-    """``losses.clip_score``, imported on first use (as the next one)."""
-    from jestfilter.selection import losses
+def _from_losses(name: str) -> Callable[..., torch.Tensor]:
+    """``jestfilter.selection.losses.<name>``, imported when first called: the table itself stays
+    plain Python, so the CLI can list it without loading torch."""
+    def score(*args, **kwargs) -> torch.Tensor:
+        from jestfilter.selection import losses
 
-    return losses.clip_score(outputs, generator)
+        return getattr(losses, name)(*args, **kwargs)
 
-
-def neg_clip_loss(outputs: SiglipOutputs, generator: torch.Generator) -> torch.Tensor:
-    from jestfilter.selection import losses
-
-    return losses.neg_clip_loss(outputs, generator)
+    score.__name__ = score.__qualname__ = name
+    return score
 
 
 CRITERIA: dict[str, Criterion] = {c.name: c for c in (
@@ -97,10 +96,11 @@ CRITERIA: dict[str, Criterion] = {c.name: c for c in (
                                                         "filtering inside each super-batch)"),
     Criterion("uniform", 0.0, 0.0, "own_pair", "uniformly at random"),
     Criterion("clip_score", 0.0, 0.0, "own_pair", "the reference's image-text cosine similarity, top of the whole "
-                                                  "pool (DataComp's CLIP-score filter)", offline=clip_score),
+                                                  "pool (DataComp's CLIP-score filter)",
+              offline=_from_losses("clip_score")),
     Criterion("neg_clip_loss", 0.0, 0.0, "own_pair", "CLIP score minus the reference's contrastive normaliser over "
                                                      "random batches, top of the whole pool (negCLIPLoss, arXiv "
-                                                     "2405.19547)", offline=neg_clip_loss),
+                                                     "2405.19547)", offline=_from_losses("neg_clip_loss")),
 )}
 # The criteria that choose inside super-batches (the Selector's methods), and the offline ones,
 # whose names are also the score job's extra columns.

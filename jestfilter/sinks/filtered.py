@@ -65,7 +65,8 @@ class FilteredOutput:
             raise ValueError(f"unknown rule {rule!r}: choose one of {', '.join(FILTERED_RULES)}")
         if rule == "top" and not (keep_fraction is not None and 0 < keep_fraction <= 1):
             raise ValueError(f"rule 'top' needs a keep fraction in (0, 1], got {keep_fraction}")
-        self.folder, self.world, self.rule, self.keep_fraction, self.seed = Path(folder), world, rule, keep_fraction, seed
+        self.folder, self.world, self.rule = Path(folder), world, rule
+        self.keep_fraction, self.seed = keep_fraction, seed
         self.criterion = CRITERIA[criterion]
         if world.size > 1:
             prefix, part_prefix = f"{prefix}-r{world.rank:03d}", f"rank-{world.rank:05d}-{part_prefix}"
@@ -128,7 +129,7 @@ class FilteredOutput:
         """Write the top of ``pool`` from its source shards, byte-for-byte; the pool with each
         sample's output shard."""
         chosen = choose_top(pool, self.keep_fraction, self.seed)
-        wanted = {(row["source_shard"], row["key"]) for row in chosen.select("source_shard", "key").iter_rows(named=True)}
+        wanted = set(chosen.select("source_shard", "key").iter_rows())
         written: dict[tuple[str, str], str] = {}
         for shard in sorted({shard for shard, _ in wanted}):
             for item in iter_samples([shard]):
@@ -140,8 +141,8 @@ class FilteredOutput:
             print(f"warning: {len(missing)} chosen sample(s) are no longer readable in their source shards (e.g. "
                   f"{missing[0][1]!r} of {missing[0][0]}); pool.parquet lists them with no output shard",
                   file=sys.stderr)
-        shard_of = pl.DataFrame([(s, k, o) for (s, k), o in written.items()],
-                                schema={"source_shard": pl.String, "key": pl.String, "written": pl.String}, orient="row")
+        shard_of = pl.DataFrame([(s, k, o) for (s, k), o in written.items()], orient="row",
+                                schema={"source_shard": pl.String, "key": pl.String, "written": pl.String})
         return (pool.join(shard_of, on=["source_shard", "key"], how="left")
                 .with_columns(pl.col("written").alias("output_shard")).drop("written"))
 
