@@ -193,15 +193,17 @@ def test_checkpoints_are_removed_after_a_successful_run_unless_asked_to_keep_the
 
 
 def test_start_shows_the_plan_batch_sizes_and_a_line_per_evaluation(finished_run):
-    _, result = finished_run
+    run, result = finished_run
     out = result.stdout
     for stage in ("reference", "reference embeddings", "learnability", "uniform"):
         assert f". {stage} " in out
     assert "estimated time:" in out
     assert "b=16 trained on per step over 1 rank(s), 16 per rank (open_clip_train --batch-size 16)" in out
     assert "B=80" in out
-    # evaluations at steps 0, 6 and 12 of each learner (and 0, 6 of the reference), each with the time left
-    assert out.count("[learnability] step ") == 3 and out.count("[uniform] step ") == 3
+    # a line for every evaluation of the curves, each with the time left in the run
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert out.count("[learnability] step ") == len(metrics["final"]["curve"]) > 2
+    assert out.count("[uniform] step ") == len(metrics["compare"]["uniform"]["curve"])
     assert "[learnability] step 12/12: zero-shot" in out and "left in the run" in out
 
 
