@@ -77,7 +77,6 @@ def test_each_rank_writes_the_top_share_of_the_samples_it_read_into_its_own_shar
     assert len(in_shards) == len(set(in_shards))  # no key twice, within or across ranks
     sizes = json.loads((filtered / "sizes.json").read_text())
     assert sizes == {p.name: len(tar_keys(p)) for p in shards}
-    assert set(in_shards) <= set(kept_keys(out))
     for rank in (0, 1):  # each rank: 20 % (1 − f) of the samples it read, of the best mean learnability
         rows = pl.read_parquet(filtered / "manifest.parquet" / f"rank-0000{rank}-part-*.parquet")
         pool = rows.filter(pl.col("decision") != "rejected").group_by("key").agg(pl.col("learnability").mean())

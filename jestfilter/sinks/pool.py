@@ -17,6 +17,8 @@ unrejected; the rules (``jestfilter.config.FILTERED_RULES``) turn the passes int
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 from pathlib import Path
 
@@ -39,7 +41,7 @@ def pool_table(rows: pl.LazyFrame, criterion: Criterion) -> pl.DataFrame:
     terms = [weight * pl.col(column) for weight, column in ((criterion.learner_weight, "learner_loss"),
                                                              (criterion.reference_weight, "reference_loss"))
              if weight]
-    score = pl.sum_horizontal(terms) if terms else pl.lit(None, pl.Float64)
+    score = functools.reduce(operator.add, terms) if terms else pl.lit(None, pl.Float64)  # null stays null
     read = rows.lazy().filter(pl.col("decision").is_in([KEPT, DROPPED]))
     return (read.with_columns(score.cast(pl.Float64).alias("score"))
             .group_by("source_shard", "key")

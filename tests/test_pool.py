@@ -1,0 +1,44 @@
+"""Which samples `filtered/` holds after many passes: the pool table and the `top` rule, on
+manifest rows as the sink writes them."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from jestfilter.data.manifest import SCHEMA
+from jestfilter.selection.criteria import CRITERIA, SCORE_COLUMNS
+from jestfilter.sinks.pool import choose_top, pool_table
+
+
+def rows(*entries) -> pl.LazyFrame:
+    """(key, pass, decision, reason, learner_loss, reference_loss) → manifest rows of shard s.tar."""
+    schema = {**SCHEMA, **{name: pl.Float32 for name in SCORE_COLUMNS}}
+    data = [{"key": key, "source_shard": "s.tar", "pass": p, "step": p, "decision": decision, "reason": reason,
+             "learner_loss": learner, "reference_loss": reference,
+             "learnability": None if learner is None else learner - reference}
+            for key, p, decision, reason, learner, reference in entries]
+    return pl.DataFrame(data, schema=schema).lazy()
+
+
+MANIFEST = rows(
+    ("a", 0, "kept", None, 5.0, 1.0), ("a", 1, "dropped", None, 3.0, 1.0),  # learnability 4, 2
+    ("b", 0, "dropped", None, 4.0, 1.0), ("b", 1, "dropped", "short_super_batch", None, None),  # 3, unscored
+    ("c", 0, "kept", None, 2.0, 1.0), ("c", 1, "kept", None, 2.0, 1.0),  # 1, 1: chosen in every pass
+    ("d", 0, "rejected", "corrupt_image", None, None),  # not in the pool
+)
+
+
+def test_pool_counts_passes_and_choices_and_averages_only_the_passes_that_scored():
+    pool = {row["key"]: row for row in pool_table(MANIFEST, CRITERIA["learnability"]).iter_rows(named=True)}
+    assert set(pool) == {"a", "b", "c"}
+    assert (pool["a"]["passes"], pool["a"]["chosen"], pool["a"]["score"]) == (2, 1, 3.0)
+    assert (pool["b"]["passes"], pool["b"]["chosen"], pool["b"]["score"]) == (2, 0, 3.0)  # the unscored pass is no 0
+    assert pool["c"]["chosen_share"] == 1.0 and pool["c"]["score"] == 1.0
+
+
+@pytest.mark.parametrize("method, expected", [("learnability", {"a", "b"}), ("easy_reference", {"c", "a"})])
+def test_top_keeps_the_best_mean_score_of_the_criterion_then_the_most_often_chosen(method, expected):
+    top = choose_top(pool_table(MANIFEST, CRITERIA[method]), keep_fraction=0.67, seed=0)
+    # easy_reference: all three score −1; c is chosen in every pass, a in half, b never
+    assert set(top["key"]) == expected
