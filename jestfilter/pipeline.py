@@ -133,7 +133,9 @@ class Bootstrap:
                                                   f"b={b} at random from its top {1 - s.filter_ratio:.0%} of the web")
             if method == s.method:
                 what += f"; writes filtered/ (rule {cfg.filtered_rule})"
-            seconds = (timing.training(settings.steps, big, b, chosen.needs_learner, s.workers)
+            selecting = settings.select_steps if not chosen.random else 0  # then plain batches of b
+            seconds = (timing.training(selecting, big, b, chosen.needs_learner, s.workers)
+                       + timing.training(settings.steps - selecting, b, b, False, s.workers)
                        + timing.evaluations(evaluations(settings.steps), n_eval))
             stages.append(Stage(method, what, seconds, done(method)))
         return Plan(stages)

@@ -23,7 +23,8 @@ EVAL_COST = 1.5  # forward passes per eval sample: its image, its caption, a sha
 
 @dataclass(frozen=True)
 class Timing:
-    """Seconds per example of a no-grad forward, a training pass and decoding an input sample."""
+    """Seconds per example of a no-grad forward, a training pass and reading an input sample
+    (decoding, tokenising and preprocessing it)."""
 
     forward: float
     train: float
@@ -36,12 +37,13 @@ class Timing:
         if not samples:
             return cls(0.0, 0.0, 0.0)
         started = time.perf_counter()
-        images, texts, decoded, _ = decode(samples, [], bundle.preprocess, bundle.tokenizer)
+        pixels, texts, decoded, _ = decode(samples, [], bundle.tokenizer)
+        model, device = bundle.model, bundle.model.logit_scale.device
+        images = bundle.preprocess.to_model(pixels, device) if decoded else None
         seconds_decode = (time.perf_counter() - started) / len(samples)
         if not decoded:
             return cls(0.0, 0.0, seconds_decode)
-        model, device = bundle.model, bundle.model.logit_scale.device
-        images, texts = images.to(device), texts.to(device)
+        texts = texts.to(device)
         was_training = model.training
         with torch.no_grad():
             embed(model, images, texts)  # warm-up
@@ -56,10 +58,11 @@ class Timing:
         model.train(was_training)
         return cls(seconds_forward, seconds_train, seconds_decode)
 
-    def training(self, steps: int, read: int, trained: int, scored: bool, workers: int) -> float:
-        """Seconds of ``steps`` steps that each read ``read`` samples and train on ``trained``."""
+    def training(self, steps: int, read: int, trained: int, scored: bool, workers: int | None) -> float:
+        """Seconds of ``steps`` steps that each read ``read`` samples and train on ``trained``
+        (``workers`` decoding in parallel; None: as many as the machine gives, counted as one)."""
         scoring = read * self.forward if scored else 0.0
-        per_step = trained * self.train + scoring + read * self.decode / max(1, workers)
+        per_step = trained * self.train + scoring + read * self.decode / max(1, workers or 1)
         return steps * per_step
 
     def evaluations(self, count: int, eval_samples: int) -> float:

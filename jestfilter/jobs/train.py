@@ -30,7 +30,7 @@ def train_uniform(shards: Sequence[str], out: str | Path, settings: TrainSetting
         return 0
     eval_set = load_eval_set(eval_dir) if eval_dir else None
     world, device = init_distributed(resolve_device(device))
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(settings.model_seed("learner"))  # bootstrap's learners start from this too
     spec = model_spec(model)
     new = {} if spec.startswith("local-dir:") else {"bias_for_batch_size": settings.batch_size}
     bundle = create_model(spec, device=device, **new)
