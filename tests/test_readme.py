@@ -17,6 +17,7 @@ SMALL = {  # appended to each command (a flag given twice: argparse keeps the la
                   "4", "--workers", "0", "--no-progress", "--compare", "none", "--samples-per-shard", "50"],
     "train": ["--steps", "4", "--batch-size", "16", "--eval-every", "4", "--workers", "0"],
     "select": ["--super-batch", "20", "--n-chunks", "4"],  # 25 samples a shard here
+    "dedup": ["--threshold", "0.9999"],  # a 4-step reference finds every image alike at 0.95
 }
 SKIP = {"ingest"}  # downloads from the internet
 
