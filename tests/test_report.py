@@ -49,7 +49,9 @@ def test_the_report_says_in_plain_words_whether_it_helped_and_what_it_cost(tmp_p
     cost = costs(runs, reference, {"flops": 1e9, "seconds": 4.0},
                  {"learnability": True, "uniform": False, "easy_reference": True})
     metrics = {"final": runs["learnability"], "reference": reference, "costs": cost, "speedup": speedups(runs, cost),
-               "seconds": 300.0, "config": {"train": {"seed": 3}}, "data": {"unique_kept": 40}}
+               "seconds": 300.0, "config": {"train": {"seed": 3}},
+               "data": {"unique_kept": 40, "filtered": {"rule": "top", "pool": 200, "written": 40, "fraction": 0.2,
+                                                        "by_kind": {"clean": {"pool_share": 0.4, "written_share": 0.75}}}}}
     steps = list(range(10)) * 4
     manifest = pl.DataFrame({"key": [f"k{i}" for i in range(40)], "step": steps,
                              "decision": (["kept"] * 10 + ["dropped"] * 30), "reason": [None] * 40,
@@ -63,5 +65,7 @@ def test_the_report_says_in_plain_words_whether_it_helped_and_what_it_cost(tmp_p
     assert "| **learnability: total** (with the reference where it uses it) | 1.5e+10 | 74 |" in page
     assert "| **uniform: total** (with the reference where it uses it) | 3e+09 | 10 |" in page
     assert "sample-passes" in page and "40 distinct samples" in page
+    assert "`filtered/` holds 40 of the 200 web samples read (20.0%), chosen by the rule `top`" in page
+    assert "| clean | 40.0% | 75.0% |" in page
     for png in ("curves.png", "scores.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000 and png in page

@@ -101,6 +101,14 @@ def web_data(manifest: pl.DataFrame, data: dict, truth: pl.DataFrame | None) -> 
     parts += [f"| {row['decision']} | {row['len']:,} |" for row in counts.iter_rows(named=True)]
     if "unique_kept" in data:
         parts += ["", f"{data['unique_kept']:,} distinct samples were trained on at least once."]
+    filtered = data.get("filtered")
+    if filtered:
+        parts += ["", f"`filtered/` holds {filtered['written']:,} of the {filtered['pool']:,} web samples read "
+                  f"({filtered['fraction']:.1%}), chosen by the rule `{filtered['rule']}` (`--filtered-rule`)."]
+        if "by_kind" in filtered:
+            parts += ["", "| kind | share of the web samples read | share of `filtered/` |", "|---|---|---|"]
+            parts += [f"| {kind} | {v['pool_share']:.1%} | {v['written_share']:.1%} |"
+                      for kind, v in filtered["by_kind"].items()]
     reasons = manifest.filter(pl.col("reason").is_not_null()).group_by("decision", "reason").len()
     if reasons.height:
         parts += ["", "| decision | reason | sample-passes |", "|---|---|---|"]

@@ -67,7 +67,8 @@ def plot_score_histograms(manifest: pl.DataFrame, path: Path) -> Path | None:
             axis.set_title(f"{SCORES[column]}, {phase} ({steps})", fontsize=9)
             axis.set_xlabel("own-pair score (nats)")
             axis.set_ylabel("sample-passes")
-            axis.legend(fontsize=8)
+            if axis.get_legend_handles_labels()[0]:
+                axis.legend(fontsize=8)
     return _save(fig, path)
 
 
