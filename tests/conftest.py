@@ -173,17 +173,17 @@ def write_damaged_shards(folder: Path) -> DamagedShards:
     write_members(folder / "damaged-000000.tar", members)
 
     # damaged-000001.tar: cut in the middle of the 4th sample's image. The sample being read
-    # when the tar broke (the 3rd: its last member was read, but nothing says it was its
-    # last) is rejected; the two before it come through.
+    # when the tar broke (the 4th) is rejected; the three before it come through (the 4th's
+    # intact header says the 3rd had ended).
     whole = [sample(i) for i in range(30, 36)]
     write_members(folder / "full.tmp", [(f"{s['__key__']}.{e}", d) for s in whole for e, d in sorted(members_of(s).items())])
     data = (folder / "full.tmp").read_bytes()
     (folder / "full.tmp").unlink()
     cut = data.index(whole[3]["jpg"]) + 100
     (folder / "damaged-000001.tar").write_bytes(data[:cut])
-    for s in whole[:2]:
+    for s in whole[:3]:
         good[s["__key__"]] = members_of(s)
-    expected[("damaged-000001.tar", whole[2]["__key__"])] = "truncated_tar"
+    expected[("damaged-000001.tar", whole[3]["__key__"])] = "truncated_tar"
     expected[("damaged-000001.tar", "")] = "truncated_tar"
 
     (folder / "damaged-000002.tar").write_bytes(b"")  # zero bytes
@@ -218,3 +218,11 @@ def tokenizer():
     import open_clip
 
     return open_clip.SimpleTokenizer(context_length=16)
+
+
+@pytest.fixture(scope="session")
+def hostile(tmp_path_factory):
+    """The hostile shards of ``tests/hostile_shards.py`` (read-only)."""
+    from hostile_shards import build_hostile_shards
+
+    return build_hostile_shards(tmp_path_factory.mktemp("hostile"))

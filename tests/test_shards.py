@@ -1,11 +1,18 @@
 """Reading img2dataset-style shards: patterns, key grouping, and every kind of damage."""
 
+import bz2
+import gzip
+import lzma
+import os
+import threading
+import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import webdataset as wds
 
-from jestfilter.data import RawSample, Rejected, expand_shards, iter_samples
+from jestfilter.data import FilteredShardWriter, RawSample, Rejected, expand_shards, iter_samples
 from jestfilter.data.shards import iter_shard
 
 
@@ -96,3 +103,112 @@ def test_a_tar_cut_where_tarfile_sees_a_clean_end_is_still_reported(web_shards, 
     assert [i.key for i in items if isinstance(i, RawSample)] == ["000000000", "s0", "img.v0.2"]
     assert [(i.key, i.reason) for i in items if isinstance(i, Rejected)] == [
         ("long-0-" + "x" * 40, "truncated_tar"), ("", "truncated_tar")]
+
+
+# --- hostile input (issue 11) ----------------------------------------------------------------
+
+def accounted(items) -> Counter:
+    """(shard file name, key, reason or None) of everything read, with how often each came."""
+    return Counter((Path(i.source_shard).name, i.key, getattr(i, "reason", None)) for i in items)
+
+
+def test_every_sample_of_the_hostile_shards_is_accounted_once_with_its_reason(hostile):
+    from hostile_shards import DECODE_REASONS
+
+    expected = Counter((s, k, None if r in DECODE_REASONS else r) for s, k, r in hostile.records)
+    assert accounted(run_with_deadline(lambda: list(iter_samples(expand_shards(hostile.pattern))))) == expected
+
+
+@pytest.mark.parametrize("name", ["..jpg", ".hidden.jpg", "../up.jpg", "/abs.jpg", "noext"])
+def test_a_name_the_writer_would_refuse_is_rejected_at_read_time_and_reading_goes_on(tmp_path, name):
+    from conftest import write_members
+
+    write_members(tmp_path / "a.tar", [(name, b"\xff\xd8\xff"), ("ok.jpg", b"\xff\xd8\xff"), ("ok.txt", b"x")])
+    items = list(iter_samples([str(tmp_path / "a.tar")]))
+    assert [type(i).__name__ for i in items] == ["Rejected", "RawSample"]
+    assert items[0].reason == "unsafe_member_name"
+    FilteredShardWriter(tmp_path / "out").write(items[1])  # what is read, the writer takes
+
+
+def run_with_deadline(function, seconds: float = 20):
+    """``function()`` in a daemon thread; the test fails (instead of hanging) when it blocks."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(function()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "blocked"
+    return result[0]
+
+
+def test_a_fifo_or_device_named_like_a_shard_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "fifo.tar")
+    (tmp_path / "zero.tar").symlink_to("/dev/zero")
+    items = run_with_deadline(lambda: list(iter_samples(expand_shards(tmp_path))))
+    assert [(Path(i.source_shard).name, i.reason) for i in items] == [("fifo.tar", "not_a_file"),
+                                                                     ("zero.tar", "not_a_file")]
+
+
+def test_a_gzip_bomb_is_skipped_in_bounded_memory(hostile):
+    bomb = hostile.folder / "hostile-000008.tar"  # 80 MiB of zeros in one member, 84 KB on disk
+    tracemalloc.start()
+    items = list(iter_samples([str(bomb)]))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert [(i.key, getattr(i, "reason", None)) for i in items] == [
+        ("000800000", None), ("000800001", "member_too_large"), ("000800002", None)]
+    assert peak < 8 << 20
+
+
+def test_the_sample_size_cap_is_set_by_the_environment(web_shards, monkeypatch):
+    sizes = {key: sum(map(len, members.values())) for key, members in web_shards.samples.items()}
+    cap = sorted(sizes.values())[len(sizes) // 2]
+    monkeypatch.setenv("JESTFILTER_MAX_SAMPLE_BYTES", str(cap))
+    items = list(iter_samples([str(web_shards.paths[0])]))
+    assert {i.key for i in items if getattr(i, "reason", None) == "member_too_large"} == {
+        i.key for i in items if sizes[i.key] > cap} != set()
+    monkeypatch.setenv("JESTFILTER_MAX_SAMPLE_BYTES", "-1")
+    with pytest.raises(ValueError, match="JESTFILTER_MAX_SAMPLE_BYTES"):
+        list(iter_samples([str(web_shards.paths[0])]))
+
+
+def test_an_image_announcing_too_many_pixels_is_never_decoded(hostile, web_shards, preprocess, tokenizer,
+                                                              monkeypatch):
+    from hostile_shards import png_header_only
+    from jestfilter.data.images import BadImage, open_image
+    from jestfilter.data.loader import decode
+
+    with pytest.raises(BadImage) as error:
+        open_image(png_header_only(13_000, 13_000))  # 169 million pixels: 500 MB decoded
+    assert error.value.reason == "image_too_large"
+    samples = [s for s in iter_samples([str(web_shards.paths[0])])][:4]
+    monkeypatch.setenv("JESTFILTER_MAX_IMAGE_PIXELS", str(27 * 27))  # the shard's images are 28²
+    _, _, kept, rejected = decode(samples, [], preprocess, tokenizer)
+    assert kept == [] and {r.reason for r in rejected} == {"image_too_large"}
+
+
+@pytest.mark.parametrize("compress", ["gzip", "bz2", "xz", None])
+def test_garbage_after_a_complete_tar_keeps_every_sample(web_shards, tmp_path, compress):
+    data = web_shards.paths[0].read_bytes()
+    if compress:
+        data = {"gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[compress](data)
+    (tmp_path / "g.tar").write_bytes(data + os.urandom(512))
+    items = list(iter_samples([str(tmp_path / "g.tar")]))
+    assert [i.key for i in items if isinstance(i, RawSample)] == [i.key for i in iter_samples([str(web_shards.paths[0])])]
+    noted = [] if compress in ("bz2", "xz") else [("", "trailing_garbage")]  # those decompressors ignore it
+    assert [(i.key, i.reason) for i in items if isinstance(i, Rejected)] == noted
+
+
+def test_a_compressed_tar_cut_inside_a_member_keeps_the_samples_before(web_shards, tmp_path):
+    data = web_shards.paths[0].read_bytes()
+    (tmp_path / "c.tar").write_bytes(gzip.compress(data[: data.index(b"000000004.jpg") + 700]))
+    items = list(iter_samples([str(tmp_path / "c.tar")]))
+    assert [i.key for i in items if isinstance(i, RawSample)] == ["000000000", "s0", "img.v0.2", "long-0-" + "x" * 40]
+    assert [(i.key, i.reason) for i in items if isinstance(i, Rejected)] == [
+        ("000000004", "truncated_tar"), ("", "truncated_tar")]
+
+
+def test_links_devices_and_folders_inside_a_tar_reject_their_sample(hostile):
+    items = list(iter_shard(str(hostile.folder / "hostile-000000.tar")))
+    reasons = {i.key: i.reason for i in items if isinstance(i, Rejected)}
+    assert reasons["000000005"] == "special_member"  # a sample made only of symlinks is still recorded
+    assert reasons["000000006"] == reasons["000000007"] == reasons["000000008"] == "special_member"

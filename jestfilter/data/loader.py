@@ -31,9 +31,10 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.shardlists import split_by_node
 
+from jestfilter.data.images import check_size, image_reason
 from jestfilter.data.layout import shard_stem
 from jestfilter.data.pixels import decode_image, stack_pixels
-from jestfilter.data.shards import CORRUPT_IMAGE, caption_of, expand_shards, image_member, iter_samples
+from jestfilter.data.shards import caption_of, expand_shards, image_member, iter_samples
 from jestfilter.data.tokens import CachedTokenizer, Tokenizer
 from jestfilter.data.types import RawSample, Rejected, SuperBatch
 
@@ -123,10 +124,12 @@ def decode(
     images, kept, rejected = [], [], list(rejected)
     for sample in samples:
         try:
-            images.append(decode_image(sample.members[image_member(sample)]))
+            data = sample.members[image_member(sample)]
+            check_size(data)  # a decompression bomb is never decoded
+            images.append(decode_image(data))
             kept.append(sample)
-        except Exception:  # each decoder raises its own types for damaged files
-            rejected.append(Rejected(sample.key, sample.source_shard, CORRUPT_IMAGE))
+        except Exception as error:  # each decoder raises its own types for damaged files
+            rejected.append(Rejected(sample.key, sample.source_shard, image_reason(error)))
     pixels = stack_pixels(images) if kept else torch.empty(0, 3, 0, 0, dtype=torch.uint8)
     decoded = time.perf_counter()
     timings["decode"] += decoded - started

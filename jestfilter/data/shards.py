@@ -8,38 +8,59 @@ stays in that sample with the rest as its extension (``000001.ref.npy`` after
 
 Captions must be valid UTF-8: a caption that is not is rejected (``caption_not_utf8``), not
 repaired, because a repaired caption would no longer match the bytes we write out.
+
+Hostile input. A shard path that is not a regular file (a FIFO, a device) is never opened;
+gzip, bzip2 and xz shards are decompressed as a stream; a member over the size cap
+(``jestfilter.data.limits``) is skipped unread; links and devices inside a tar are never
+followed. Each of these rejects its sample (or shard) with a reason, and reading goes on.
 """
 
 from __future__ import annotations
 
+import bz2
 import glob
+import gzip
+import lzma
 import os
-from typing import Iterable, Iterator, Sequence
+import stat
+import tarfile
+import zlib
+from collections import deque
+from typing import BinaryIO, Iterable, Iterator, Sequence
 from urllib.parse import urlparse
 
 from webdataset.gopen import gopen, gopen_schemes
 from webdataset.shardlists import expand_urls
-from webdataset.tariterators import tar_file_iterator
 
+from jestfilter.data.limits import EXTENDED_HEADER_BYTES, max_sample_bytes
 from jestfilter.data.types import Rejected, RawSample
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 CAPTION_EXTENSION = "txt"
 
-# Every reason a sample or shard can be rejected for (the manifest's ``reason`` column).
+# Every reason the reader can reject a sample or shard for (the manifest's ``reason`` column;
+# docs/data.md says what each means and what to do about it).
 MISSING_SHARD = "missing_shard"
+NOT_A_FILE = "not_a_file"
 EMPTY_SHARD = "empty_shard"
 UNREADABLE_SHARD = "unreadable_shard"
 TRUNCATED_TAR = "truncated_tar"
+TRAILING_GARBAGE = "trailing_garbage"
 UNSAFE_MEMBER_NAME = "unsafe_member_name"
+SPECIAL_MEMBER = "special_member"
+MEMBER_TOO_LARGE = "member_too_large"
 DUPLICATE_MEMBER = "duplicate_member"
 DUPLICATE_KEY = "duplicate_key"
 MISSING_IMAGE = "missing_image"
 EMPTY_IMAGE = "empty_image"
 CORRUPT_IMAGE = "corrupt_image"
+IMAGE_TOO_LARGE = "image_too_large"
 MISSING_CAPTION = "missing_caption"
 EMPTY_CAPTION = "empty_caption"
 CAPTION_NOT_UTF8 = "caption_not_utf8"
+
+# The shard gave nothing at all: a batch job counts it as a failure (and retries it), never done.
+UNREADABLE = (MISSING_SHARD, NOT_A_FILE, UNREADABLE_SHARD)
 
 
 def expand_shards(patterns: str | Sequence[str]) -> list[str]:
@@ -110,95 +131,244 @@ def iter_samples(shards: Iterable[str]) -> Iterator[RawSample | Rejected]:
 def iter_shard(shard: str) -> Iterator[RawSample | Rejected]:
     """Group one shard's members into samples by the key rule above (no content checks).
 
-    A shard that is missing, empty or unreadable gives one ``Rejected`` with ``key=""``; a
-    truncated tar keeps the complete samples read before the damage, rejects the sample being
-    read when it broke (nothing says it was complete) and records the damage."""
+    A shard that is missing, not a regular file, empty or unreadable gives one ``Rejected``
+    with ``key=""``. A tar that breaks off keeps the complete samples read before the damage,
+    rejects the sample being read when it broke (nothing says it was complete) and records
+    the damage with ``key=""``; bytes after a complete tar's end are recorded the same way,
+    every sample kept."""
     try:
-        stream = gopen(shard)
-    except FileNotFoundError:
-        yield Rejected("", shard, MISSING_SHARD)
+        stream = _TarStream(shard)
+    except _Refused as refused:
+        yield Rejected("", shard, refused.reason)
         return
-    except OSError:
-        yield Rejected("", shard, UNREADABLE_SHARD)
-        return
-    stream = _TailKeeper(stream)
-    # webdataset's tar iterator calls the handler for a member it cannot read; the tar
-    # stream is broken from there on, so stop and report it.
-    errors: list[Exception] = []
-
-    def stop(error: Exception) -> bool:
-        errors.append(error)
-        return False
-
+    cap = max_sample_bytes()
     seen: set[str] = set()
     current: RawSample | None = None
-    bad_current = ""
-    members = 0
+    bad_current, size, members, damage = "", 0, 0, None
     try:
-        for member in tar_file_iterator(stream, handler=stop):
+        for info in stream.members():
             members += 1
-            name = member["fname"]
-            key, ext = split_member_name(name, current.key if current else None)
+            key, ext = split_member_name(info.name, current.key if current else None)
             if current is None or key != current.key:
                 if current is not None:
                     yield _finish(current, bad_current, seen)
-                current, bad_current = RawSample(key, shard, {}), ""
-            if not key or not ext or "/" in name or "\\" in name:
-                bad_current = UNSAFE_MEMBER_NAME  # never used as a path; never written out
-            elif ext in current.members:
-                bad_current = bad_current or DUPLICATE_MEMBER
-            else:
-                current.members[ext] = member["data"]
-    except Exception as error:  # tarfile's errors when the stream ends early or is garbage
-        errors.append(error)
-    try:
-        if not errors and members and not stream.ends_like_a_tar():
-            errors.append(EOFError("no end-of-archive blocks"))
-        stream.close()  # a pipe: URL reports its command's failure here
-    except OSError as error:
-        errors.append(error)
-    if errors:
-        if members == 0 and current is None:
-            yield Rejected("", shard, EMPTY_SHARD if _is_empty(shard) else UNREADABLE_SHARD)
+                current, bad_current, size = RawSample(key, shard, {}), "", 0
+            problem = member_problem(info.name, key, ext) or (
+                SPECIAL_MEMBER if not info.isreg() else DUPLICATE_MEMBER if ext in current.members
+                else MEMBER_TOO_LARGE if size + info.size > cap else None)
+            if problem:  # its bytes are never read: tarfile skips them in bounded memory
+                bad_current = bad_current or problem
+            elif not bad_current:
+                current.members[ext] = stream.read(info)
+                size += info.size
+        damage = stream.end()
+    except _Oversized:
+        damage = MEMBER_TOO_LARGE
+    except Exception:  # tarfile's and the decompressors' errors when the stream breaks off
+        damage = TRUNCATED_TAR
+    closed = stream.close()
+    if not closed:  # a pipe: URL reports its command's failure here
+        damage = damage if damage in (TRUNCATED_TAR, MEMBER_TOO_LARGE) else TRUNCATED_TAR
+    if damage in (TRUNCATED_TAR, MEMBER_TOO_LARGE):
+        if members == 0:
+            yield Rejected("", shard, EMPTY_SHARD if stream.empty and closed else UNREADABLE_SHARD)
             return
         if current is not None:
-            yield Rejected(current.key, shard, TRUNCATED_TAR)
-        yield Rejected("", shard, TRUNCATED_TAR)
+            yield Rejected(current.key, shard, damage)
+        yield Rejected("", shard, damage)
         return
     if current is not None:
         yield _finish(current, bad_current, seen)
-    elif members == 0 and _is_empty(shard):
-        yield Rejected("", shard, EMPTY_SHARD)
+    elif members == 0:
+        yield Rejected("", shard, EMPTY_SHARD)  # zero bytes, or a tar with no member
+    if damage:
+        yield Rejected("", shard, damage)
 
 
-class _TailKeeper:
-    """A read-only stream that remembers its last 512 bytes. tarfile takes a stream cut at a
-    member boundary for a complete archive; a real tar ends with zero blocks, a cut one not."""
+class _Refused(Exception):
+    def __init__(self, reason: str):
+        self.reason = reason
 
-    def __init__(self, stream):
-        self.stream, self.tail, self.length = stream, b"", 0
+
+class _Oversized(Exception):
+    """A long-name or PAX header too large to read (tarfile would read it whole)."""
+
+
+_EXTENDED_HEADERS = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                     tarfile.SOLARIS_XHDTYPE)
+
+
+class _CappedInfo(tarfile.TarInfo):
+    def _proc_member(self, tar):
+        if self.type in _EXTENDED_HEADERS and self.size > EXTENDED_HEADER_BYTES:
+            raise _Oversized(self.size)
+        return super()._proc_member(tar)
+_DECOMPRESSORS = ((b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f)), (b"BZh", bz2.BZ2File),
+                  (b"\xfd7zXZ\x00", lzma.LZMAFile))
+_BLOCK = tarfile.BLOCKSIZE
+
+
+class _TarStream:
+    """One shard as a stream of tar members: opened without blocking, decompressed when it is
+    gzip, bzip2 or xz, and checked at the end for the zero block a complete tar ends with."""
+
+    def __init__(self, shard: str):
+        self.raw = open_shard(shard)
+        try:
+            head = self.raw.read(6)
+        except Exception:  # a pipe: command that failed before writing anything
+            self.close()
+            raise _Refused(UNREADABLE_SHARD) from None
+        stream: BinaryIO = _Prefixed(head, self.raw)
+        for magic, decompressor in _DECOMPRESSORS:
+            if head.startswith(magic):
+                stream = _Decompressed(decompressor(stream))
+        self.stream = _Recorder(stream)
+        self.tar: tarfile.TarFile | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.stream.length == 0
+
+    def members(self) -> Iterator[tarfile.TarInfo]:
+        self.tar = tarfile.open(fileobj=self.stream, mode="r|", tarinfo=_CappedInfo)
+        for info in self.tar:
+            yield info
+            self.tar.members = []  # tarfile keeps every header it read; we need none
+
+    def read(self, info: tarfile.TarInfo) -> bytes:
+        return self.tar.extractfile(info).read()
+
+    def end(self) -> str | None:
+        """None for a clean end; ``truncated_tar`` when the tar stopped without its zero
+        block (cut at a member boundary, or garbage where a header should be);
+        ``trailing_garbage`` when non-zero bytes follow a complete tar."""
+        offset = self.tar.offset  # where tarfile read the block that stopped it
+        if self.stream.bytes_from(offset, _BLOCK) != bytes(_BLOCK):
+            return TRUNCATED_TAR
+        read_ahead = self.stream.bytes_from(offset + _BLOCK)
+        garbage = read_ahead.count(0) != len(read_ahead)
+        while data := self.stream.read(1 << 16):  # a pipe's command must run to its end
+            garbage = garbage or data.count(0) != len(data)
+        return TRAILING_GARBAGE if garbage or getattr(self.stream.stream, "broken", False) else None
+
+    def close(self) -> bool:
+        """Close the shard; False when its source reports a failure (a ``pipe:`` command's exit status)."""
+        try:
+            self.raw.close()
+            return True
+        except Exception:
+            return False
+
+
+def open_shard(shard: str) -> BinaryIO:
+    """The shard's bytes as a stream. A local path is opened without blocking and refused
+    unless it is a regular file, so a FIFO or a device named ``x.tar`` never hangs a run."""
+    scheme = urlparse(shard).scheme
+    if _is_remote(shard):
+        try:
+            return gopen(shard)
+        except FileNotFoundError:
+            raise _Refused(MISSING_SHARD) from None
+        except OSError:
+            raise _Refused(UNREADABLE_SHARD) from None
+    path = urlparse(shard).path if scheme == "file" else shard
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise _Refused(MISSING_SHARD) from None
+    except OSError:
+        raise _Refused(UNREADABLE_SHARD) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _Refused(NOT_A_FILE)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+class _Prefixed:
+    """``head`` (bytes already read to sniff the compression), then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: BinaryIO):
+        self.head, self.stream = head, stream
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.head:
+            return self.stream.read(size)
+        if size is None or size < 0:
+            data, self.head = self.head + self.stream.read(), b""
+            return data
+        data, self.head = self.head[:size], self.head[size:]
+        return data + self.stream.read(size - len(data)) if len(data) < size else data
+
+
+class _Decompressed:
+    """A decompressing file whose stream may break off or turn to garbage: it then ends, and
+    ``broken`` says so. Whether that cut a sample is the tar's to tell: ending before the tar's
+    own end is ``truncated_tar``, after it ``trailing_garbage``. ``read1`` decodes one chunk at a
+    time, so nothing decoded is lost when the next chunk fails."""
+
+    def __init__(self, file):
+        self.file, self.broken = file, False
+
+    def read(self, size: int = -1) -> bytes:
+        if self.broken:
+            return b""
+        try:
+            return self.file.read1(size if size and size > 0 else 1 << 16)
+        except (EOFError, OSError, lzma.LZMAError, zlib.error):
+            self.broken = True
+            return b""
+
+
+class _Recorder:
+    """A read-only stream that counts its bytes and keeps the last ``WINDOW`` of them, so the
+    block tarfile stopped at can be looked at after tarfile's own read-ahead."""
+
+    WINDOW = 4 * tarfile.RECORDSIZE
+
+    def __init__(self, stream: BinaryIO):
+        self.stream, self.length = stream, 0
+        self.chunks: deque[bytes] = deque()
+        self.kept = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self.stream.read(size)
         self.length += len(data)
-        self.tail = (self.tail + data)[-512:]
+        self.chunks.append(data)
+        self.kept += len(data)
+        while self.chunks and self.kept - len(self.chunks[0]) >= self.WINDOW:
+            self.kept -= len(self.chunks.popleft())
         return data
 
-    def ends_like_a_tar(self) -> bool:
-        while self.read(1 << 16):  # tarfile stops at the first zero block: read the rest
-            pass
-        return self.length % 512 == 0 and self.tail == bytes(512)
-
-    def close(self) -> None:
-        self.stream.close()
+    def bytes_from(self, offset: int, size: int | None = None) -> bytes:
+        """The bytes read from ``offset`` on (at most ``size``); empty when not kept."""
+        start = offset - (self.length - self.kept)
+        if start < 0:
+            return b""
+        data = b"".join(self.chunks)[start:]
+        return data if size is None else data[:size]
 
 
 def split_member_name(name: str, current_key: str | None) -> tuple[str, str]:
-    """(key, extension) of a member, by the key rule in the module docstring."""
+    """(key, extension) of a member, by the key rule in the module docstring (a name without
+    a dot is all key, with no extension)."""
     if current_key and name.startswith(current_key + "."):
         return current_key, name[len(current_key) + 1 :]
-    key, _, ext = name.rpartition(".")
-    return key, ext
+    key, dot, ext = name.rpartition(".")
+    return (key, ext) if dot else (name, "")
+
+
+def member_problem(name: str, key: str, ext: str) -> str | None:
+    """``unsafe_member_name`` for a name that must never become a path or a sample: a folder
+    (``/``, ``\\``), no key or extension, or a key starting with a dot (``..jpg``,
+    ``.hidden.jpg``: hidden files when untarred, refused by the writer)."""
+    return UNSAFE_MEMBER_NAME if unsafe_key(key) or not ext or "/" in name or "\\" in name else None
+
+
+def unsafe_key(key: str) -> bool:
+    """A key the writer refuses: empty, a folder in it, or a leading dot."""
+    return not key or "/" in key or "\\" in key or key.startswith(".")
 
 
 def _finish(sample: RawSample, bad: str, seen: set[str]) -> RawSample | Rejected:
@@ -206,13 +376,6 @@ def _finish(sample: RawSample, bad: str, seen: set[str]) -> RawSample | Rejected
         bad = DUPLICATE_KEY  # the key came back after other samples: not one sample any more
     seen.add(sample.key)
     return Rejected(sample.key, sample.source_shard, bad) if bad else sample
-
-
-def _is_empty(shard: str) -> bool:
-    try:
-        return not _is_remote(shard) and os.path.getsize(urlparse(shard).path or shard) == 0
-    except OSError:
-        return False
 
 
 def image_member(sample: RawSample) -> str | None:

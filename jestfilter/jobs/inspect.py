@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import PIL.Image
 from tqdm import tqdm
 
-from jestfilter.data.shards import CORRUPT_IMAGE, expand_shards, image_member, iter_samples
+from jestfilter.data.images import image_reason, open_image
+from jestfilter.data.shards import expand_shards, image_member, iter_samples
 from jestfilter.data.types import RawSample
 
 
@@ -37,8 +36,8 @@ def inspect_shards(patterns: Sequence[str], decode: bool = False, progress: bool
     report = ShardReport(expand_shards(patterns))
     for item in tqdm(iter_samples(report.shards), desc="reading", unit=" samples", disable=not progress):
         reason = getattr(item, "reason", None)
-        if isinstance(item, RawSample) and decode and not _decodes(item.members[image_member(item)]):
-            reason = CORRUPT_IMAGE
+        if isinstance(item, RawSample) and decode:
+            reason = _decode_problem(item.members[image_member(item)])
         if reason:
             report.reasons[reason] += 1
             report.damaged[item.source_shard] += 1
@@ -47,10 +46,10 @@ def inspect_shards(patterns: Sequence[str], decode: bool = False, progress: bool
     return report
 
 
-def _decodes(data: bytes) -> bool:
+def _decode_problem(data: bytes) -> str | None:
     try:
-        with PIL.Image.open(io.BytesIO(data)) as image:
+        with open_image(data) as image:
             image.load()
-        return True
-    except Exception:
-        return False
+        return None
+    except Exception as error:
+        return image_reason(error)
