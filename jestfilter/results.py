@@ -16,7 +16,7 @@ def manifest_counts(manifest: pl.DataFrame) -> dict:
 
     return {"rows": manifest.height, "decisions": counts, "rejected_by_reason": by_reason("rejected"),
             "dropped_by_reason": by_reason("dropped"),  # short_super_batch under torchrun
-            "unique_kept": manifest.filter(manifest["decision"] == "kept")["key"].n_unique()}
+            "unique_kept": manifest.filter(manifest["decision"] == "kept").select("source_shard", "key").n_unique()}
 
 
 def filtered_counts(pool: pl.DataFrame, rule: str, truth: pl.DataFrame | None = None) -> dict:

@@ -50,12 +50,46 @@ def test_only_complete_shards_are_visible_while_writing(web_shards, tmp_path):
     assert not (tmp_path / "sizes.json").exists() and not (tmp_path / "_SUCCESS").exists()
 
 
-def test_a_key_is_written_once(web_shards, tmp_path):
+def test_a_sample_is_written_once_and_the_same_key_from_another_shard_is_written_too(web_shards, tmp_path):
     sample = read_all(web_shards.pattern)[0]
+    namesake = RawSample(sample.key, "elsewhere.tar", {"jpg": b"\xff\xd8\xffother", "txt": b"other"})
     writer = FilteredShardWriter(tmp_path, samples_per_shard=25)
-    assert writer.write(sample) == writer.write(RawSample(sample.key, "elsewhere.tar", {"txt": b"other"}))
+    first = writer.write(sample)
+    assert writer.write(sample) == first  # the same (source shard, key): written once
+    assert writer.write(namesake) != first  # never in the same tar: a reader would merge the two
     writer.close()
-    assert json.loads((tmp_path / "sizes.json").read_text()) == {"filtered-000000.tar": 1}
+    assert json.loads((tmp_path / "sizes.json").read_text()) == {"filtered-000000.tar": 1, "filtered-000001.tar": 1}
+    written = read_all(str(tmp_path / "filtered-{000000..000001}.tar"))
+    assert [(s.key, s.members) for s in written] == [(sample.key, sample.members), (sample.key, namesake.members)]
+
+
+def test_a_key_the_reader_would_join_to_the_previous_sample_starts_a_new_shard(tmp_path):
+    writer = FilteredShardWriter(tmp_path, samples_per_shard=25)
+    a = RawSample("img", "a.tar", {"jpg": b"\xff\xd8\xff1", "txt": b"one"})
+    b = RawSample("img.v2", "b.tar", {"jpg": b"\xff\xd8\xff2", "txt": b"two"})
+    assert writer.write(a) != writer.write(b)
+    writer.close()
+    assert [(s.key, s.members) for s in read_all(str(tmp_path))] == [(a.key, a.members), (b.key, b.members)]
+
+
+def test_a_resumed_sink_still_writes_each_sample_once_and_both_namesakes(web_shards, tmp_path):
+    from jestfilter.data import SuperBatch
+    from jestfilter.sinks import FilteredOutput
+    from jestfilter.sinks.filtered import selection_of
+
+    samples = read_all(web_shards.pattern)[:6]
+    namesakes = [RawSample(s.key, "second-download.tar", {**s.members, "txt": b"another caption"}) for s in samples]
+    batch = SuperBatch.undecoded(samples + namesakes, [])
+    sink = FilteredOutput(tmp_path, samples_per_shard=100, extremes=False)
+    sink.record(batch, selection_of(range(3)), step=0)
+    state = sink.state_dict()
+    resumed = FilteredOutput(tmp_path, samples_per_shard=100, extremes=False)
+    resumed.load_state_dict(state)
+    resumed.record(batch, selection_of(range(12)), step=1)  # the first three again, and every namesake
+    resumed.close()
+    written = read_all(str(tmp_path))
+    assert sorted((s.key, s.members["txt"]) for s in written) == sorted(
+        (s.key, s.members["txt"]) for s in samples + namesakes)
 
 
 @pytest.mark.parametrize("stop_after", [10, 30, 50])  # in shard 0; shard 0 finished since; at a boundary
@@ -110,3 +144,32 @@ def test_open_clip_train_reads_the_shards_and_counts_them_from_sizes_json(web_sh
 def test_a_key_that_would_become_a_path_is_refused(tmp_path, key):
     with pytest.raises(ValueError, match="unsafe sample key"):
         FilteredShardWriter(tmp_path).write(RawSample(key, "in.tar", {"txt": b"x"}))
+
+
+def checkpointed_sink(web_shards, folder):
+    from jestfilter.data import SuperBatch
+    from jestfilter.sinks import FilteredOutput
+    from jestfilter.sinks.filtered import selection_of
+
+    sink = FilteredOutput(folder, samples_per_shard=4, extremes=False)
+    sink.manifest.rows_per_part = 10
+    samples = read_all(web_shards.pattern)
+    for step in range(3):
+        batch = SuperBatch.undecoded(samples[step * 10:(step + 1) * 10], [])
+        sink.record(batch, selection_of(range(0, 10, 2)), step=step)
+    return sink.state_dict()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: (f / "manifest.parquet" / "part-00001.parquet").unlink(), "part-00001.parquet is missing"),
+    (lambda f: (f / "filtered-000000.tar").unlink(), "filtered-000000.tar is missing"),
+    (lambda f: (f / "filtered-000001.tar").write_bytes(b"x" * 10240), "filtered-000001.tar holds 10,240 bytes"),
+])
+def test_resuming_a_folder_that_lost_what_the_checkpoint_counts_on_is_refused(web_shards, tmp_path, damage, message):
+    from jestfilter.sinks import FilteredOutput
+
+    state = checkpointed_sink(web_shards, tmp_path)
+    damage(tmp_path)
+    with pytest.raises(ValueError, match=message) as error:
+        FilteredOutput(tmp_path, samples_per_shard=4, extremes=False).load_state_dict(state)
+    assert "cannot resume" in str(error.value) and "\n" not in str(error.value)

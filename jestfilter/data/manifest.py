@@ -49,8 +49,12 @@ class Manifest:
         self.rows_per_part, self.part_prefix = rows_per_part, part_prefix
         self.schema = {**SCHEMA, **{name: pl.Float32 for name in score_columns}}
         self.parts = 0
+        self.part_rows: list[int] = []  # rows in each part written, checked on resume
         self._rows: dict[str, list] = {name: [] for name in self.schema}
         self._fresh = True
+
+    def part(self, index: int) -> Path:
+        return self.path / f"{self.part_prefix}-{index:05d}.parquet"
 
     def __len__(self) -> int:
         """Rows not yet written to a part."""
@@ -115,20 +119,29 @@ class Manifest:
         if self._fresh:
             self._refuse_old_parts()
         frame = pl.DataFrame(self._rows, schema=self.schema)
-        atomic_write(self.path / f"{self.part_prefix}-{self.parts:05d}.parquet", frame.write_parquet)
+        atomic_write(self.part(self.parts), frame.write_parquet)
         self.parts += 1
+        self.part_rows.append(frame.height)
         self._rows = {name: [] for name in self.schema}
 
     close = flush
 
     def state_dict(self) -> dict:
-        """Write pending rows, then return how many parts the checkpoint covers."""
+        """Write pending rows, then return the parts the checkpoint covers and their row counts."""
         self.flush()
-        return {"parts": self.parts}
+        return {"parts": self.parts, "rows": list(self.part_rows)}
 
     def load_state_dict(self, state: dict) -> None:
-        """Drop this writer's parts written after the checkpoint (and rows gathered since)."""
-        self.parts = state["parts"]
+        """Drop this writer's parts written after the checkpoint (and rows gathered since).
+        Refuses, with ``ValueError``, a folder that lost or changed a part the checkpoint counts."""
+        self.parts, self.part_rows = state["parts"], list(state.get("rows", []))
+        for index, rows in enumerate(self.part_rows):
+            path = self.part(index)
+            found = pl.scan_parquet(path).select(pl.len()).collect().item() if path.exists() else None
+            if found != rows:
+                what = "is missing" if found is None else f"holds {found:,} rows"
+                raise ValueError(f"cannot resume: {path} {what}; the checkpoint counts {rows:,} rows in it. "
+                                 "Restore it or start in a new folder")
         for path in [*self.path.glob(f"{self.part_prefix}-*"), *self.path.glob(f".{self.part_prefix}-*")]:
             number = path.name.lstrip(".").removeprefix(f"{self.part_prefix}-").removesuffix(".parquet")
             if not number.isdigit() or int(number) >= self.parts:
@@ -140,6 +153,14 @@ class Manifest:
         """Every row this writer has written to its parts (call after ``flush``), read lazily."""
         parts = sorted(self.path.glob(f"{self.part_prefix}-*.parquet"))
         return pl.scan_parquet(parts) if parts else pl.LazyFrame(schema=self.schema)
+
+    def written(self) -> list[tuple[str, str, str]]:
+        """(source shard, key, output shard) of every kept row in this writer's parts."""
+        parts = [self.part(i) for i in range(self.parts) if self.part(i).exists()]
+        if not parts:
+            return []
+        kept = pl.scan_parquet(parts).filter(pl.col("decision") == KEPT)
+        return list(kept.select("source_shard", "key", "output_shard").collect().iter_rows())
 
     def _refuse_old_parts(self) -> None:
         if any(self.path.glob(f"{self.part_prefix}-*.parquet")):

@@ -12,20 +12,25 @@ import io
 import os
 import tarfile
 from pathlib import Path
+from typing import Iterable
 
 from jestfilter.data.layout import SIZES, SUCCESS, mark_complete
-from jestfilter.data.shards import split_member_name
+from jestfilter.data.shards import split_member_name, unsafe_key
 from jestfilter.data.types import RawSample
 
 
 class FilteredShardWriter:
-    """Write ``RawSample``s into ``{prefix}-{i:06d}.tar`` shards of ``samples_per_shard``.
+    """Write ``RawSample``s into ``{prefix}-{i:06d}.tar`` shards of at most ``samples_per_shard``.
 
     A shard is filled under a hidden temporary name and renamed when complete, so readers
     never see a partial shard. Members are written as read, sorted by extension, with a fixed
-    ``mtime``, so equal input gives equal tars. A key is written at most once: writing it
-    again writes nothing and returns the shard that holds it. ``close()`` writes the last
-    shard, ``sizes.json`` (``{"shard.tar": n}``, as open_clip_train reads it) and ``_SUCCESS``.
+    ``mtime``, so equal input gives equal tars. A sample is its (source shard, key): it is
+    written at most once (writing it again writes nothing and returns the shard that holds
+    it), and two samples with the same key from different shards are both written, never
+    into the same tar (a reader would merge them): a key already in the open shard, or one the
+    reader's key rule would join to the previous sample (``a`` then ``a.b``), closes it early.
+    ``close()`` writes the last shard, ``sizes.json`` (``{"shard.tar": n}``, as
+    open_clip_train reads it) and ``_SUCCESS``.
     """
 
     def __init__(self, out_dir: str | os.PathLike, samples_per_shard: int = 10_000,
@@ -37,9 +42,12 @@ class FilteredShardWriter:
         self.samples_per_shard, self.prefix, self.mtime = samples_per_shard, prefix, mtime
         self.shard = 0  # index of the shard being filled
         self.count = 0  # samples in it
-        self.sizes: dict[str, int] = {}  # finished shards
+        self.sizes: dict[str, int] = {}  # finished shards: samples
+        self.bytes: dict[str, int] = {}  # finished shards: file sizes, checked on resume
         self.closed = False
-        self._where: dict[str, int] = {}  # key → shard index
+        self._where: dict[tuple[str, str], int] = {}  # (source shard, key) → shard index
+        self._open_keys: dict[str, None] = {}  # keys in the shard being filled, in order
+        self._by_key: dict[str, int] = {}  # key → shard index, after a resume without sources
         self._file = None
         self._tar: tarfile.TarFile | None = None
         self._fresh = True  # neither written to nor resumed yet
@@ -52,14 +60,19 @@ class FilteredShardWriter:
 
     def write(self, sample: RawSample) -> str:
         """Append ``sample``; return the name of the shard that holds it."""
-        if sample.key in self._where:
-            return self.name(self._where[sample.key])
-        if not sample.key or "/" in sample.key or "\\" in sample.key or sample.key.startswith("."):
+        uid = (sample.source_shard, sample.key)
+        if uid in self._where:
+            return self.name(self._where[uid])
+        if sample.key in self._by_key:  # resumed without knowing the sources: by key alone
+            return self.name(self._by_key[sample.key])
+        if unsafe_key(sample.key):
             raise ValueError(f"unsafe sample key {sample.key!r}: it would become a path when untarred")
         if self.closed:
             raise ValueError("writer is closed")
         if self._fresh:
             self._refuse_old_output()
+        if self._would_merge(sample.key):
+            self._finish_shard()
         if self._tar is None:
             self._open(offset=0)
         for ext in sorted(sample.members):
@@ -67,12 +80,18 @@ class FilteredShardWriter:
             info = tarfile.TarInfo(f"{sample.key}.{ext}")
             info.size, info.mtime, info.mode = len(data), self.mtime, 0o444
             self._tar.addfile(info, io.BytesIO(data))
-        self._where[sample.key] = self.shard
+        self._where[uid] = self.shard
+        self._open_keys[sample.key] = None
         name = self.name(self.shard)
         self.count += 1
         if self.count == self.samples_per_shard:
             self._finish_shard()
         return name
+
+    def _would_merge(self, key: str) -> bool:
+        """A reader of the open shard would take ``key`` for (part of) a sample already in it."""
+        last = next(reversed(self._open_keys), None)
+        return key in self._open_keys or (last is not None and key.startswith(last + "."))
 
     def close(self, summary: bool = True) -> None:
         """Finish the last shard, then write ``sizes.json`` and ``_SUCCESS`` (in that order).
@@ -96,14 +115,20 @@ class FilteredShardWriter:
             os.fsync(self._file.fileno())
             offset = self._tar.offset
         return {"shard": self.shard, "count": self.count, "offset": offset,
-                "sizes": dict(self.sizes), "closed": self.closed}
+                "sizes": dict(self.sizes), "bytes": dict(self.bytes), "closed": self.closed}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, written: Iterable[tuple[str, str, str]] | None = None) -> None:
         """Make the folder match ``state``: drop shards begun after it, cut the open shard back
-        to its offset (un-renaming it if it was finished after the checkpoint)."""
+        to its offset (un-renaming it if it was finished after the checkpoint). Refuses, with
+        ``ValueError``, a folder that lost or changed a shard the checkpoint counts on.
+
+        ``written``: (source shard, key, output shard name) of every sample the folder holds
+        (the manifest's kept rows), so a sample is still written once after the resume;
+        without it, the shards' keys are matched by key alone."""
+        self._check_folder(state)
         self._close_file()
         self.shard, self.count, self.closed = state["shard"], state["count"], state["closed"]
-        self.sizes = dict(state["sizes"])
+        self.sizes, self.bytes = dict(state["sizes"]), dict(state.get("bytes", {}))
         for path in self.out_dir.glob(f"*{self.prefix}-*.tar*"):
             index = _shard_index(path.name, self.prefix)
             if index is not None and (index > self.shard or (index == self.shard and not self.count)):
@@ -116,12 +141,35 @@ class FilteredShardWriter:
         if not self.closed:
             for name in (SIZES, SUCCESS):
                 (self.out_dir / name).unlink(missing_ok=True)
-        self._where = {}
-        for index in range(self.shard + (1 if self.count else 0)):
-            path = self._tmp(index) if index == self.shard else self.out_dir / self.name(index)
-            for key in _keys_in(path):
-                self._where[key] = index
+        self._open_keys = _keys_in(self._tmp(self.shard)) if self.count else {}
+        held = range(self.shard + (1 if self.count else 0))
+        if written is not None:
+            index = {self.name(i): i for i in held}
+            self._where = {(source, key): index[name] for source, key, name in written if name in index}
+        else:
+            self._where = {}
+            self._by_key = {key: i for i in held for key in _keys_in(self._path_of(i))}
         self._fresh = False
+
+    def _path_of(self, index: int) -> Path:
+        return self._tmp(index) if index == self.shard else self.out_dir / self.name(index)
+
+    def _check_folder(self, state: dict) -> None:
+        """Every shard the checkpoint counts as finished is there with its size, and the open
+        one holds at least what was flushed; else ``ValueError``."""
+        for name, count in state["sizes"].items():
+            path, size = self.out_dir / name, state.get("bytes", {}).get(name)
+            found = path.stat().st_size if path.exists() else None
+            if found is None or (size is not None and found != size):
+                what = "is missing" if found is None else f"holds {found:,} bytes, not {size:,}"
+                raise ValueError(f"cannot resume: {path} {what} (the checkpoint counts {count:,} samples "
+                                 "in it); restore it or start in a new folder")
+        if state["count"]:
+            tmp, final = self._tmp(state["shard"]), self.out_dir / self.name(state["shard"])
+            found = max((p.stat().st_size for p in (tmp, final) if p.exists()), default=None)
+            if found is None or found < state["offset"]:
+                raise ValueError(f"cannot resume: {tmp} is missing or shorter than the checkpoint's "
+                                 f"{state['offset']:,} bytes; restore it or start in a new folder")
 
     def _open(self, offset: int) -> None:
         path = self._tmp(self.shard)
@@ -139,7 +187,9 @@ class FilteredShardWriter:
         name = self.name(self.shard)
         os.replace(self._tmp(self.shard), self.out_dir / name)
         self.sizes[name] = self.count
+        self.bytes[name] = (self.out_dir / name).stat().st_size
         self.shard, self.count = self.shard + 1, 0
+        self._open_keys = {}
 
     def _close_file(self) -> None:
         if self._file is not None:
@@ -161,13 +211,13 @@ def _shard_index(filename: str, prefix: str) -> int | None:
     return int(number) if number != stem and number.isdigit() else None
 
 
-def _keys_in(path: Path) -> set[str]:
-    """Sample keys of a shard this writer wrote, split by the reader's key rule."""
-    keys: set[str] = set()
+def _keys_in(path: Path) -> dict[str, None]:
+    """Sample keys of a shard this writer wrote, in order, split by the reader's key rule."""
+    keys: dict[str, None] = {}
     if path.exists():
         key = None
         with tarfile.open(path, mode="r:") as tar:
             for name in tar.getnames():
                 key = split_member_name(name, key)[0]
-                keys.add(key)
+                keys[key] = None
     return keys

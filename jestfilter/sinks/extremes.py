@@ -19,6 +19,7 @@ class Example:
     key: str = field(compare=False)
     caption: str = field(compare=False)
     image_bytes: bytes = field(compare=False, repr=False)
+    source_shard: str = field(default="", compare=False)
 
 
 class ExtremesTracker:
@@ -31,25 +32,28 @@ class ExtremesTracker:
 
     def add(self, example: Example) -> None:
         """Consider one example (a sample seen again in a later pass is not listed twice)."""
-        if not any(kept.key == example.key for kept in (*self.most, *self.least)):
+        uid = (example.source_shard, example.key)
+        if not any((kept.source_shard, kept.key) == uid for kept in (*self.most, *self.least)):
             self.most = sorted([*self.most, example], reverse=True)[: self.n]
             self.least = sorted([*self.least, example])[: self.n]
 
     def add_batch(self, samples: Sequence[RawSample], learnability: torch.Tensor) -> None:
         """Consider every sample of a super-batch with its learnability."""
         for sample, value in zip(samples, learnability.tolist()):
-            self.add(Example(value, sample.key, caption_of(sample), sample.members[image_member(sample)]))
+            self.add(Example(value, sample.key, caption_of(sample), sample.members[image_member(sample)],
+                             sample.source_shard))
 
     def state_dict(self) -> dict:
         """Tensors and primitives only, so a checkpoint loads with ``weights_only=True``."""
         def pack(example: Example) -> dict:
             image = torch.frombuffer(bytearray(example.image_bytes), dtype=torch.uint8)
             return {"learnability": example.learnability, "key": example.key, "caption": example.caption,
-                    "image": image}
+                    "image": image, "source_shard": example.source_shard}
         return {"most": [pack(e) for e in self.most], "least": [pack(e) for e in self.least]}
 
     def load_state_dict(self, state: dict) -> None:
         def unpack(entry: dict) -> Example:
-            return Example(entry["learnability"], entry["key"], entry["caption"], entry["image"].numpy().tobytes())
+            return Example(entry["learnability"], entry["key"], entry["caption"], entry["image"].numpy().tobytes(),
+                           entry.get("source_shard", ""))
         self.most = [unpack(e) for e in state["most"]]
         self.least = [unpack(e) for e in state["least"]]

@@ -104,8 +104,9 @@ class FilteredOutput:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.writer.load_state_dict(state["writer"])
+        """Make the folder match ``state`` (or refuse one that lost a shard or a manifest part)."""
         self.manifest.load_state_dict(state["manifest"])
+        self.writer.load_state_dict(state["writer"], written=self.manifest.written())
         if self.extremes is not None and "extremes" in state:
             self.extremes.load_state_dict(state["extremes"])
 
