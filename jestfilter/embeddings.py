@@ -1,9 +1,17 @@
 """Embeddings of whole shards by a model, cached as one ``<shard>.emb.npz`` per input shard.
 
 This module owns the format: ``keys`` (str), ``image`` and ``text`` (fp16 ``[n, d]``, in key
-order), the model's ``scale`` (exponentiated) and ``bias``. ``write_embeddings`` and
-``read_embeddings`` are its one writer and reader; bootstrap's reference cache and the
-``embed``, ``score`` and ``dedup`` jobs all go through them.
+order), the model's ``scale`` (exponentiated) and ``bias``, and the shard they were made from
+(``source``: its absolute path or URL, ``source_size`` and ``source_mtime_ns``; -1 for a URL).
+``write_embeddings`` and ``read_embeddings`` are its one writer and reader; bootstrap's
+reference cache and the ``embed``, ``score`` and ``dedup`` jobs all go through them.
+
+A sample is (source shard, key): keys repeat across img2dataset downloads, so a file is only
+ever used for the shard it was made from. The check is the path, size and modification time,
+not a hash of the bytes: hashing would read every shard again at every start. A file made
+from another shard of the same name (or from a shard rewritten since) is refused at lookup
+and embedded again by ``build_cache``. Two shards sharing a base name in one run get files
+named ``<stem>-<hash of the path>.emb.npz``.
 
 The reference model is frozen, so its embeddings of the web data are computed once and looked
 up by (shard, key) at every step (the paper caches reference embeddings, not scores, because
@@ -13,8 +21,10 @@ name and renamed, so its existence means the shard is done; rebuilding skips don
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections import OrderedDict
+import sys
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -25,7 +35,7 @@ from tqdm import tqdm
 from jestfilter.data.atomic import atomic_write
 from jestfilter.data.layout import shard_stem
 from jestfilter.data.loader import decode, group_super_batches
-from jestfilter.data.shards import expand_shards, iter_samples
+from jestfilter.data.shards import UnreadableShard, iter_readable_shard, shard_identity
 from jestfilter.data.types import RawSample
 from jestfilter.errors import UsageError
 from jestfilter.models import ModelBundle, embed
@@ -35,13 +45,21 @@ SUFFIX = ".emb.npz"
 
 
 class CachedEmbeddings(NamedTuple):
-    """One shard's embeddings: keys in file order, fp16 ``[n, d]`` arrays, the model's scale and bias."""
+    """One shard's embeddings: keys in file order, fp16 ``[n, d]`` arrays, the model's scale and
+    bias, and which shard they were made from (``shard_identity``)."""
 
     keys: list[str]
     image: np.ndarray
     text: np.ndarray
     scale: float
     bias: float
+    source: str = ""
+    source_size: int = -1
+    source_mtime_ns: int = -1
+
+    def made_from(self, shard: str) -> bool:
+        """The file was made from ``shard`` as it is now."""
+        return (self.source, self.source_size, self.source_mtime_ns) == shard_identity(shard)
 
     def as_outputs(self) -> SiglipOutputs:
         """All rows as fp32 tensors, as the Selector and the loss functions take them."""
@@ -54,7 +72,8 @@ def write_embeddings(path: str | os.PathLike, embeddings: CachedEmbeddings) -> N
     """Write one shard's file atomically (its existence means the shard is done)."""
     arrays = {"keys": np.array(embeddings.keys, dtype=str), "image": embeddings.image.astype(np.float16),
               "text": embeddings.text.astype(np.float16), "scale": np.float32(embeddings.scale),
-              "bias": np.float32(embeddings.bias)}
+              "bias": np.float32(embeddings.bias), "source": np.array(embeddings.source),
+              "source_size": np.int64(embeddings.source_size), "source_mtime_ns": np.int64(embeddings.source_mtime_ns)}
 
     def save(tmp: str) -> None:
         with open(tmp, "wb") as file:
@@ -66,16 +85,24 @@ def write_embeddings(path: str | os.PathLike, embeddings: CachedEmbeddings) -> N
 def read_embeddings(path: str | os.PathLike) -> CachedEmbeddings:
     """Read one shard's file (written by ``write_embeddings``)."""
     with np.load(path) as data:
+        source = {name: data[name].item() for name in ("source", "source_size", "source_mtime_ns") if name in data}
         return CachedEmbeddings(data["keys"].tolist(), data["image"], data["text"], float(data["scale"]),
-                                float(data["bias"]))
+                                float(data["bias"]), **source)
 
 
-def load_embeddings(cache_dir: str | os.PathLike, shard: str) -> CachedEmbeddings:
-    """The embeddings of ``shard`` in ``cache_dir``, or FileNotFoundError."""
-    path = cache_path(cache_dir, shard)
+def load_embeddings(cache_dir: str | os.PathLike, shard: str, path: Path | None = None) -> CachedEmbeddings:
+    """The embeddings of ``shard`` in ``cache_dir`` (in ``path`` when given), or
+    FileNotFoundError. ``shard`` given as a path or URL (not a bare name from
+    ``cached_shards``) must be the shard the file was made from, else ValueError."""
+    path = path or cache_file(cache_dir, shard)
     if not path.exists():
         raise FileNotFoundError(f"no embeddings for shard {shard} in {cache_dir}")
-    return read_embeddings(path)
+    cached = read_embeddings(path)
+    if shard != shard_stem(shard) and not cached.made_from(shard):
+        made = f"{cached.source} ({cached.source_size:,} bytes)" if cached.source else "an unknown shard"
+        raise ValueError(f"{path} was made from {made}, not from {shard} as it is now: embed it again "
+                         "(jestfilter embed, or delete the file)")
+    return cached
 
 
 def cached_shards(cache_dir: str | os.PathLike) -> list[str]:
@@ -93,16 +120,38 @@ def cache_path(cache_dir: str | os.PathLike, shard: str) -> Path:
     return Path(cache_dir) / f"{shard_stem(shard)}{SUFFIX}"
 
 
+def cache_paths(cache_dir: str | os.PathLike, shards: Sequence[str]) -> dict[str, Path]:
+    """Each shard's file: ``<stem>.emb.npz``, or ``<stem>-<hash>.emb.npz`` for shards sharing a stem."""
+    stems = Counter(shard_stem(shard) for shard in shards)
+    return {shard: cache_path(cache_dir, shard) if stems[shard_stem(shard)] == 1 else _hashed_path(cache_dir, shard)
+            for shard in shards}
+
+
+def cache_file(cache_dir: str | os.PathLike, shard: str) -> Path:
+    """The file holding ``shard``'s embeddings, found without the run's shard list: the
+    ``<stem>-<hash>.emb.npz`` of a run that had two shards of that name, else ``<stem>.emb.npz``."""
+    hashed = _hashed_path(cache_dir, shard)
+    return hashed if shard != shard_stem(shard) and hashed.exists() else cache_path(cache_dir, shard)
+
+
+def _hashed_path(cache_dir: str | os.PathLike, shard: str) -> Path:
+    digest = hashlib.sha1(shard_identity(shard)[0].encode()).hexdigest()[:10]
+    return Path(cache_dir) / f"{shard_stem(shard)}-{digest}{SUFFIX}"
+
+
 @torch.no_grad()
 def embed_shard(bundle: ModelBundle, shard: str, out_path: str | os.PathLike, batch_size: int = 256) -> int:
-    """Embed every decodable sample of ``shard`` and write them to ``out_path``; returns the count."""
+    """Embed every decodable sample of ``shard`` and write them to ``out_path``; returns the count.
+    A shard that gives nothing at all (missing, not a file, not a tar) raises ``UnreadableShard``
+    and writes nothing: an empty file would say the shard was done."""
     model = bundle.model
     model.eval()
     device = model.logit_scale.device
+    identity = shard_identity(shard)  # before reading: a shard rewritten meanwhile no longer matches
     keys, images, texts = [], [], []
     # Read the shard directly: SuperBatchLoader splits its shard list by RANK/WORLD_SIZE, which
     # would leave a one-shard list empty on every rank but 0 under torchrun or SLURM.
-    for samples, rejected in group_super_batches(iter_samples([shard]), batch_size):
+    for samples, rejected in group_super_batches(iter_readable_shard(shard), batch_size):
         pixels, tokens, samples, _ = decode(samples, rejected, bundle.tokenizer)
         if not samples:
             continue
@@ -119,49 +168,73 @@ def embed_shard(bundle: ModelBundle, shard: str, out_path: str | os.PathLike, ba
         np.concatenate(texts) if texts else np.zeros((0, dim), np.float16),
         model.logit_scale.exp().item(),
         0.0 if bias is None else bias.item(),  # softmax CLIP models have none
+        *identity,
     ))
     return len(keys)
 
 
-def build_cache(bundle: ModelBundle, patterns: str | Sequence[str], cache_dir: str | os.PathLike,
-                batch_size: int = 256, progress: bool = True) -> "EmbeddingCache":
-    """Embed every shard of ``patterns`` not yet in ``cache_dir``; returns the cache."""
-    shards = expand_shards(patterns)
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    todo = [shard for shard in shards if not cache_path(cache_dir, shard).exists()]
+def build_cache(bundle: ModelBundle, shards: Sequence[str], cache_dir: str | os.PathLike,
+                batch_size: int = 256, progress: bool = True, rank: int = 0, world_size: int = 1) -> "EmbeddingCache":
+    """Embed every shard (``expand_shards``'s list) whose file in ``cache_dir`` is missing or was
+    made from another shard (this rank's share: every ``world_size``-th of the sorted list);
+    returns the cache of all of them. Shards that cannot be read are left out: the run records them."""
+    cache = EmbeddingCache(cache_dir, shards)
+    cache.cache_dir.mkdir(parents=True, exist_ok=True)
+    todo = [shard for shard in sorted(shards)[rank::world_size] if not cache.holds(shard)]
+    unreadable = []
     for shard in tqdm(todo, desc="reference embeddings", unit="shard", disable=not progress or not todo):
-        embed_shard(bundle, shard, cache_path(cache_dir, shard), batch_size)
-    return EmbeddingCache(cache_dir)
+        try:
+            embed_shard(bundle, shard, cache.path(shard), batch_size)
+        except UnreadableShard as error:
+            unreadable.append(str(error))
+    if unreadable:
+        print(f"{len(unreadable)} shard(s) could not be read, e.g. {unreadable[0]}: the manifest records them",
+              file=sys.stderr)
+    return cache
 
 
 class EmbeddingCache:
-    """Looks up cached embeddings for the samples of a super-batch (a few shards kept in memory)."""
+    """Looks up cached embeddings for the samples of a super-batch (a few shards kept in memory).
 
-    def __init__(self, cache_dir: str | os.PathLike, max_open_shards: int = 256):
+    ``shards``: the run's shard list, so shards sharing a base name find their own files
+    (see ``cache_paths``); without it each shard's file is ``<stem>.emb.npz``. A file made from
+    another shard than the sample's is refused (ValueError), never used."""
+
+    def __init__(self, cache_dir: str | os.PathLike, shards: Sequence[str] = (), max_open_shards: int = 256):
         self.cache_dir = Path(cache_dir)
+        self.paths = cache_paths(self.cache_dir, shards)
         self.max_open_shards = max_open_shards
         self._open: OrderedDict[str, tuple[dict[str, int], CachedEmbeddings]] = OrderedDict()
 
+    def path(self, shard: str) -> Path:
+        return self.paths.get(shard) or cache_file(self.cache_dir, shard)
+
+    def holds(self, shard: str) -> bool:
+        """The cache has a file made from ``shard`` as it is now."""
+        path = self.path(shard)
+        return path.exists() and read_embeddings(path).made_from(shard)
+
     def _shard(self, shard: str):
-        stem = shard_stem(shard)
-        if stem in self._open:
-            self._open.move_to_end(stem)
-            return self._open[stem]
-        cached = load_embeddings(self.cache_dir, shard)
+        if shard in self._open:
+            self._open.move_to_end(shard)
+            return self._open[shard]
+        cached = load_embeddings(self.cache_dir, shard, self.path(shard))
         entry = ({key: row for row, key in enumerate(cached.keys)}, cached)
-        self._open[stem] = entry
+        self._open[shard] = entry
         if len(self._open) > self.max_open_shards:
             self._open.popitem(last=False)
         return entry
 
     def rows(self, shards: Sequence[str]) -> int:
-        """How many samples of ``shards`` the cache holds embeddings of."""
-        return sum(len(load_embeddings(self.cache_dir, shard).keys) for shard in shards)
+        """How many samples of ``shards`` the cache holds embeddings of (an unreadable shard has none)."""
+        return sum(len(read_embeddings(self.path(shard)).keys) for shard in shards if self.path(shard).exists())
 
     def check_model(self, shards: Sequence[str], model: torch.nn.Module) -> None:
         """Refuse a cache written by another model: its stored scale and bias must be the model's."""
-        _, cached = self._shard(shards[0])
+        held = [shard for shard in shards if self.path(shard).exists()]
+        if not held:
+            return  # no shard could be read: nothing will be looked up
+        _, cached = self._shard(held[0])
         scale, bias = cached.scale, cached.bias
         own_scale = model.logit_scale.detach().exp().item()
         own_bias = 0.0 if model.logit_bias is None else model.logit_bias.detach().item()

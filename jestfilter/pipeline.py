@@ -173,9 +173,9 @@ class Bootstrap:
         world, folder = self.world, self.cache_folder()
         # each rank embeds every world-th shard; after the barrier every rank's cache finds them all
         started = time.perf_counter()
-        build_cache(reference, sorted(self.web)[world.rank::world.size], folder, progress=self.progress)
+        cache = build_cache(reference, self.web, folder, progress=self.progress, rank=world.rank,
+                            world_size=world.size)
         barrier(world)
-        cache = EmbeddingCache(folder)
         cache.check_model(self.web, reference.model)
         if record.exists():
             return cache, json.loads(record.read_text())

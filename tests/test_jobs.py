@@ -397,3 +397,49 @@ def test_a_folder_made_with_other_settings_is_refused(demo, scores, tmp_path, ca
     assert cli(*base, "--keep-fraction", 0.5) == 0
     assert cli(*base, "--keep-fraction", 0.6) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_embed_counts_an_absent_or_unreadable_shard_as_a_failure_never_done(demo, tmp_path, capsys):
+    root, paths = demo
+    out = tmp_path / "emb"
+    shutil.copytree(root / "emb", out)  # the six shards are done
+    web = Path(paths.web).parent
+    (web.parent / "garbage").mkdir(exist_ok=True)
+    (web.parent / "garbage" / "00007.tar").write_bytes(os.urandom(2000))
+    shards = [str(web / "{00000..00006}.tar"), str(web.parent / "garbage" / "00007.tar")]  # 00006 is absent
+    args = ["embed", "--model", root / "reference", "--shards", *shards, "--out", out, "--retries", 1]
+    assert cli(*args) == 1
+    assert "0 done, 6 skipped (already done), 2 failed" in capsys.readouterr().out
+    failures = read_failures(out)
+    assert failures.height == 4 and failures["final"].sum() == 2
+    assert {e.split(": ")[-1] for e in failures["error"]} == {"missing_shard", "unreadable_shard"}
+    assert not done_path(out, "00006.tar").exists() and not (out / "00006.emb.npz").exists()
+    assert cli(*args) == 1  # tried again, never skipped as done
+    assert "2 failed" in capsys.readouterr().out
+
+
+def test_a_cache_made_from_another_shard_of_the_same_name_is_never_used(demo, tmp_path):
+    from conftest import write_web_shards
+    from jestfilter.embeddings import build_cache, embed_shard, read_embeddings
+
+    root, _ = demo
+    first = write_web_shards(tmp_path / "ingest-1", n_shards=1)  # both web-000000.tar, keys 000000000...
+    second = write_web_shards(tmp_path / "ingest-2", n_shards=1, start=20)  # other pictures, the same keys
+    shards = [str(first.paths[0]), str(second.paths[0])]
+    samples = {shard: [s for s in iter_samples([shard]) if isinstance(s, RawSample)] for shard in shards}
+    assert [s.key for s in samples[shards[0]]] == [s.key for s in samples[shards[1]]]
+    bundle = create_model(f"local-dir:{root / 'reference'}")
+
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    embed_shard(bundle, shards[0], cache_dir / "web-000000.emb.npz")
+    with pytest.raises(ValueError, match="was made from .*ingest-1.* not from .*ingest-2"):
+        EmbeddingCache(cache_dir).lookup(samples[shards[1]])
+
+    cache = build_cache(bundle, shards, cache_dir, progress=False)  # one file per shard, both kept
+    assert len(list(cache_dir.glob("web-000000-*.emb.npz"))) == 2
+    for shard in shards:
+        own = tmp_path / f"own-{Path(shard).parent.name}.emb.npz"
+        embed_shard(bundle, shard, own)
+        looked_up = cache.lookup(samples[shard])
+        assert torch.equal(looked_up.image, torch.from_numpy(read_embeddings(own).image.astype(np.float32)))

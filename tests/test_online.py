@@ -25,7 +25,7 @@ def demo(tmp_path_factory):
 def reference_cache(demo, tmp_path_factory):
     torch.manual_seed(1)
     reference = create_model("jest-tiny")
-    return build_cache(reference, [demo.web], tmp_path_factory.mktemp("cache"), progress=False)
+    return build_cache(reference, expand_shards(demo.web), tmp_path_factory.mktemp("cache"), progress=False)
 
 
 def trainer(demo, tmp_path, method, cache=None, steps=3, **settings):

@@ -77,7 +77,7 @@ def expand_shards(patterns: str | Sequence[str]) -> list[str]:
     shards: list[str] = []
     for pattern in map(str, patterns):
         names = expand_urls(pattern)
-        if _is_remote(pattern):
+        if is_remote(pattern):
             scheme = urlparse(pattern).scheme
             if scheme not in gopen_schemes:
                 raise ValueError(f"no reader for {scheme}:// URLs ({pattern!r}); "
@@ -100,9 +100,27 @@ def expand_shards(patterns: str | Sequence[str]) -> list[str]:
     return shards
 
 
-def _is_remote(url: str) -> bool:
+def is_remote(url: str) -> bool:
     scheme = urlparse(url).scheme
     return len(scheme) > 1 and scheme != "file"  # one letter: a Windows drive
+
+
+def local_path(shard: str) -> str:
+    """The file a local shard names (``file:`` URLs included)."""
+    return urlparse(shard).path if urlparse(shard).scheme == "file" else shard
+
+
+def shard_identity(shard: str) -> tuple[str, int, int]:
+    """What says which shard something was made from: (absolute path, size, mtime in ns) of a
+    local shard, (URL, -1, -1) of a remote one or a local one that is not there."""
+    if is_remote(shard):
+        return shard, -1, -1
+    path = os.path.abspath(local_path(shard))
+    try:
+        info = os.stat(path)
+    except OSError:
+        return path, -1, -1
+    return path, info.st_size, info.st_mtime_ns
 
 
 def _tars_in(directory: str) -> list[str]:
@@ -126,6 +144,19 @@ def iter_samples(shards: Iterable[str]) -> Iterator[RawSample | Rejected]:
                 if reason:
                     item = Rejected(item.key, item.source_shard, reason)
             yield item
+
+
+class UnreadableShard(OSError):
+    """A shard that gave nothing at all (missing, not a regular file, not a tar)."""
+
+
+def iter_readable_shard(shard: str) -> Iterator[RawSample | Rejected]:
+    """``iter_samples([shard])`` for a batch job: a shard that gives nothing at all raises
+    ``UnreadableShard``, so the job records a failure and retries it instead of marking it done."""
+    for item in iter_samples([shard]):
+        if isinstance(item, Rejected) and not item.key and item.reason in UNREADABLE:
+            raise UnreadableShard(f"{shard}: {item.reason}")
+        yield item
 
 
 def iter_shard(shard: str) -> Iterator[RawSample | Rejected]:
@@ -264,17 +295,15 @@ class _TarStream:
 def open_shard(shard: str) -> BinaryIO:
     """The shard's bytes as a stream. A local path is opened without blocking and refused
     unless it is a regular file, so a FIFO or a device named ``x.tar`` never hangs a run."""
-    scheme = urlparse(shard).scheme
-    if _is_remote(shard):
+    if is_remote(shard):
         try:
             return gopen(shard)
         except FileNotFoundError:
             raise _Refused(MISSING_SHARD) from None
         except OSError:
             raise _Refused(UNREADABLE_SHARD) from None
-    path = urlparse(shard).path if scheme == "file" else shard
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(local_path(shard), os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise _Refused(MISSING_SHARD) from None
     except OSError:

@@ -23,10 +23,10 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
-from jestfilter.data import expand_shards, iter_samples
+from jestfilter.data import expand_shards
 from jestfilter.data.atomic import atomic_write
 from jestfilter.data.layout import shard_stem
-from jestfilter.data.shards import image_member
+from jestfilter.data.shards import image_member, iter_readable_shard
 from jestfilter.data.types import RawSample
 from jestfilter.embeddings import cached_shards, load_embeddings
 from jestfilter.errors import UsageError
@@ -76,7 +76,7 @@ class EmbeddingSet:
 def image_hashes(shard: str) -> dict[str, str]:
     """key → sha256 of the image bytes of every readable sample of ``shard``."""
     return {item.key: hashlib.sha256(item.members[image_member(item)]).hexdigest()
-            for item in iter_samples([shard]) if isinstance(item, RawSample)}
+            for item in iter_readable_shard(shard) if isinstance(item, RawSample)}
 
 
 def dedup_shard(shard: str, order: int, train: EmbeddingSet, index: NeighbourIndex, threshold: float,

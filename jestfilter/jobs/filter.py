@@ -19,9 +19,10 @@ from typing import Sequence
 import polars as pl
 import torch
 
-from jestfilter.data import expand_shards, iter_samples
+from jestfilter.data import expand_shards
 from jestfilter.data.layout import shard_stem
 from jestfilter.data.loader import group_super_batches
+from jestfilter.data.shards import iter_readable_shard
 from jestfilter.data.types import Rejected, SuperBatch
 from jestfilter.errors import UsageError
 from jestfilter.jobs.common import absolute
@@ -111,7 +112,7 @@ def filter_shard(shard: str, scores_dir: str | os.PathLike, out_dir: str | os.Pa
     scores = {row["key"]: row for row in pl.read_parquet(Path(scores_dir) / f"{stem}{SCORES_SUFFIX}").iter_rows(named=True)}
     output = ShardOutput(out_dir, shard, samples_per_shard)
     counts = {"kept": 0, "dropped": 0, "rejected": 0}
-    for samples, rejected in group_super_batches(iter_samples([shard]), GROUP):
+    for samples, rejected in group_super_batches(iter_readable_shard(shard), GROUP):
         rejected += [Rejected(s.key, s.source_shard, MISSING_SCORE) for s in samples if s.key not in scores]
         samples = [s for s in samples if s.key in scores]
         reasons = {i: removed[(stem, s.key)] for i, s in enumerate(samples) if (stem, s.key) in removed}
