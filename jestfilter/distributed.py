@@ -8,11 +8,15 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import timedelta
 from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
+
+from jestfilter.data.lock import RUN_LOCK, FolderLock, LockHeld
+from jestfilter.errors import UsageError
 
 TIMEOUT_ENV = "JESTFILTER_DIST_TIMEOUT"  # seconds a rank waits for the others before failing
 DEFAULT_TIMEOUT = 1800
@@ -148,3 +152,21 @@ def average_gradients(world: World, model: torch.nn.Module) -> None:
 
 def _collective_device(device: torch.device) -> torch.device:
     return device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def lock_folder(folder: str | os.PathLike, world: World) -> FolderLock | None:
+    """Rank 0 takes ``folder``'s run lock before any rank writes in it (the caller releases it);
+    every rank raises the same one-line error when the folder is held or cannot be written."""
+    lock, error = None, None
+    if world.main:
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            lock = FolderLock(Path(folder) / RUN_LOCK, str(folder)).acquire()
+        except LockHeld as held:
+            error = str(held)
+        except OSError as failure:
+            error = f"cannot write to {folder}: {failure.strerror or failure}"
+    error = broadcast_object(world, error)
+    if error:
+        raise LockHeld(error) if "in use" in error else UsageError(error)
+    return lock

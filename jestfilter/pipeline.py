@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from jestfilter.config import BootstrapConfig, TrainSettings
 from jestfilter.data import RawSample, atomic_write_json, expand_shards, iter_samples, read_manifest
-from jestfilter.distributed import barrier, broadcast_object, init_distributed, main_first, resolve_device
+from jestfilter.distributed import barrier, broadcast_object, init_distributed, lock_folder, main_first, resolve_device
 from jestfilter.embeddings import EmbeddingCache, build_cache, cache_path
 from jestfilter.eval import evaluate, load_eval_set
 from jestfilter.models import ModelBundle, create_model, forward_flops, save_local_dir
@@ -80,11 +80,21 @@ class Bootstrap:
         self.cfg, self.out = cfg, Path(cfg.out)
         self.world, self.device = init_distributed(resolve_device(cfg.device))
         self.progress = cfg.progress and self.world.main
-        with main_first(self.world):  # rank 0 builds the demo data, the others find it built
-            (self.out / "runs").mkdir(parents=True, exist_ok=True)
-            self.inputs = inputs or prepare_data(cfg)
-        self.curated, self.web = self.inputs.curated, self.inputs.web
-        self.eval_set = load_eval_set(self.inputs.eval)
+        self.lock = lock_folder(self.out, self.world)  # one run per folder; released by close()
+        try:
+            with main_first(self.world):  # rank 0 builds the demo data, the others find it built
+                (self.out / "runs").mkdir(parents=True, exist_ok=True)
+                self.inputs = inputs or prepare_data(cfg)
+            self.curated, self.web = self.inputs.curated, self.inputs.web
+            self.eval_set = load_eval_set(self.inputs.eval)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the folder (rank 0 holds its lock)."""
+        if self.lock is not None:
+            self.lock.release()
 
     def evaluator(self):
         eval_set, device = self.eval_set, self.device
@@ -304,9 +314,17 @@ class Rounds:
         cfg.validate()
         self.cfg, self.out = cfg, Path(cfg.out)
         self.world, _ = init_distributed(resolve_device(cfg.device))
-        with main_first(self.world):
-            self.out.mkdir(parents=True, exist_ok=True)
-            self.inputs = prepare_data(cfg)
+        self.lock = lock_folder(self.out, self.world)  # each round's Bootstrap locks its own folder too
+        try:
+            with main_first(self.world):
+                self.inputs = prepare_data(cfg)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
     def folder(self, k: int) -> Path:
         return self.out / f"round-{k}"
@@ -328,7 +346,11 @@ class Rounds:
                 first = self.folder(1) / "runs" / f"{method}.json"
                 if not criterion(method).needs_reference and first.exists():
                     shutil.copy2(first, self.folder(k) / "runs" / first.name)
-        metrics = Bootstrap(self.config(k), self.inputs).run()
+        job = Bootstrap(self.config(k), self.inputs)
+        try:
+            metrics = job.run()
+        finally:
+            job.close()
         return broadcast_object(self.world, metrics if self.world.main else None)
 
     def run(self) -> dict:
@@ -358,7 +380,11 @@ class Rounds:
 
 def run_bootstrap(cfg: BootstrapConfig) -> dict:
     """Run (or resume) a bootstrap job; returns the metrics also written to ``metrics.json``."""
-    return Bootstrap(cfg).run() if cfg.rounds == 1 else Rounds(cfg).run()
+    job = Bootstrap(cfg) if cfg.rounds == 1 else Rounds(cfg)
+    try:
+        return job.run()
+    finally:
+        job.close()
 
 
 def read_extremes(out: Path) -> ExtremesTracker | None:

@@ -5,7 +5,10 @@ from flags; there is no scheduler here. Shard i of the sorted list goes to rank 
 any rank can tell which shards are its own without talking to the others. A shard is done
 when its done marker exists: a small JSON written atomically after the shard's outputs
 (img2dataset's ``_stats.json`` convention), so a killed job re-run redoes only what was
-missing. A shard that keeps failing is recorded and skipped; the job goes on.
+missing. A shard that keeps failing is recorded and skipped; the job goes on. While a
+process works on a shard it holds ``<shard>.lock`` in the output folder
+(``jestfilter.data.lock``), so two processes given the same shard (a requeued job, a rank
+started twice, two world sizes) never write it at once: the second skips it as busy.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from tqdm import tqdm
 
 from jestfilter.data.atomic import atomic_write, atomic_write_json
 from jestfilter.data.layout import shard_stem
+from jestfilter.data.lock import FolderLock, LockHeld
 from jestfilter.errors import UsageError
 
 DONE_SUFFIX = ".done.json"
+LOCK_SUFFIX = ".lock"
 SETTINGS = "job.json"
 FAILURES_DIR = "failures"
 FAILURE_SCHEMA = {"shard": pl.String, "attempt": pl.Int32, "error": pl.String, "rank": pl.Int32,
@@ -125,17 +130,19 @@ class JobSummary:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # another live process holds their lock
     samples: int = 0
     seconds: float = 0.0
 
     @property
     def exit_status(self) -> int:
-        return 1 if self.failed else 0
+        return 1 if self.failed or self.busy else 0
 
     def line(self) -> str:
         p = self.placement
         return (f"{self.name} rank {p.rank}/{p.world_size} ({p.source}): {len(self.done)} done, "
-                f"{len(self.skipped)} skipped (already done), {len(self.failed)} failed; "
+                f"{len(self.skipped)} skipped (already done), {len(self.failed)} failed"
+                + (f", {len(self.busy)} busy (held by another process)" if self.busy else "") + "; "
                 f"{self.samples:,} samples; {self.seconds:.1f} s")
 
 
@@ -178,23 +185,17 @@ def run_shards(name: str, shards: Sequence[str], work: Work, out_dir: str | os.P
         if done_path(out_dir, shard).exists():
             summary.skipped.append(shard)
             continue
-        for attempt in range(1, retries + 2):
-            shard_start = time.perf_counter()
-            try:
-                result = work(shard)
-            except Exception as error:  # any failure of one shard is recorded, never fatal
-                final = attempt == retries + 1
-                failures.add(shard, attempt, error, placement.rank, final)
-                if final:
-                    summary.failed.append(shard)
-                continue
-            record = result if isinstance(result, dict) else {"samples": int(result)}
-            record = {**record, "shard": shard, "rank": placement.rank, "attempt": attempt,
-                      "seconds": round(time.perf_counter() - shard_start, 3), "time": _now().isoformat()}
-            atomic_write_json(done_path(out_dir, shard), record)  # last: the shard is done
-            summary.done.append(shard)
-            summary.samples += record["samples"]
-            break
+        lock = FolderLock(out_dir / f"{shard_stem(shard)}{LOCK_SUFFIX}", f"shard {shard}")
+        try:
+            lock.acquire()
+        except LockHeld as held:
+            summary.busy.append(shard)
+            print(f"  {held}", flush=True)
+            continue
+        try:
+            _attempt(shard, work, out_dir, placement, retries, failures, summary)
+        finally:
+            lock.release()
         bar.set_postfix(done=len(summary.done), skipped=len(summary.skipped), failed=len(summary.failed))
     bar.close()
     summary.seconds = time.perf_counter() - start
@@ -203,6 +204,31 @@ def run_shards(name: str, shards: Sequence[str], work: Work, out_dir: str | os.P
         print(f"  failed shards (errors in {failures.path}): {', '.join(summary.failed[:5])}"
               f"{' ...' if len(summary.failed) > 5 else ''}", flush=True)
     return summary
+
+
+def _attempt(shard: str, work: Work, out_dir: Path, placement: Placement, retries: int,
+             failures: "_FailureTable", summary: JobSummary) -> None:
+    """Up to ``retries + 1`` attempts at one shard, under its lock."""
+    if done_path(out_dir, shard).exists():  # finished by another process while we waited
+        summary.skipped.append(shard)
+        return
+    for attempt in range(1, retries + 2):
+        shard_start = time.perf_counter()
+        try:
+            result = work(shard)
+        except Exception as error:  # any failure of one shard is recorded, never fatal
+            final = attempt == retries + 1
+            failures.add(shard, attempt, error, placement.rank, final)
+            if final:
+                summary.failed.append(shard)
+            continue
+        record = result if isinstance(result, dict) else {"samples": int(result)}
+        record = {**record, "shard": shard, "rank": placement.rank, "attempt": attempt,
+                  "seconds": round(time.perf_counter() - shard_start, 3), "time": _now().isoformat()}
+        atomic_write_json(done_path(out_dir, shard), record)  # last: the shard is done
+        summary.done.append(shard)
+        summary.samples += record["samples"]
+        break
 
 
 class _FailureTable:

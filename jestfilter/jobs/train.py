@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from jestfilter.config import DEFAULT_MODEL, TrainSettings
 from jestfilter.data import atomic_write_json
-from jestfilter.distributed import barrier, init_distributed, resolve_device
+from jestfilter.distributed import barrier, init_distributed, lock_folder, resolve_device
 from jestfilter.eval import evaluate, load_eval_set
 from jestfilter.models import create_model, model_spec, save_local_dir
 from jestfilter.train.loop import OnlineTrainer
@@ -30,23 +30,28 @@ def train_uniform(shards: Sequence[str], out: str | Path, settings: TrainSetting
         return 0
     eval_set = load_eval_set(eval_dir) if eval_dir else None
     world, device = init_distributed(resolve_device(device))
-    torch.manual_seed(settings.model_seed("learner"))  # bootstrap's learners start from this too
-    spec = model_spec(model)
-    new = {} if spec.startswith("local-dir:") else {"bias_for_batch_size": settings.batch_size}
-    bundle = create_model(spec, device=device, **new)
-    if world.main:
-        print(settings.batch_summary(world.size))
-    evaluator = (lambda b: evaluate(b, eval_set, device=device)) if eval_set is not None else None
-    trainer = OnlineTrainer(bundle, shards, settings, checkpoint=out / "checkpoint.pt", evaluate=evaluator,
-                            name="train", progress=world.main, on_evaluation=print_evaluation)
-    metrics = trainer.run()
-    barrier(world)
-    if not world.main:
-        return 0
-    save_local_dir(bundle, out / MODEL_DIR)
-    atomic_write_json(out / "metrics.json", metrics)
-    if not keep_checkpoints:
-        trainer.checkpoint.remove()
+    lock = lock_folder(out, world)
+    try:
+        torch.manual_seed(settings.model_seed("learner"))  # bootstrap's learners start from this too
+        spec = model_spec(model)
+        new = {} if spec.startswith("local-dir:") else {"bias_for_batch_size": settings.batch_size}
+        bundle = create_model(spec, device=device, **new)
+        if world.main:
+            print(settings.batch_summary(world.size))
+        evaluator = (lambda b: evaluate(b, eval_set, device=device)) if eval_set is not None else None
+        trainer = OnlineTrainer(bundle, shards, settings, checkpoint=out / "checkpoint.pt", evaluate=evaluator,
+                                name="train", progress=world.main, on_evaluation=print_evaluation)
+        metrics = trainer.run()
+        barrier(world)
+        if not world.main:
+            return 0
+        save_local_dir(bundle, out / MODEL_DIR)
+        atomic_write_json(out / "metrics.json", metrics)
+        if not keep_checkpoints:
+            trainer.checkpoint.remove()
+    finally:
+        if lock is not None:
+            lock.release()
     if eval_set is not None:
         print(f"zero-shot top-1 {metrics['zeroshot_top1']:.3f}, retrieval R@1 {metrics['retrieval_r1']:.3f}")
     print(f"model: {out / MODEL_DIR}")
