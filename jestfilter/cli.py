@@ -10,14 +10,18 @@ one-line message and exit status 2; ``jestfilter`` with no command prints the he
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
+import shlex
+import signal
 import sys
+import threading
 
 import jestfilter
 from jestfilter import commands
-from jestfilter.errors import UsageError
+from jestfilter.errors import Stopped, UsageError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -72,8 +76,37 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        with stop_on_signals():
+            return int(args._run(args) or 0)
     except (UsageError, FileNotFoundError, NotADirectoryError, ValueError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"jestfilter {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as stop:
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(f"jestfilter {args.command}: stopped by {signal.Signals(signum).name}{getattr(stop, 'where', '')}; "
+              f"the same command resumes: {_program()} {shlex.join(argv)}", file=sys.stderr)
+        return 128 + signum
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGTERM and Ctrl-C raise ``Stopped`` in the main thread (the default SIGTERM would end
+    the process at once, with no message and its DataLoader workers left running)."""
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _program() -> str:
+    """How this process was started: ``jestfilter`` (the console script) or ``python -m jestfilter``."""
+    return "jestfilter" if os.path.basename(sys.argv[0]) == "jestfilter" else "python -m jestfilter"

@@ -25,6 +25,7 @@ from jestfilter.data import SuperBatch, SuperBatchLoader
 from jestfilter.distributed import (average_gradients, broadcast_object, broadcast_parameters, current_world,
                                     gather_objects, min_across)
 from jestfilter.embeddings import EmbeddingCache
+from jestfilter.errors import Stopped
 from jestfilter.models import ModelBundle, coarse_patch_size, embed
 from jestfilter.selection import Selection, Selector, SiglipOutputs
 from jestfilter.sinks import Sink
@@ -90,6 +91,7 @@ class OnlineTrainer:
                              settings.score_context)
         self.history, self.last_metrics = History(), {}
         self.timer = PhaseTimer(self.history.phases, self.device)
+        self.saved_step = 0  # the step the checkpoint on disk holds
 
     def run(self) -> dict:
         """Train (or resume) to the last step; returns the run's summary."""
@@ -100,29 +102,37 @@ class OnlineTrainer:
         bar = tqdm(total=s.steps, initial=h.step, desc=self.name, unit="step",
                    disable=not self.progress or not self.world.main)
         started = waiting = time.perf_counter()
-        for batch in self.loader:
-            if h.step >= s.steps:
-                break
-            self.timer.seconds["load"] = self.timer.seconds.get("load", 0.0) + time.perf_counter() - waiting
-            selects = self.plan.selects(h.step)
-            batch, surplus = self.common_rows(batch)
-            with self.timer("preprocess"):
-                pixels = self.bundle.preprocess.to_model(batch.images, self.device)
-                texts = batch.texts.to(self.device, non_blocking=True)
-            selection, scores = self.select(batch, pixels, texts, h.step) if selects else (None, None)
-            kept = selection.indices.cpu() if selection is not None else torch.arange(len(batch))
-            with self.timer("train"):
-                loss = self.train_on(pixels, texts, kept, h.step)
-            if self.sink is not None:
-                with self.timer("write"):
-                    self.record(batch, selection, surplus, h.step)
-            if selects and self.scores_cheaply and self.evaluation_due(h.step + 1):
-                with self.timer("agreement"):
-                    self.check_agreement(pixels, texts, scores, selection, h.step)
-            rows = len(batch) + len(surplus) + len(batch.rejected)
-            self.account(rows, len(batch) if selects else 0, len(kept), loss, time.perf_counter() - started, bar)
-            started = waiting = time.perf_counter()
-        bar.close()
+        batches = iter(self.loader)
+        try:
+            for batch in batches:
+                if h.step >= s.steps:
+                    break
+                self.timer.seconds["load"] = self.timer.seconds.get("load", 0.0) + time.perf_counter() - waiting
+                selects = self.plan.selects(h.step)
+                batch, surplus = self.common_rows(batch)
+                with self.timer("preprocess"):
+                    pixels = self.bundle.preprocess.to_model(batch.images, self.device)
+                    texts = batch.texts.to(self.device, non_blocking=True)
+                selection, scores = self.select(batch, pixels, texts, h.step) if selects else (None, None)
+                kept = selection.indices.cpu() if selection is not None else torch.arange(len(batch))
+                with self.timer("train"):
+                    loss = self.train_on(pixels, texts, kept, h.step)
+                if self.sink is not None:
+                    with self.timer("write"):
+                        self.record(batch, selection, surplus, h.step)
+                if selects and self.scores_cheaply and self.evaluation_due(h.step + 1):
+                    with self.timer("agreement"):
+                        self.check_agreement(pixels, texts, scores, selection, h.step)
+                rows = len(batch) + len(surplus) + len(batch.rejected)
+                self.account(rows, len(batch) if selects else 0, len(kept), loss, time.perf_counter() - started, bar)
+                started = waiting = time.perf_counter()
+        except Stopped as stop:  # SIGTERM or Ctrl-C: say where, for the CLI's one line
+            stop.where = stop.where or (f" during step {h.step + 1} of {self.name}; the last checkpoint is at step "
+                                        f"{self.saved_step} ({self.checkpoint.path})")
+            raise
+        finally:
+            batches.close()  # ends the DataLoader workers now, not when the traceback is freed
+            bar.close()
         return self.summary()
 
     # --- the parts of a step ----------------------------------------------------------------
@@ -291,6 +301,7 @@ class OnlineTrainer:
         if self.sink is not None:
             own["sink"] = self.sink.state_dict()
         self.checkpoint.save(shared, own)
+        self.saved_step = self.history.step
 
     def restore(self) -> None:
         saved = self.checkpoint.load(self.device)
@@ -300,6 +311,7 @@ class OnlineTrainer:
         _, extra = restore_training_state(shared, self.model, self.optimizer, self.scheduler)
         self.history = History(**extra["history"])
         self.timer = PhaseTimer(self.history.phases, self.device)
+        self.saved_step = self.history.step
         self.last_metrics = extra["last_metrics"]
         self.loader.load_state_dict(own["loader"])
         if self.sink is not None:

@@ -1,0 +1,101 @@
+"""SIGTERM and Ctrl-C stop a run cleanly: one line saying where it stopped and how to resume, exit
+143 / 130, DataLoader workers ended; and workers end by themselves when their parent is killed."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jestfilter.datasets.demo import build_demo_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return build_demo_data(tmp_path_factory.mktemp("demo"), curated=20, web=400, eval=20, samples_per_shard=100,
+                           progress=False)
+
+
+def train_args(demo, out, steps=400):
+    return ["train", "--shards", demo.web, "--out", str(out), "--steps", str(steps), "--batch-size", "8",
+            "--workers", "2", "--checkpoint-every", "3", "--eval-every", "1000", "--shuffle-buffer", "50"]
+
+
+def start(args) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "jestfilter", *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited
+
+
+def wait_until(condition, seconds: float = 60) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def running_with_workers(demo, out) -> tuple[subprocess.Popen, list[int]]:
+    """A training run past its first checkpoint, and its two DataLoader workers."""
+    run = start(train_args(demo, out))
+    assert wait_until(lambda: (out / "checkpoint.pt").exists() or run.poll() is not None, 300), "no checkpoint"
+    assert run.poll() is None, run.stderr.read()[-2000:]
+    workers = children(run.pid)
+    assert len(workers) >= 2, workers
+    return run, workers
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_run_with_one_line_and_ends_its_workers(demo, tmp_path, signum):
+    out = tmp_path / "run"
+    run, workers = running_with_workers(demo, out)
+    run.send_signal(signum)
+    stderr = run.communicate(timeout=120)[1]
+    assert run.returncode == 128 + signum
+    last = stderr.strip().splitlines()[-1]
+    name = signal.Signals(signum).name
+    assert last.startswith(f"jestfilter train: stopped by {name} during step "), last
+    assert "of train; the last checkpoint is at step " in last and str(out / "checkpoint.pt") in last
+    assert last.endswith(f"the same command resumes: python -m jestfilter {shlex.join(train_args(demo, out))}")
+    assert wait_until(lambda: not any(alive(w) for w in workers), 30), "DataLoader workers left running"
+    assert not (out / "jestfilter.lock").exists()
+    if signum == signal.SIGTERM:  # and it resumes: a shorter run from the same checkpoint ends at once
+        resumed = start(train_args(demo, out, steps=12))
+        assert resumed.communicate(timeout=300) and resumed.returncode == 0
+        assert (out / "model" / "open_clip_model.safetensors").exists()
+
+
+def test_workers_end_by_themselves_when_the_main_process_is_killed(demo, tmp_path):
+    run, workers = running_with_workers(demo, tmp_path / "run")
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert wait_until(lambda: not any(alive(w) for w in workers), 30), "DataLoader workers outlived their parent"
