@@ -79,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         with stop_on_signals():
             return int(args._run(args) or 0)
     except (UsageError, FileNotFoundError, NotADirectoryError, ValueError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"jestfilter {args.command}: error: {message}", file=sys.stderr)
+        print(f"jestfilter {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except OSError as error:  # the machine, not the arguments: a full disk, a read-only folder
+        print(f"jestfilter {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as stop:
         signum = getattr(stop, "signum", signal.SIGINT)
         print(f"jestfilter {args.command}: stopped by {signal.Signals(signum).name}{getattr(stop, 'where', '')}; "
@@ -105,6 +107,12 @@ def stop_on_signals():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _one_line(error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        return f"{error.filename}: {error.strerror}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _program() -> str:

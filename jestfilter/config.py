@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -211,3 +213,36 @@ class BootstrapConfig:
         return dataclasses.replace(self.train, method="uniform" if offline else method,
                                    flexi=self.train.flexi and main,
                                    score_context=self.train.score_context if main else None)
+
+
+def check_types(cls: type, values: dict[str, Any], where: str) -> None:
+    """Refuse, in one line, a value whose type does not fit its field of dataclass ``cls`` (a
+    config file's ``steps = "10"``); names ``cls`` does not have are left to the caller."""
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if name not in hints or dataclasses.is_dataclass(hints[name]):
+            continue
+        kinds = typing.get_args(hints[name]) if isinstance(hints[name], types.UnionType) else (hints[name],)
+        if not any(_fits(value, kind) for kind in kinds):
+            wanted = " or ".join(_describe(kind) for kind in kinds)
+            raise ValueError(f"{where}: {name} must be {wanted}, got {value!r}")
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    if kind is type(None):
+        return value is None
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if typing.get_origin(kind) is list:  # a single string stands for a one-item (or comma-separated) list
+        return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    return isinstance(value, kind)
+
+
+def _describe(kind: Any) -> str:
+    if kind is type(None):
+        return "none"
+    if typing.get_origin(kind) is list:
+        return "a list of strings"
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(kind, str(kind))

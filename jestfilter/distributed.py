@@ -15,8 +15,8 @@ from typing import Any, Iterator
 import torch
 import torch.distributed as dist
 
+from jestfilter.data.atomic import WriteFailed
 from jestfilter.data.lock import RUN_LOCK, FolderLock, LockHeld
-from jestfilter.errors import UsageError
 
 TIMEOUT_ENV = "JESTFILTER_DIST_TIMEOUT"  # seconds a rank waits for the others before failing
 DEFAULT_TIMEOUT = 1800
@@ -156,17 +156,19 @@ def _collective_device(device: torch.device) -> torch.device:
 
 def lock_folder(folder: str | os.PathLike, world: World) -> FolderLock | None:
     """Rank 0 takes ``folder``'s run lock before any rank writes in it (the caller releases it);
-    every rank raises the same one-line error when the folder is held or cannot be written."""
+    every rank raises the same one-line error when the folder is held (``LockHeld``) or cannot
+    be written (``WriteFailed``)."""
     lock, error = None, None
     if world.main:
         try:
             Path(folder).mkdir(parents=True, exist_ok=True)
             lock = FolderLock(Path(folder) / RUN_LOCK, str(folder)).acquire()
         except LockHeld as held:
-            error = str(held)
+            error = ("held", str(held))
         except OSError as failure:
-            error = f"cannot write to {folder}: {failure.strerror or failure}"
+            error = ("write", failure.strerror or str(failure))
     error = broadcast_object(world, error)
     if error:
-        raise LockHeld(error) if "in use" in error else UsageError(error)
+        kind, message = error
+        raise LockHeld(message) if kind == "held" else WriteFailed(folder, message)
     return lock

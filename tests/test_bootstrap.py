@@ -325,3 +325,31 @@ def test_reference_and_learner_start_from_different_weights_every_learner_alike(
     weights = [name for name, value in learner.items() if value.dim() >= 2]
     assert all(not torch.equal(reference[name], learner[name]) for name in weights)
     assert all(torch.equal(learner[name], other_method[name]) for name in learner)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('steps = "10"\n', 'steps must be a whole number, got \'10\''),
+    ("filter-ratio = true\n", "filter_ratio must be a number, got True"),
+    ("web = 5\n", "web must be a list of strings or none, got 5"),
+    ('[train]\nseed = 1.5\n', "[train]: seed must be a whole number, got 1.5"),
+    ('train = 3\n', "train must be a table"),
+    ('web = "pipe:curl -s https://example.com/x.tar"\n', "web runs a shell command"),
+])
+def test_a_config_file_with_wrong_types_or_a_pipe_fails_with_one_line(tmp_path, capsys, text, message):
+    config = tmp_path / "run.toml"
+    config.write_text(text)
+    assert main(["bootstrap", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and str(config) in error and "\n" not in error, error
+
+
+def test_a_config_file_may_run_a_pipe_only_when_it_says_so(tmp_path):
+    from jestfilter.cli import build_parser
+    from jestfilter.commands.bootstrap import config_from
+
+    config = tmp_path / "run.toml"
+    config.write_text('allow-pipe = true\nweb = ["pipe:cat web/00000.tar"]\ncurated = "c.tar"\neval = "e"\n')
+    cfg = config_from(build_parser().parse_args(["bootstrap", "--config", str(config)]))
+    assert cfg.web == ["pipe:cat web/00000.tar"]
+    flags = build_parser().parse_args(["bootstrap", "--web", "pipe:cat web/00000.tar"])  # your own command line
+    assert config_from(flags).web == ["pipe:cat web/00000.tar"]

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import shlex
 import signal
 import subprocess
@@ -99,3 +101,54 @@ def test_workers_end_by_themselves_when_the_main_process_is_killed(demo, tmp_pat
     run.send_signal(signal.SIGKILL)
     run.wait()
     assert wait_until(lambda: not any(alive(w) for w in workers), 30), "DataLoader workers outlived their parent"
+
+
+def test_a_full_disk_at_a_checkpoint_ends_the_run_with_one_line_and_no_temporary_file(demo, tmp_path):
+    def small_files():  # writes past 200 KB fail as on a full disk (EFBIG instead of ENOSPC)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "jestfilter", *train_args(demo, out, steps=6)], cwd=ROOT, env=env,
+                         text=True, capture_output=True, preexec_fn=small_files, timeout=600)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"jestfilter train: error: cannot write {out / 'checkpoint.pt'}: File too large")
+    assert sorted(p.name for p in out.iterdir()) == []  # no .checkpoint.pt.tmp, the lock released
+
+
+def test_a_read_only_output_folder_fails_with_one_line(demo, tmp_path, capsys):
+    from jestfilter.cli import main
+
+    out = tmp_path / "ro"
+    out.mkdir()
+    with read_only(out):
+        assert main(train_args(demo, out / "run", steps=2)) == 1
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"jestfilter train: error: cannot write {out / 'run'}: ") and "\n" not in error
+        assert main(["embed", "--model", "jest-tiny", "--shards", demo.web, "--out", str(out)]) == 1
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"jestfilter embed: error: cannot write {out / 'job.json'}: ") and "\n" not in error
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """``folder`` made read-only: chmod for a user, the immutable flag for root (who ignores modes)."""
+    folder.chmod(0o555)
+    immutable = os.geteuid() == 0 and subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+    probe = folder / ".probe"
+    try:
+        probe.touch()
+        probe.unlink()
+        writable = True
+    except OSError:
+        writable = False
+    try:
+        if writable:
+            pytest.skip("cannot make a folder read-only here")
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        folder.chmod(0o755)

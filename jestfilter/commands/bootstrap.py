@@ -9,7 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from jestfilter.commands._flags import add_flags, given
-from jestfilter.config import BootstrapConfig, TrainSettings
+from jestfilter.config import BootstrapConfig, TrainSettings, check_types
 from jestfilter.errors import UsageError
 
 HELP = "train a reference, select web data online with JEST, write filtered shards, train and evaluate"
@@ -52,6 +52,8 @@ def config_from(args: argparse.Namespace) -> BootstrapConfig:
 
 
 def _read_config(path: Path) -> dict:
+    """A config file's options, their types checked. ``pipe:`` patterns run shell commands, so a
+    file (perhaps someone else's) may only hold them with ``allow_pipe = true``."""
     if not path.is_file():
         raise UsageError(f"config file not found: {path}")
     text = path.read_text()
@@ -59,10 +61,26 @@ def _read_config(path: Path) -> dict:
         loaded = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         raise UsageError(f"cannot parse {path}: {error}") from None
+    if not isinstance(loaded, dict):
+        raise UsageError(f"{path} must hold a table of options, got {type(loaded).__name__}")
     normalise = lambda table: {k.replace("-", "_"): v for k, v in table.items()}  # noqa: E731
     values = normalise(loaded)
-    if isinstance(values.get("train"), dict):
+    if "train" in values:
+        if not isinstance(values["train"], dict):
+            raise UsageError(f"{path}: train must be a table of training options, got {values['train']!r}")
         values["train"] = normalise(values["train"])
+        check_types(TrainSettings, values["train"], f"{path} [train]")
+    check_types(BootstrapConfig, values, str(path))
+    check_types(TrainSettings, values, str(path))
+    allow_pipe = values.pop("allow_pipe", False)
+    if not isinstance(allow_pipe, bool):
+        raise UsageError(f"{path}: allow_pipe must be true or false, got {allow_pipe!r}")
+    for key in ("curated", "web"):
+        patterns = [values[key]] if isinstance(values.get(key), str) else values.get(key) or []
+        piped = [p for p in patterns if p.startswith("pipe:")]
+        if piped and not allow_pipe:
+            raise UsageError(f"{path}: {key} runs a shell command ({piped[0]!r}); a config file may only do that "
+                             "with allow_pipe = true")
     return values
 
 

@@ -1,5 +1,7 @@
 """Writes that are all-or-nothing: a reader (or a restarted run) sees the old file or the new
-one, never half of one. Each writes a temporary file in the same folder, then ``os.replace``s it."""
+one, never half of one. Each writes a temporary file in the same folder, then ``os.replace``s it.
+A write that fails (a full disk, a read-only folder) removes its temporary file and raises
+``WriteFailed``: one line saying what could not be written and why."""
 
 from __future__ import annotations
 
@@ -11,14 +13,44 @@ from typing import Any, Callable
 import torch
 
 
+class WriteFailed(OSError):
+    """A file that could not be written; ``str()`` is one line: the path and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"cannot write {path}: {reason}")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` and move the result to ``path`` in one step."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    write(str(tmp))
-    with open(tmp, "rb+") as handle:  # the data must be on disk before the rename is
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        write(str(tmp))
+        with open(tmp, "rb+") as handle:  # the data must be on disk before the rename is
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except Exception as error:  # OSError, torch's RuntimeError, polars' errors: all say "not written"
+        reason = _why(tmp, error)
+        tmp.unlink(missing_ok=True)
+        raise WriteFailed(path, reason) from error
+    except BaseException:  # a stop (SIGTERM, Ctrl-C) in the middle: no temporary file left behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _why(tmp: Path, error: Exception) -> str:
+    """What the filesystem said. torch reports a failed write as a RuntimeError of its zip
+    writer; writing a little more to the same file gets the system's own reason."""
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    try:
+        with open(tmp, "ab") as handle:
+            handle.write(bytes(1 << 16))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as probe:
+        return probe.strerror or str(probe)
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -14,6 +14,7 @@ import tarfile
 from pathlib import Path
 from typing import Iterable
 
+from jestfilter.data.atomic import WriteFailed
 from jestfilter.data.layout import SIZES, SUCCESS, mark_complete
 from jestfilter.data.shards import split_member_name, unsafe_key
 from jestfilter.data.types import RawSample
@@ -75,11 +76,14 @@ class FilteredShardWriter:
             self._finish_shard()
         if self._tar is None:
             self._open(offset=0)
-        for ext in sorted(sample.members):
-            data = sample.members[ext]
-            info = tarfile.TarInfo(f"{sample.key}.{ext}")
-            info.size, info.mtime, info.mode = len(data), self.mtime, 0o444
-            self._tar.addfile(info, io.BytesIO(data))
+        try:
+            for ext in sorted(sample.members):
+                data = sample.members[ext]
+                info = tarfile.TarInfo(f"{sample.key}.{ext}")
+                info.size, info.mtime, info.mode = len(data), self.mtime, 0o444
+                self._tar.addfile(info, io.BytesIO(data))
+        except OSError as error:  # a full disk: the checkpoint's offset still marks the last good sample
+            raise WriteFailed(self._tmp(self.shard), error.strerror or str(error)) from error
         self._where[uid] = self.shard
         self._open_keys[sample.key] = None
         name = self.name(self.shard)
