@@ -60,7 +60,8 @@ def test_ingest_downloads_into_shards_with_captions_and_reports_the_404(image_si
     out = tmp_path / "shards"
 
     ctrl_c = signal.getsignal(signal.SIGINT)
-    assert main(["ingest", str(urls), "--out", str(out), "--samples-per-shard", "4", "--threads", "2"]) == 0
+    assert main(["ingest", str(urls), "--out", str(out), "--samples-per-shard", "4", "--threads", "2",
+                 "--allow-private-urls"]) == 0  # the test site is on 127.0.0.1
     assert signal.getsignal(signal.SIGINT) is ctrl_c  # the caller's Ctrl-C handling is left as it was
 
     stdout = capsys.readouterr().out
@@ -82,7 +83,7 @@ def test_a_second_run_resumes_without_downloading_twice(image_site, tmp_path, ca
     urls = tmp_path / "urls.csv"
     pl.DataFrame({"link": list(served), "alt": [c for c, _ in served.values()]}).write_csv(urls)
     args = ["ingest", str(urls), "--out", str(tmp_path / "out"), "--url-col", "link", "--caption-col", "alt",
-            "--i2d", "retries=1", "--i2d", "resize_mode='keep_ratio'"]  # fmt: skip
+            "--i2d", "retries=1", "--i2d", "resize_mode='keep_ratio'", "--allow-private-urls"]  # fmt: skip
     assert main(args) == 0
     first = capsys.readouterr().out
     shard = tmp_path / "out" / "00000.tar"
@@ -119,3 +120,47 @@ def test_img2dataset_options_are_read_as_python_literals():
     assert parse_option("resize_mode=center_crop") == ("resize_mode", "center_crop")
     assert parse_option("disallowed_header_directives=[]") == ("disallowed_header_directives", [])
     assert parse_option("max_aspect_ratio=2.5") == ("max_aspect_ratio", 2.5)
+
+
+def test_only_http_urls_of_public_addresses_are_fetched_unless_a_private_mirror_is_allowed(
+        image_site, tmp_path, capsys, loopback_only):
+    served, _ = image_site
+    local = next(iter(served))  # http://127.0.0.1:PORT/item0.jpg
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    port = local.split(":")[2].split("/")[0]
+    refused = {f"file://{secret}": "not_http", "ftp://127.0.0.1/a.jpg": "not_http", "http:///no-host.jpg": "bad_url",
+               "http://no-such-host.invalid/a.jpg": "unresolvable_host"}
+    private = {local: "private_address", f"http://localhost:{port}/item1.png": "private_address",
+               "http://10.0.0.7/a.jpg": "private_address", "http://169.254.169.254/latest/meta-data/": "private_address",
+               "http://[::1]:9/a.jpg": "private_address", "http://224.0.0.1/a.jpg": "private_address"}
+    urls = tmp_path / "urls.parquet"
+    pl.DataFrame({"url": [*refused, *private], "caption": ["a caption"] * (len(refused) + len(private))}).write_parquet(urls)
+
+    out = tmp_path / "public-only"
+    assert main(["ingest", str(urls), "--out", str(out), "--threads", "2"]) == 0
+    assert f"{len(refused) + len(private)} urls refused, never fetched" in capsys.readouterr().out
+    listed = pl.read_parquet(out / "_urls" / "refused.parquet")
+    assert dict(zip(listed["url"], listed["reason"])) == {**refused, **private}
+    assert not list(out.glob("*.tar"))
+
+    out = tmp_path / "mirror"
+    assert main(["ingest", str(urls), "--out", str(out), "--threads", "2", "--allow-private-urls"]) == 0
+    assert "2 downloaded" in capsys.readouterr().out  # the loopback site; the other private ones do not answer
+    listed = pl.read_parquet(out / "_urls" / "refused.parquet")
+    assert dict(zip(listed["url"], listed["reason"])) == refused  # file:// stays refused
+    fetched = b"".join(path.read_bytes() for path in out.glob("*.tar"))
+    assert b"root:x:0:0" not in fetched
+
+
+def test_a_public_address_is_one_anyone_could_reach():
+    from jestfilter.datasets.url_check import check_urls, public
+
+    assert all(map(public, ["8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"]))
+    assert not any(map(public, ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+                                "100.64.0.1", "0.0.0.0", "224.0.0.1", "240.0.0.1", "::1", "fe80::1", "fc00::1",
+                                "::ffff:127.0.0.1"]))
+    # a name that resolves to a public and a private address is refused (either may be used)
+    names = {"cdn.example": ["93.184.215.14"], "split.example": ["93.184.215.14", "10.0.0.1"]}
+    assert check_urls(["https://cdn.example/a.jpg", "https://split.example/b.jpg", "HTTP://cdn.example:8080/c"],
+                      resolve=names.__getitem__) == [None, "private_address", None]

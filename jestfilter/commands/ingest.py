@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--caption-col", default="caption", metavar="NAME", help="column holding the caption")
     parser.add_argument("--input-format", metavar="FORMAT",
                         help="img2dataset input format (default: from the file suffix)")
+    parser.add_argument("--allow-private-urls", action="store_true",
+                        help="also fetch http(s) URLs of loopback, private and link-local addresses (a mirror on "
+                             "your own network); by default only public addresses are fetched")
     parser.add_argument("--i2d", action="append", default=[], metavar="KEY=VALUE",
                         help="any other img2dataset.download option, repeatable, e.g. --i2d retries=2 "
                              "--i2d resize_mode=center_crop (values read as Python literals; "
@@ -42,7 +45,12 @@ def run(args: argparse.Namespace) -> int:
         caption_col=args.caption_col,
         input_format=args.input_format,
         options=dict(parse_option(text) for text in args.i2d),
+        allow_private=args.allow_private_urls,
     )
+    if summary.refused:
+        reasons = ", ".join(f"{n:,} {reason}" for reason, n in summary.refused.most_common())
+        print(f"{sum(summary.refused.values()):,} urls refused, never fetched ({reasons}): "
+              f"{args.out}/_urls/refused.parquet lists them")
     print(f"{summary.count:,} urls: {summary.successes:,} downloaded, {summary.failed_to_download:,} failed to "
           f"download, {summary.failed_to_resize:,} failed to resize")  # fmt: skip
     for message, n in summary.errors.most_common(5):

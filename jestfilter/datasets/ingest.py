@@ -4,6 +4,10 @@ We only choose defaults that suit JEST and check arguments before img2dataset's 
 processes start (so a typo fails in a second, not after a spawn); the downloading, resizing,
 sharding and per-shard ``{shard}_stats.json`` / ``{shard}.parquet`` are img2dataset's.
 Re-running into the same folder resumes: img2dataset skips shards whose ``_stats.json`` exists.
+
+Only http(s) URLs of public addresses are handed to img2dataset (``url_check``): the others
+are left out before it starts, counted by reason, and listed with their reason in
+``OUT/_urls/refused.parquet``; ``allow_private=True`` admits a mirror on your own network.
 img2dataset starts its workers with ``spawn``: call :func:`ingest` from a script's
 ``if __name__ == "__main__":`` block.
 """
@@ -22,8 +26,11 @@ from pathlib import Path
 import polars as pl
 
 from jestfilter.data.layout import brace_pattern, write_sizes_json
+from jestfilter.datasets.url_check import ALLOWED_DIR, filter_url_lists
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset imports albumentations, which phones home
+
+URLS_DIR = "_urls"  # the checked url lists img2dataset reads, and the refused urls
 
 INPUT_FORMATS = ["parquet", "csv", "csv.gz", "tsv", "tsv.gz", "jsonl", "jsonl.gz", "json", "json.gz", "txt", "txt.gz"]
 
@@ -52,6 +59,7 @@ class IngestSummary:
     failed_to_download: int = 0
     failed_to_resize: int = 0
     errors: Counter = field(default_factory=Counter)  # error message → samples
+    refused: Counter = field(default_factory=Counter)  # reason → urls never handed to img2dataset
 
     @property
     def pattern(self) -> str | None:
@@ -102,20 +110,27 @@ def check_arguments(
         raise ValueError(f"unknown input format {input_format!r}: use one of {', '.join(INPUT_FORMATS)}")
     known = set(inspect.signature(img2dataset.download).parameters)
     for key in options:
-        if key in ("url_list", "output_folder"):
-            raise ValueError(f"img2dataset option {key} is set by the URLS argument and --out")
+        if key in ("url_list", "output_folder", "input_format", "url_col", "caption_col"):
+            flag = {"url_list": "the URLS argument", "output_folder": "--out"}.get(key, f"--{key.replace('_', '-')}")
+            raise ValueError(f"img2dataset option {key} is set by {flag}")
         if key not in known:
             raise ValueError(f"img2dataset.download has no option {key!r}")
+    files = url_files(urls, input_format)
     if input_format.startswith("txt"):
         return input_format, None  # a plain list of URLs has no caption column
-    files = sorted(p for p in urls.iterdir() if p.name.endswith(f".{input_format}")) if urls.is_dir() else [urls]
-    if not files:
-        raise ValueError(f"no *.{input_format} files in {urls}")
     columns = _columns(files[0], input_format)
     for column in (url_col, caption_col):
         if columns is not None and column is not None and column not in columns:
             raise ValueError(f"{files[0]} has no column {column!r} (columns: {', '.join(columns)})")
     return input_format, caption_col
+
+
+def url_files(urls: Path, input_format: str) -> list[Path]:
+    """The url list's files, in img2dataset's order."""
+    files = sorted(p for p in urls.iterdir() if p.name.endswith(f".{input_format}")) if urls.is_dir() else [urls]
+    if not files:
+        raise ValueError(f"no *.{input_format} files in {urls}")
+    return files
 
 
 def read_stats(out_dir: str | Path) -> IngestSummary:
@@ -144,11 +159,13 @@ def ingest(
     caption_col: str | None = "caption",
     input_format: str | None = None,
     options: dict | None = None,
+    allow_private: bool = False,
 ) -> IngestSummary:
     """Download ``urls`` (a file or folder of url lists) into img2dataset shards in ``out_dir``.
 
-    ``options`` go to ``img2dataset.download`` as they are and win over our defaults. Writes
-    ``sizes.json`` (for open_clip_train) and returns the totals of all shards in ``out_dir``.
+    ``options`` go to ``img2dataset.download`` as they are and win over our defaults. Only
+    http(s) URLs of public addresses (any address with ``allow_private``) are downloaded.
+    Writes ``sizes.json`` (for open_clip_train) and returns the totals of all shards in ``out_dir``.
     """
     for name, value in {"image_size": image_size, "samples_per_shard": samples_per_shard,
                         "processes": processes, "threads": threads}.items():  # fmt: skip
@@ -157,29 +174,34 @@ def ingest(
     options = dict(options or {})
     urls = Path(urls)
     input_format, caption_col = check_arguments(urls, input_format, url_col, caption_col, options)
+    url_col = "url" if input_format.startswith("txt") else url_col  # img2dataset names a txt list's column so
+    checked = filter_url_lists(url_files(urls, input_format), input_format, url_col, Path(out_dir) / URLS_DIR,
+                               allow_private, threads)
 
     import img2dataset
 
     kwargs = {
         **JEST_DEFAULTS,
-        "url_list": str(urls),
         "output_folder": str(out_dir),
         "image_size": image_size,
         "number_sample_per_shard": samples_per_shard,
         "processes_count": processes,
         "thread_count": threads,
-        "input_format": input_format,
         "url_col": url_col,
         "caption_col": caption_col,
         **options,
+        "url_list": str(checked.folder / ALLOWED_DIR),
+        "input_format": "parquet",  # the checked rows, every column kept
     }
     # img2dataset takes every *.json in the folder for a shard's done marker: hide ours meanwhile
     (Path(out_dir) / "sizes.json").unlink(missing_ok=True)
     sigint = signal.getsignal(signal.SIGINT)
     try:
-        img2dataset.download(**kwargs)
+        if checked.allowed:
+            img2dataset.download(**kwargs)
     finally:
         signal.signal(signal.SIGINT, sigint)  # img2dataset leaves its own Ctrl-C handler (sys.exit(0)) behind
     summary = read_stats(out_dir)
+    summary.refused = checked.refused
     write_sizes_json(out_dir, summary.sizes)
     return summary
