@@ -212,3 +212,15 @@ def test_links_devices_and_folders_inside_a_tar_reject_their_sample(hostile):
     reasons = {i.key: i.reason for i in items if isinstance(i, Rejected)}
     assert reasons["000000005"] == "special_member"  # a sample made only of symlinks is still recorded
     assert reasons["000000006"] == reasons["000000007"] == reasons["000000008"] == "special_member"
+
+
+def test_a_named_shard_that_is_not_there_is_kept_for_the_manifest_and_a_list_of_nothing_fails(web_shards, tmp_path):
+    names = [str(web_shards.paths[0]), str(tmp_path / "gone.tar")]
+    assert expand_shards(names) == names  # read as missing_shard; the run goes on
+    pattern = str(web_shards.folder / "web-{000000..000003}.tar")  # 000003 does not exist
+    assert expand_shards(expand_shards(pattern)) == expand_shards(pattern)  # an expanded list expands to itself
+    assert list(iter_samples([names[1]])) == [Rejected("", names[1], "missing_shard")]
+    with pytest.raises(FileNotFoundError, match="match no file"):
+        expand_shards([str(tmp_path / "a.tar"), str(tmp_path / "b.tar")])
+    with pytest.raises(FileNotFoundError, match="matches no file"):
+        expand_shards([str(web_shards.paths[0]), str(tmp_path / "*.tar")])  # a glob must match

@@ -67,14 +67,16 @@ def expand_shards(patterns: str | Sequence[str]) -> list[str]:
     """Brace patterns (``web/web-{000000..000039}.tar``), globs, directories (their ``*.tar``)
     or URLs → the list of shards, in order.
 
-    Raises ``FileNotFoundError`` when a local pattern matches no existing file and
+    A name given outright (plainly or by a brace range) is kept even when it is not there:
+    reading records it as ``missing_shard`` and the run goes on. Raises ``FileNotFoundError``
+    when no local name exists at all, or a glob or directory matches nothing, and
     ``ValueError`` for an unreadable directory, a URL scheme webdataset cannot open or an
-    empty list. Missing names in an otherwise matching brace range are kept: reading reports
-    them as ``missing_shard``.
+    empty list. Expanding an expanded list gives it back unchanged.
     """
     if isinstance(patterns, (str, os.PathLike)):
         patterns = [patterns]
     shards: list[str] = []
+    local: list[str] = []  # local names, to tell a typo from a few missing shards
     for pattern in map(str, patterns):
         names = expand_urls(pattern)
         if is_remote(pattern):
@@ -84,17 +86,21 @@ def expand_shards(patterns: str | Sequence[str]) -> list[str]:
                                  f"stream them with 'pipe:COMMAND' (e.g. 'pipe:aws s3 cp URL -')")
             shards.extend(names)
             continue
-        found = []
         for name in names:
             if os.path.isdir(name):
-                found.extend(_tars_in(name))
+                found = _tars_in(name)
             elif glob.has_magic(name):
-                found.extend(sorted(glob.glob(name)))
+                found = sorted(glob.glob(name))
+                if not found:
+                    raise FileNotFoundError(f"shard pattern {pattern!r} matches no file")
             else:
-                found.append(name)
-        if not any(os.path.exists(name) for name in found):
-            raise FileNotFoundError(f"shard pattern {pattern!r} matches no file")
-        shards.extend(found)
+                found = [name]
+            shards.extend(found)
+            local.extend(found)
+    if local and not any(os.path.exists(local_path(name)) for name in local):
+        given = [str(p) for p in patterns if not is_remote(str(p))]
+        raise FileNotFoundError(f"shard pattern {given[0]!r} matches no file" if len(given) == 1 else
+                                f"shard patterns {', '.join(map(repr, given))} match no file")
     if not shards:
         raise ValueError("no shard pattern given")
     return shards
