@@ -224,3 +224,17 @@ def test_a_named_shard_that_is_not_there_is_kept_for_the_manifest_and_a_list_of_
         expand_shards([str(tmp_path / "a.tar"), str(tmp_path / "b.tar")])
     with pytest.raises(FileNotFoundError, match="matches no file"):
         expand_shards([str(web_shards.paths[0]), str(tmp_path / "*.tar")])  # a glob must match
+
+
+def test_docs_data_md_lists_every_reason_with_what_to_do():
+    from jestfilter.data import shards
+    from jestfilter.datasets import url_check
+    from jestfilter.jobs.filter import MISSING_SCORE
+    from jestfilter.train.loop import SHORT_SUPER_BATCH
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "data.md").read_text()
+    reasons = [v for k, v in vars(shards).items() if k.isupper() and isinstance(v, str) and not k.endswith("EXTENSION")]
+    reasons += [url_check.NOT_HTTP, url_check.BAD_URL, url_check.UNRESOLVABLE_HOST, url_check.PRIVATE_ADDRESS,
+                MISSING_SCORE, SHORT_SUPER_BATCH, "dedup_exact", "dedup_near", "dedup_eval"]
+    assert len(reasons) > 25
+    assert [r for r in reasons if f"`{r}`" not in docs] == []
