@@ -26,8 +26,8 @@ def demo(tmp_path_factory):
                            progress=False)
 
 
-def train_args(demo, out, steps=400):
-    return ["train", "--shards", demo.web, "--out", str(out), "--steps", str(steps), "--batch-size", "8",
+def train_args(demo, out, steps=400, batch_size=8):
+    return ["train", "--shards", demo.web, "--out", str(out), "--steps", str(steps), "--batch-size", str(batch_size),
             "--workers", "2", "--checkpoint-every", "3", "--eval-every", "1000", "--shuffle-buffer", "50"]
 
 
@@ -66,9 +66,9 @@ def wait_until(condition, seconds: float = 60) -> bool:
     return condition()
 
 
-def running_with_workers(demo, out) -> tuple[subprocess.Popen, list[int]]:
+def running_with_workers(demo, out, batch_size=8) -> tuple[subprocess.Popen, list[int]]:
     """A training run past its first checkpoint, and its two DataLoader workers."""
-    run = start(train_args(demo, out))
+    run = start(train_args(demo, out, batch_size=batch_size))
     assert wait_until(lambda: (out / "checkpoint.pt").exists() or run.poll() is not None, 300), "no checkpoint"
     assert run.poll() is None, run.stderr.read()[-2000:]
     workers = children(run.pid)
@@ -97,7 +97,9 @@ def test_a_signal_stops_the_run_with_one_line_and_ends_its_workers(demo, tmp_pat
 
 
 def test_workers_end_by_themselves_when_the_main_process_is_killed(demo, tmp_path):
-    run, workers = running_with_workers(demo, tmp_path / "run")
+    # super-batches of 320 (3 MB) fill the pipe to the parent: without PR_SET_PDEATHSIG a worker
+    # then waits for a reader that never comes
+    run, workers = running_with_workers(demo, tmp_path / "run", batch_size=64)
     run.send_signal(signal.SIGKILL)
     run.wait()
     assert wait_until(lambda: not any(alive(w) for w in workers), 30), "DataLoader workers outlived their parent"
