@@ -13,7 +13,7 @@ import pytest
 import webdataset as wds
 
 from jestfilter.data import FilteredShardWriter, RawSample, Rejected, expand_shards, iter_samples
-from jestfilter.data.shards import iter_shard
+from jestfilter.data.shards import image_member, iter_shard
 
 
 def test_brace_pattern_list_glob_and_directory_expand_to_the_same_shards(web_shards):
@@ -171,19 +171,23 @@ def test_the_sample_size_cap_is_set_by_the_environment(web_shards, monkeypatch):
         list(iter_samples([str(web_shards.paths[0])]))
 
 
-def test_an_image_announcing_too_many_pixels_is_never_decoded(hostile, web_shards, preprocess, tokenizer,
-                                                              monkeypatch):
+def test_an_image_announcing_too_many_pixels_is_never_decoded(web_shards, tokenizer, monkeypatch):
     from hostile_shards import png_header_only
-    from jestfilter.data.images import BadImage, open_image
+    from jestfilter.data.images import BadImage, announced_size, check_size, open_image
     from jestfilter.data.loader import decode
 
-    with pytest.raises(BadImage) as error:
-        open_image(png_header_only(13_000, 13_000))  # 169 million pixels: 500 MB decoded
-    assert error.value.reason == "image_too_large"
-    samples = [s for s in iter_samples([str(web_shards.paths[0])])][:4]
-    monkeypatch.setenv("JESTFILTER_MAX_IMAGE_PIXELS", str(27 * 27))  # the shard's images are 28²
-    _, _, kept, rejected = decode(samples, [], preprocess, tokenizer)
+    bomb = png_header_only(13_000, 13_000)  # 169 million pixels: 500 MB decoded
+    for check in (check_size, open_image):
+        with pytest.raises(BadImage) as error:
+            check(bomb)
+        assert error.value.reason == "image_too_large"
+    samples = [s for s in iter_samples([str(web_shards.paths[0])])][:7]  # JPEG, PNG and WebP
+    assert {announced_size(s.members[image_member(s)]) for s in samples} == {(28, 28)}
+    monkeypatch.setenv("JESTFILTER_MAX_IMAGE_PIXELS", str(27 * 27))
+    _, _, kept, rejected = decode(samples, [], tokenizer)
     assert kept == [] and {r.reason for r in rejected} == {"image_too_large"}
+    monkeypatch.setenv("JESTFILTER_MAX_IMAGE_PIXELS", str(28 * 28))
+    assert len(decode(samples, [], tokenizer)[2]) == 7
 
 
 @pytest.mark.parametrize("compress", ["gzip", "bz2", "xz", None])
@@ -230,11 +234,12 @@ def test_docs_data_md_lists_every_reason_with_what_to_do():
     from jestfilter.data import shards
     from jestfilter.datasets import url_check
     from jestfilter.jobs.filter import MISSING_SCORE
+    from jestfilter.jobs.select import MISSING_EMBEDDING
     from jestfilter.train.loop import SHORT_SUPER_BATCH
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "data.md").read_text()
     reasons = [v for k, v in vars(shards).items() if k.isupper() and isinstance(v, str) and not k.endswith("EXTENSION")]
     reasons += [url_check.NOT_HTTP, url_check.BAD_URL, url_check.UNRESOLVABLE_HOST, url_check.PRIVATE_ADDRESS,
-                MISSING_SCORE, SHORT_SUPER_BATCH, "dedup_exact", "dedup_near", "dedup_eval"]
+                MISSING_SCORE, MISSING_EMBEDDING, SHORT_SUPER_BATCH, "dedup_exact", "dedup_near", "dedup_eval"]
     assert len(reasons) > 25
     assert [r for r in reasons if f"`{r}`" not in docs] == []

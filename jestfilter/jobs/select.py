@@ -15,7 +15,8 @@ import os
 import random
 from typing import Sequence
 
-from jestfilter.data import expand_shards, iter_samples
+from jestfilter.data import expand_shards
+from jestfilter.data.shards import iter_readable_shard
 from jestfilter.data.types import RawSample, Rejected, SuperBatch
 from jestfilter.distributed import resolve_device
 from jestfilter.embeddings import CachedEmbeddings, cached_shards, load_embeddings
@@ -55,7 +56,7 @@ def select_shard(shard: str, embeddings_dir: str | os.PathLike, out_dir: str | o
     reference = _Rows(load_embeddings(embeddings_dir, shard))
     learned = None if learner is None else _Rows(learner_embeddings(learner, shard, out_dir, batch_size))
     samples, rejected = [], []
-    for item in iter_samples([shard]):
+    for item in iter_readable_shard(shard):  # a shard that gives nothing is a failure, never done
         if isinstance(item, Rejected):
             rejected.append(item)
         elif item.key in reference and (learned is None or item.key in learned):
