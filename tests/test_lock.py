@@ -4,6 +4,7 @@ name; stale locks (a dead process, a silent host) are taken over; batch jobs loc
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -103,21 +104,26 @@ def test_a_lock_from_another_host_is_respected_until_its_heartbeat_stops(tmp_pat
         assert json.loads(path.read_text())["host"] == socket.gethostname()
 
 
+def _race(path: str, start, results) -> None:
+    start.wait()
+    try:
+        with FolderLock(path):
+            results.put("won")
+            time.sleep(1)
+    except LockHeld:
+        results.put("refused")
+
+
 def test_of_processes_racing_for_one_lock_exactly_one_wins(tmp_path):
-    path = tmp_path / "race.lock"
-    code = f"""
-        import time
-        from jestfilter.data.lock import FolderLock, LockHeld
-        try:
-            with FolderLock({str(path)!r}):
-                print("won", flush=True)
-                time.sleep(3)
-        except LockHeld:
-            print("refused", flush=True)
-        """
-    racers = [python(code, stdout=subprocess.PIPE) for _ in range(4)]
-    results = sorted(racer.communicate(timeout=120)[0].strip() for racer in racers)
-    assert results == ["refused"] * 3 + ["won"]
+    context = multiprocessing.get_context("fork")  # forked: no second import of torch per racer
+    start, results = context.Barrier(4), context.Queue()
+    racers = [context.Process(target=_race, args=(str(tmp_path / "race.lock"), start, results)) for _ in range(4)]
+    for racer in racers:
+        racer.start()
+    outcomes = sorted(results.get(timeout=60) for _ in racers)
+    for racer in racers:
+        racer.join(60)
+    assert outcomes == ["refused"] * 3 + ["won"]
 
 
 def test_a_shard_held_by_another_process_is_skipped_as_busy_and_done_later(demo, tmp_path, capsys):
