@@ -93,7 +93,7 @@ def test_a_signal_stops_the_run_with_one_line_and_ends_its_workers(demo, tmp_pat
     if signum == signal.SIGTERM:  # and it resumes: a shorter run from the same checkpoint ends at once
         resumed = start(train_args(demo, out, steps=12))
         assert resumed.communicate(timeout=300) and resumed.returncode == 0
-        assert (out / "model" / "open_clip_model.safetensors").exists()
+        assert (out / "final" / "open_clip_model.safetensors").exists()
 
 
 def test_workers_end_by_themselves_when_the_main_process_is_killed(demo, tmp_path):

@@ -156,10 +156,7 @@ class Manifest:
 
     def written(self) -> list[tuple[str, str, str]]:
         """(source shard, key, output shard) of every kept row in this writer's parts."""
-        parts = [self.part(i) for i in range(self.parts) if self.part(i).exists()]
-        if not parts:
-            return []
-        kept = pl.scan_parquet(parts).filter(pl.col("decision") == KEPT)
+        kept = self.own_rows().filter(pl.col("decision") == KEPT)
         return list(kept.select("source_shard", "key", "output_shard").collect().iter_rows())
 
     def _refuse_old_parts(self) -> None:
