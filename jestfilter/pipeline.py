@@ -80,21 +80,11 @@ class Bootstrap:
         self.cfg, self.out = cfg, Path(cfg.out)
         self.world, self.device = init_distributed(resolve_device(cfg.device))
         self.progress = cfg.progress and self.world.main
-        self.lock = lock_folder(self.out, self.world)  # one run per folder; released by close()
-        try:
-            with main_first(self.world):  # rank 0 builds the demo data, the others find it built
-                (self.out / "runs").mkdir(parents=True, exist_ok=True)
-                self.inputs = inputs or prepare_data(cfg)
-            self.curated, self.web = self.inputs.curated, self.inputs.web
-            self.eval_set = load_eval_set(self.inputs.eval)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        """Release the folder (rank 0 holds its lock)."""
-        if self.lock is not None:
-            self.lock.release()
+        with main_first(self.world):  # rank 0 builds the demo data, the others find it built
+            (self.out / "runs").mkdir(parents=True, exist_ok=True)
+            self.inputs = inputs or prepare_data(cfg)
+        self.curated, self.web = self.inputs.curated, self.inputs.web
+        self.eval_set = load_eval_set(self.inputs.eval)
 
     def evaluator(self):
         eval_set, device = self.eval_set, self.device
@@ -314,17 +304,8 @@ class Rounds:
         cfg.validate()
         self.cfg, self.out = cfg, Path(cfg.out)
         self.world, _ = init_distributed(resolve_device(cfg.device))
-        self.lock = lock_folder(self.out, self.world)  # each round's Bootstrap locks its own folder too
-        try:
-            with main_first(self.world):
-                self.inputs = prepare_data(cfg)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if self.lock is not None:
-            self.lock.release()
+        with main_first(self.world):
+            self.inputs = prepare_data(cfg)
 
     def folder(self, k: int) -> Path:
         return self.out / f"round-{k}"
@@ -346,11 +327,7 @@ class Rounds:
                 first = self.folder(1) / "runs" / f"{method}.json"
                 if not criterion(method).needs_reference and first.exists():
                     shutil.copy2(first, self.folder(k) / "runs" / first.name)
-        job = Bootstrap(self.config(k), self.inputs)
-        try:
-            metrics = job.run()
-        finally:
-            job.close()
+        metrics = Bootstrap(self.config(k), self.inputs).run()  # under the run's lock on OUT
         return broadcast_object(self.world, metrics if self.world.main else None)
 
     def run(self) -> dict:
@@ -379,12 +356,15 @@ class Rounds:
 
 
 def run_bootstrap(cfg: BootstrapConfig) -> dict:
-    """Run (or resume) a bootstrap job; returns the metrics also written to ``metrics.json``."""
-    job = Bootstrap(cfg) if cfg.rounds == 1 else Rounds(cfg)
+    """Run (or resume) a bootstrap job; returns the metrics also written to ``metrics.json``.
+    The job owns ``--out`` while it runs: rank 0 holds its lock (``jestfilter.data.lock``)."""
+    cfg.validate()
+    lock = lock_folder(cfg.out, init_distributed(resolve_device(cfg.device))[0])
     try:
-        return job.run()
+        return (Bootstrap(cfg) if cfg.rounds == 1 else Rounds(cfg)).run()
     finally:
-        job.close()
+        if lock is not None:
+            lock.release()
 
 
 def read_extremes(out: Path) -> ExtremesTracker | None:
