@@ -37,8 +37,10 @@ data:
 		echo "-labels-idx1-ubyte[.gz]) to 'python -m jestfilter demo-data' / 'bootstrap', or set JESTFILTER_FASHION_MNIST=DIR."; \
 	fi
 
+# One torch thread a process: the tests start many small processes (DataLoader workers, torchrun
+# ranks) whose default thread pools would fight over the cores (about twice as slow on two).
 test: install
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 # The demo: Fashion-MNIST demo data → reference → JEST vs uniform and easy-reference → report.
 demo: install

@@ -77,7 +77,9 @@ class TrainSettings:
     workers: int | None = option(None, "decoding workers (default: from the cores, see --threads)")
     threads: int | None = option(None, "torch CPU threads (default: $OMP_NUM_THREADS, else the cores left "
                                         "after the loader's workers, at least 1)")
-    shuffle_buffer: int = option(2000, "samples mixed in the stream's shuffle buffer")
+    shuffle_buffer: int = option(20_000, "raw samples each loader worker holds to mix the stream; it must span "
+                                         "many shards, since shards are often ordered (img2dataset keeps its "
+                                         "input's order) and an ordered stream cripples training")
 
     def validate(self) -> None:
         """Fail fast, with one line, on settings that cannot work."""

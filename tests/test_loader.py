@@ -167,3 +167,19 @@ def test_buffer_shuffle_is_a_seeded_permutation_that_mixes_beyond_the_buffer():
     assert once == list(buffer_shuffle(iter(items), 10, random.Random("s")))
     assert once != list(buffer_shuffle(iter(items), 10, random.Random("t")))
     assert max(once[:10]) < 20  # a buffer of 10 holds only the first items at the start
+
+
+def test_a_buffer_spanning_few_shards_is_pointed_out(web_shards, tokenizer):
+    """Shards are often ordered (img2dataset keeps its input's order): a buffer that spans only
+    a shard or two would hand out ordered batches."""
+    import json
+
+    folder = web_shards.paths[0].parent
+    per_shard = len(web_shards.samples) // len(web_shards.paths)
+    (folder / "sizes.json").write_text(json.dumps({p.name: per_shard for p in web_shards.paths}))
+    try:
+        small = SuperBatchLoader(web_shards.pattern, 4, tokenizer, shuffle_buffer=per_shard)
+        assert "spans about 1.0 shards" in small.mixing_note()
+        assert SuperBatchLoader(web_shards.pattern, 4, tokenizer, shuffle_buffer=4 * per_shard).mixing_note() is None
+    finally:
+        (folder / "sizes.json").unlink()

@@ -8,6 +8,7 @@ so the demo data and ingested data look alike to every reader.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -56,6 +57,18 @@ def brace_pattern(folder: str | Path, names: list[str]) -> str:
 def write_sizes_json(folder: str | Path, sizes: dict[str, int]) -> None:
     """``sizes.json`` (shard file name → sample count, sorted), which open_clip_train reads."""
     atomic_write_json(Path(folder) / SIZES, dict(sorted(sizes.items())))
+
+
+def known_sizes(shards: list[str]) -> dict[str, int]:
+    """Sample counts of the local ``shards`` that a ``sizes.json`` beside them lists."""
+    sizes: dict[str, int] = {}
+    for folder in {os.path.dirname(shard) for shard in shards if "://" not in shard}:
+        try:
+            listed = json.loads((Path(folder) / SIZES).read_text())
+        except (OSError, ValueError):
+            continue
+        sizes.update({os.path.join(folder, name): n for name, n in listed.items() if isinstance(n, int)})
+    return {shard: sizes[shard] for shard in shards if shard in sizes}
 
 
 def mark_complete(folder: str | Path, sizes: dict[str, int]) -> None:

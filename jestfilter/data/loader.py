@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.shardlists import split_by_node
 
 from jestfilter.data.images import check_size, image_reason
-from jestfilter.data.layout import shard_stem
+from jestfilter.data.layout import known_sizes, shard_stem
 from jestfilter.data.pixels import decode_image, stack_pixels
 from jestfilter.data.shards import caption_of, expand_shards, image_member, iter_samples
 from jestfilter.data.tokens import CachedTokenizer, Tokenizer
@@ -240,6 +240,17 @@ class SuperBatchLoader:
         self.pass_rows: int | None = None  # samples and rejections in a whole pass, once one ended
         self.rejections: Counter[str] = Counter()  # reason → samples/shards rejected so far
         self.timings: Counter[str] = Counter()  # read/decode/tokenise → worker seconds so far
+
+    def mixing_note(self) -> str | None:
+        """A warning when the shuffle buffer spans only a few shards (their sizes known from
+        ``sizes.json``): ordered shards then give ordered batches."""
+        sizes = known_sizes(self.shards)
+        if self.shuffle_buffer <= 1 or not sizes or self.shuffle_buffer >= 4 * max(sizes.values()):
+            return None
+        largest = max(sizes.values())
+        return (f"note: the shuffle buffer ({self.shuffle_buffer:,} samples) spans about "
+                f"{self.shuffle_buffer / largest:.1f} shards of {largest:,} samples; if the shards are ordered "
+                "(img2dataset keeps its input's order), so will the batches be: raise --shuffle-buffer")
 
     def size_of(self, n: int) -> int:
         """Rows of the n-th super-batch of the run."""

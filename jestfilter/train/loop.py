@@ -86,6 +86,9 @@ class OnlineTrainer:
         if len(self.loader.shards) < self.world.size:
             raise ValueError(f"{len(self.loader.shards)} shard(s) for {self.world.size} ranks: every rank needs "
                              "at least one; write the data in more, smaller shards")
+        note = self.loader.mixing_note()
+        if note and self.world.main and progress:
+            print(note, flush=True)
         self.checkpoint = RunCheckpoint(checkpoint, self.world)
         self.cost = StepCost(self.model, self.flexi_patch_size, self.selector.criterion.needs_learner,
                              settings.score_context)
