@@ -58,7 +58,9 @@ class TrainSettings:
     gain: float = option(1.0, "inverse temperature of softmax sampling")
     seed: int = option(0, "seed of model init, data order and sampling")
     lr: float = option(2e-3, "peak learning rate (AdamW)")
-    weight_decay: float = option(1e-4, "AdamW weight decay")
+    weight_decay: float = option(1e-4, "decoupled weight decay: each step shrinks the weight matrices by this × "
+                                       "the schedule's factor (big_vision's meaning, the paper's 1e-4; AdamW gets "
+                                       "it divided by --lr)")
     warmup: float = option(0.05, "share of the steps spent warming the learning rate up")
     flexi: bool = option(False, "Flexi-JEST: score and co-train half of each batch at a coarser patch size")
     flexi_patch_size: int | None = option(None, "Flexi's coarse patch size (default: the divisor of the image "
