@@ -104,31 +104,16 @@ class OnlineTrainer:
             self.evaluate_now()
         bar = tqdm(total=s.steps, initial=h.step, desc=self.name, unit="step",
                    disable=not self.progress or not self.world.main)
-        started = waiting = time.perf_counter()
+        started = time.perf_counter()
         batches = iter(self.loader)
         try:
             for batch in batches:
                 if h.step >= s.steps:
                     break
-                self.timer.seconds["load"] = self.timer.seconds.get("load", 0.0) + time.perf_counter() - waiting
-                selects = self.plan.selects(h.step)
-                batch, surplus = self.common_rows(batch)
-                with self.timer("preprocess"):
-                    pixels = self.bundle.preprocess.to_model(batch.images, self.device)
-                    texts = batch.texts.to(self.device, non_blocking=True)
-                selection, scores = self.select(batch, pixels, texts, h.step) if selects else (None, None)
-                kept = selection.indices.cpu() if selection is not None else torch.arange(len(batch))
-                with self.timer("train"):
-                    loss = self.train_on(pixels, texts, kept, h.step)
-                if self.sink is not None:
-                    with self.timer("write"):
-                        self.record(batch, selection, surplus, h.step)
-                if selects and self.scores_cheaply and self.evaluation_due(h.step + 1):
-                    with self.timer("agreement"):
-                        self.check_agreement(pixels, texts, scores, selection, h.step)
-                rows = len(batch) + len(surplus) + len(batch.rejected)
-                self.account(rows, len(batch) if selects else 0, len(kept), loss, time.perf_counter() - started, bar)
-                started = waiting = time.perf_counter()
+                self.timer.seconds["load"] = self.timer.seconds.get("load", 0.0) + time.perf_counter() - started
+                rows, scored, kept, loss = self.step(batch, h.step)
+                self.account(rows, scored, kept, loss, time.perf_counter() - started, bar)
+                started = time.perf_counter()
         except Stopped as stop:  # SIGTERM or Ctrl-C: say where, for the CLI's one line
             stop.where = stop.where or (f" during step {h.step + 1} of {self.name}; the last checkpoint is at step "
                                         f"{self.saved_step} ({self.checkpoint.path})")
@@ -137,6 +122,26 @@ class OnlineTrainer:
             batches.close()  # ends the DataLoader workers now, not when the traceback is freed
             bar.close()
         return self.summary()
+
+    def step(self, batch: SuperBatch, step: int) -> tuple[int, int, int, float | None]:
+        """One step of the paper's Algorithm 2 on a super-batch; returns the rows it read,
+        scored and trained on, and the loss."""
+        batch, surplus = self.common_rows(batch)  # every rank the same number of rows
+        with self.timer("preprocess"):  # decoded in the workers; resized and normalised here
+            pixels = self.bundle.preprocess.to_model(batch.images, self.device)
+            texts = batch.texts.to(self.device, non_blocking=True)
+        selects = self.plan.selects(step)  # after --select-until: plain batches of b
+        selection, scores = self.select(batch, pixels, texts, step) if selects else (None, None)
+        kept = selection.indices.cpu() if selection is not None else torch.arange(len(batch))
+        with self.timer("train"):
+            loss = self.train_on(pixels, texts, kept, step)
+        if self.sink is not None:
+            with self.timer("write"):
+                self.record(batch, selection, surplus, step)
+        if selects and self.scores_cheaply and self.evaluation_due(step + 1):
+            with self.timer("agreement"):
+                self.check_agreement(pixels, texts, scores, selection, step)
+        return len(batch) + len(surplus) + len(batch.rejected), len(batch) if selects else 0, len(kept), loss
 
     # --- the parts of a step ----------------------------------------------------------------
     def common_rows(self, batch: SuperBatch) -> tuple[SuperBatch, list]:
