@@ -45,7 +45,7 @@ def config(demo, out: Path, seed: int, tiny: bool, **fields) -> BootstrapConfig:
 
 def one_seed(demo, out: Path, seed: int, tiny: bool) -> dict[str, dict | None]:
     """Every arm's final metrics for one seed (None where the rounds stopped before round 2)."""
-    cfg = config(demo, out, seed, tiny, rounds=2, compare=["uniform", *OFFLINE])
+    cfg = config(demo, out, seed, tiny, rounds=2, early_stop=False, compare=["uniform", *OFFLINE])
     summary = run_bootstrap(cfg)
     one = json.loads((out / "round-1" / "metrics.json").read_text())
     two = out / "round-2" / "metrics.json"
