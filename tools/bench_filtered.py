@@ -29,6 +29,7 @@ from jestfilter.data.layout import mark_complete
 from jestfilter.datasets.demo import build_demo_data
 from jestfilter.jobs.train import train_uniform
 from jestfilter.pipeline import run_bootstrap
+from _stats import mean_sd  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 RULES = ["top", "first-pass", "all"]
 
@@ -59,12 +60,6 @@ def clean_share(folder: Path, truth: pl.DataFrame) -> float:
             if isinstance(item, RawSample)]
     kinds = truth.filter(pl.col("key").is_in(keys))["kind"]
     return float((kinds == "clean").mean()) if len(kinds) else float("nan")
-
-
-def mean_sd(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from jestfilter.datasets.demo import build_demo_data
 from jestfilter.jobs.runner import resolve_placement
 from jestfilter.jobs.select import run_select
 from jestfilter.pipeline import Bootstrap, run_bootstrap
+from _stats import mean_sd  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 OFFLINE = ["clip_score", "neg_clip_loss"]
 ARMS = {"uniform": "uniform", "online JEST (learnability)": "online", "easy-reference JEST dataset, trained uniformly":
@@ -67,14 +68,6 @@ def one_seed(demo, out: Path, seed: int, tiny: bool) -> dict[str, dict | None]:
     arms["jest_dataset"] = arm.learner("uniform", None)
     arms["stopped_early"] = summary.get("stopped_early")
     return arms
-
-
-def mean_sd(values: list[float]) -> str:
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def table(results: dict[int, dict]) -> str:

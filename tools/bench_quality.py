@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import statistics
 import time
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from jestfilter.config import BootstrapConfig, TrainSettings
 from jestfilter.datasets.demo import build_demo_data
 from jestfilter.pipeline import run_bootstrap
 from jestfilter.results import speedups
+from _stats import mean_sd  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 METHODS = ["learnability", "easy_reference", "independent", "hard_learner"]
 GAINS = ["10", "100", "greedy"]  # besides the default
@@ -63,16 +62,6 @@ def one_seed(demo, out: Path, seed: int, tiny: bool, ratios: list[float], gains:
         runs = bootstrap(demo, out / f"gain{gain}-seed{seed}", seed, tiny, compare=[], reference=first, **options)
         arms[f"learnability gain={gain}"] = runs["learnability"]
     return arms
-
-
-def mean_sd(values: list[float], digits: int = 3) -> str:
-    """mean ± sd of the finite values (a run already at the target before training has ratio ∞)."""
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def table(regime: str, seeds: dict[int, dict]) -> list[str]:

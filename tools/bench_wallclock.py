@@ -29,6 +29,7 @@ from jestfilter.datasets.demo import build_demo_data
 from jestfilter.models import coarse_patch_size, create_model, embed
 from jestfilter.pipeline import run_bootstrap
 from jestfilter.results import reach
+from _stats import mean_sd  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 
 def seconds_to_reach(run: dict, target: float) -> float | None:
@@ -94,15 +95,6 @@ def run_seed(demo, out: Path, seed: int, args) -> dict:
     return {"runs": runs, "reference": reference}
 
 
-def mean_sd(values: list[float], digits: int = 3) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "never"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
 def tables(seeds: dict[int, dict]) -> str:
     names = list(next(iter(seeds.values()))["runs"])
     lines = ["| method | zero-shot top-1 | s/step | step / uniform | seconds to uniform's final (per seed) | "
@@ -120,7 +112,7 @@ def tables(seeds: dict[int, dict]) -> str:
             ratio.append(run["seconds_per_step"] / uniform["seconds_per_step"])
         cells = ", ".join("never" if r is None else f"{r:.0f}" for r in reach)
         soon = ", ".join("–" if r is None else f"{r:.2f}×" for r in sooner)
-        mean_sooner = mean_sd(sooner, 2)
+        mean_sooner = mean_sd(sooner, 2, empty="never")
         lines.append(f"| {name} | {mean_sd(top1)} | {mean_sd(per_step)} | {mean_sd(ratio, 2)}× | {cells} | {soon} | "
                      f"{mean_sooner}{'' if mean_sooner == 'never' else '×'} |")
     lines += ["", "Where a step's time went (seconds per step, mean over seeds; worker seconds run in parallel):", "",
