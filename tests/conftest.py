@@ -226,3 +226,11 @@ def hostile(tmp_path_factory):
     from hostile_shards import build_hostile_shards
 
     return build_hostile_shards(tmp_path_factory.mktemp("hostile"))
+
+
+def kept_keys(out: Path) -> list[str]:
+    """Keys marked kept in a run folder's filtered/ manifest (once each, sorted)."""
+    import polars as pl
+
+    manifest = pl.read_parquet(out / "filtered" / "manifest.parquet")
+    return sorted(manifest.filter(pl.col("decision") == "kept")["key"].unique().to_list())

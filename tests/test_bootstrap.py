@@ -20,6 +20,7 @@ from jestfilter.cli import main
 from jestfilter.data import RawSample, expand_shards, iter_samples
 from jestfilter.datasets.demo import build_demo_data
 from jestfilter.sinks import read_pool
+from conftest import kept_keys
 
 TINY = ["--steps", "12", "--reference-steps", "6", "--batch-size", "16", "--n-chunks", "4",
         "--eval-every", "6", "--checkpoint-every", "3", "--samples-per-shard", "50", "--workers", "0",
@@ -42,10 +43,6 @@ def run_cli(*args, **kwargs):
     return subprocess.run([sys.executable, "-m", "jestfilter", *args], capture_output=True, text=True,
                           env=env, **kwargs)
 
-
-def kept_keys(out: Path) -> list[str]:
-    manifest = pl.read_parquet(out / "filtered" / "manifest.parquet")
-    return sorted(manifest.filter(pl.col("decision") == "kept")["key"].unique().to_list())
 
 
 @pytest.fixture(scope="module")

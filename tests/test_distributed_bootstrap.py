@@ -17,6 +17,7 @@ import pytest
 
 from jestfilter.datasets.demo import build_demo_data
 from jestfilter.data.shards import split_member_name
+from conftest import kept_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -43,10 +44,6 @@ def bootstrap_args(demo, out) -> list[str]:
     return ["bootstrap", "--curated", demo.curated, "--web", demo.web, "--eval", str(demo.eval),
             "--out", str(out), *TINY]
 
-
-def kept_keys(out: Path) -> list[str]:
-    manifest = pl.read_parquet(out / "filtered" / "manifest.parquet")
-    return sorted(manifest.filter(pl.col("decision") == "kept")["key"].unique().to_list())
 
 
 def tar_keys(path: Path) -> list[str]:

@@ -58,6 +58,17 @@ def same_files(a: Path, b: Path, pattern: str) -> None:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
+def one_rank_equals_two(base: list, tmp_path: Path) -> None:
+    """Run a shard-writing job on one rank (OUT/one) and on two (OUT/two, rank 1 first): the
+    merged outputs appear only once both ranks are done, and are byte-identical."""
+    assert cli(*base, "--out", tmp_path / "one") == 0
+    assert cli(*base, "--out", tmp_path / "two", "--rank", 1, "--world-size", 2) == 0
+    assert not (tmp_path / "two" / "sizes.json").exists()  # rank 0 has not finished
+    assert cli(*base, "--out", tmp_path / "two", "--rank", 0, "--world-size", 2) == 0
+    for pattern in ("*.tar", "sizes.json", "manifest.parquet/*.parquet"):
+        same_files(tmp_path / "one", tmp_path / "two", pattern)
+
+
 def same_embeddings(a: Path, b: Path) -> None:
     """Equal arrays (the npz zip headers carry the time they were written)."""
     names = sorted(p.name for p in a.glob("*.emb.npz"))
@@ -171,12 +182,7 @@ def test_filter_keep_fraction_on_two_ranks_equals_one_rank(demo, scores, tmp_pat
     root, paths = demo
     base = ["filter", "--shards", paths.web, "--scores", scores, "--keep-fraction", 0.3,
             "--column", "reference_loss", "--lower-is-better", "--samples-per-shard", 5]
-    assert cli(*base, "--out", tmp_path / "one") == 0
-    assert cli(*base, "--out", tmp_path / "two", "--rank", 1, "--world-size", 2) == 0
-    assert not (tmp_path / "two" / "sizes.json").exists()  # rank 0 has not finished
-    assert cli(*base, "--out", tmp_path / "two", "--rank", 0, "--world-size", 2) == 0
-    for pattern in ("*.tar", "sizes.json", "manifest.parquet/*.parquet"):
-        same_files(tmp_path / "one", tmp_path / "two", pattern)
+    one_rank_equals_two(base, tmp_path)
 
     manifest = pl.read_parquet(tmp_path / "one" / "manifest.parquet")
     inputs = list(iter_samples(expand_shards(paths.web)))
@@ -197,12 +203,7 @@ SELECT = ["--filter-ratio", 0.5, "--super-batch", 8, "--n-chunks", 2, "--samples
 def test_select_keeps_b_of_every_full_super_batch_byte_for_byte_on_one_and_two_ranks(demo, tmp_path):
     root, paths = demo
     base = ["select", "--embeddings", root / "emb", "--shards", paths.web, *SELECT]
-    assert cli(*base, "--out", tmp_path / "one") == 0
-    assert cli(*base, "--out", tmp_path / "two", "--rank", 1, "--world-size", 2) == 0
-    assert not (tmp_path / "two" / "sizes.json").exists()  # rank 0 has not finished
-    assert cli(*base, "--out", tmp_path / "two", "--rank", 0, "--world-size", 2) == 0
-    for pattern in ("*.tar", "sizes.json", "manifest.parquet/*.parquet"):
-        same_files(tmp_path / "one", tmp_path / "two", pattern)
+    one_rank_equals_two(base, tmp_path)
 
     manifest = pl.read_parquet(tmp_path / "one" / "manifest.parquet")
     inputs = list(iter_samples(expand_shards(paths.web)))

@@ -20,6 +20,7 @@ from jestfilter.cli import main
 from jestfilter.data import expand_shards
 from jestfilter.datasets.demo import build_demo_data
 from jestfilter.scores import pool_scores
+from conftest import kept_keys
 
 TINY = ["--steps", "12", "--reference-steps", "6", "--batch-size", "16", "--n-chunks", "4", "--eval-every", "6",
         "--checkpoint-every", "3", "--samples-per-shard", "50", "--workers", "0", "--no-progress"]
@@ -40,10 +41,6 @@ def args(demo, out, rounds: int = 2, *extra):
 def read(path: Path) -> dict:
     return json.loads(path.read_text())
 
-
-def kept_keys(round_dir: Path) -> list[str]:
-    manifest = pl.read_parquet(round_dir / "filtered" / "manifest.parquet")
-    return sorted(manifest.filter(pl.col("decision") == "kept")["key"].unique().to_list())
 
 
 @pytest.fixture(scope="module")
