@@ -91,6 +91,12 @@ class TrainSettings:
         for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "n_chunks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not self.lr > 0.0:
+            raise ValueError(f"--lr must be positive, got {self.lr}")
+        if self.weight_decay < 0.0:
+            raise ValueError(f"--weight-decay must be 0 or more, got {self.weight_decay}")
+        if not 0.0 <= self.warmup < 1.0:
+            raise ValueError(f"--warmup must be a fraction of the steps in [0, 1), got {self.warmup}")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"--workers must be 0 or more, got {self.workers}")
         if self.threads is not None and self.threads < 1:

@@ -256,6 +256,8 @@ def test_killed_run_resumes_to_the_same_kept_samples(demo, tmp_path, finished_ru
     (["--curated", "x/{0..1}.tar"], "together"),
     (["--filter-ratio", "1.5"], "filter-ratio"),
     (["--steps", "0"], "steps"),
+    (["--lr", "0"], "--lr must be positive"),
+    (["--warmup", "1"], "--warmup"),
     (["--reference", "/some/folder"], "local-dir"),
     (["--config", "/no/such/config.json"], "config file not found"),
 ])

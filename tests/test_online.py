@@ -118,6 +118,12 @@ def test_scheduled_run_selects_b_from_each_super_batch_it_reads(demo, tmp_path, 
     assert (manifest["decision"] == "kept").sum() == summary["examples_seen"] == 3 * 16
 
 
+def test_a_uniform_run_with_a_filter_ratio_schedule_trains_on_plain_batches(demo, tmp_path, reference_cache):
+    # bootstrap passes the main method's schedule on to every compared run, uniform included
+    summary = trainer(demo, tmp_path, "uniform", reference_cache, steps=2, filter_ratio_end=0.5).run()
+    assert summary["examples_seen"] == 2 * 16 and summary["rows_read"] == 2 * 16
+
+
 def test_run_summary_says_where_the_time_went(demo, tmp_path, reference_cache):
     summary = trainer(demo, tmp_path, "learnability", reference_cache).run()
     parts = summary["time_breakdown"]

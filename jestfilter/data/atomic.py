@@ -1,5 +1,6 @@
 """Writes that are all-or-nothing: a reader (or a restarted run) sees the old file or the new
-one, never half of one. Each writes a temporary file in the same folder, then ``os.replace``s it.
+one, never half of one. Each writes a temporary file of its own (named by process) in the same
+folder, then ``os.replace``s it.
 A write that fails (a full disk, a read-only folder) removes its temporary file and raises
 ``WriteFailed``: one line saying what could not be written and why."""
 
@@ -23,7 +24,7 @@ class WriteFailed(OSError):
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` and move the result to ``path`` in one step."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # writers in other processes (ranks) race apart
     try:
         write(str(tmp))
         with open(tmp, "rb+") as handle:  # the data must be on disk before the rename is

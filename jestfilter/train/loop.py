@@ -168,6 +168,8 @@ class OnlineTrainer:
 
     def selector_at(self, step: int) -> Selector:
         """The Selector for this step's B (one per filter ratio of a schedule)."""
+        if not self.plan.reads_extra:  # uniform and offline arms read b at any filter ratio
+            return self.selector
         rows = self.plan.super_batch(step)
         if rows not in self._selectors:
             self._selectors[rows] = self.settings.selector(self.world.size, 1.0 - self.settings.batch_size / rows)
