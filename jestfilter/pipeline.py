@@ -39,6 +39,7 @@ from jestfilter.scores import pool_scores, top_fraction
 from jestfilter.selection.criteria import criterion
 from jestfilter.sinks import ExtremesTracker, FilteredOutput, read_pool
 from jestfilter.train.loop import OnlineTrainer
+from jestfilter.train.schedule import evaluations
 
 EXTREMES = "report-extremes.pt"
 
@@ -107,14 +108,13 @@ class Bootstrap:
     def make_plan(self) -> Plan:
         cfg, s = self.cfg, self.cfg.train
         timing = Timing.measure(self.new_model("learner"), self.web[0])
-        evaluations = lambda steps: steps // s.eval_every + 1 + (steps % s.eval_every > 0)  # noqa: E731
         n_eval, done = len(self.eval_set), lambda name: (self.out / "runs" / f"{name}.json").exists()  # noqa: E731
         if cfg.reference:
             stages = [Stage("reference", f"reuse {cfg.reference}", timing.evaluations(1, n_eval), done("reference"))]
         else:
             what = f"{cfg.reference_steps} steps, b={s.batch_size}, on {len(self.curated)} curated shard(s)"
             seconds = (timing.training(cfg.reference_steps, s.batch_size, s.batch_size, False, s.workers)
-                       + timing.evaluations(evaluations(cfg.reference_steps), n_eval))
+                       + timing.evaluations(evaluations(cfg.reference_steps, s.eval_every), n_eval))
             stages = [Stage("reference", what, seconds, done("reference"))]
         if any(criterion(m).needs_reference for m in cfg.methods):
             todo = self.web
@@ -136,7 +136,7 @@ class Bootstrap:
             selecting = settings.select_steps if not chosen.random else 0  # then plain batches of b
             seconds = (timing.training(selecting, big, b, chosen.needs_learner, s.workers)
                        + timing.training(settings.steps - selecting, b, b, False, s.workers)
-                       + timing.evaluations(evaluations(settings.steps), n_eval))
+                       + timing.evaluations(evaluations(settings.steps, s.eval_every), n_eval))
             stages.append(Stage(method, what, seconds, done(method)))
         return Plan(stages)
 

@@ -84,6 +84,7 @@ def test_default_templates_and_damaged_samples_counted(tmp_path):
     samples, _, _ = fashion_samples(6)
     del samples[1]["cls"]
     samples[2]["jpg"] = b"not an image"
+    samples[5]["jpg"] = b"\xff\xd8\xff" + bytes(10)  # starts like a JPEG, decodes to nothing
     samples[3]["cls"] = "42"
     del samples[4]["txt"]
     write_shard(tmp_path / "a.tar", samples)
@@ -93,16 +94,27 @@ def test_default_templates_and_damaged_samples_counted(tmp_path):
     (tmp_path / "b.tar").write_bytes((tmp_path / "b.tar").read_bytes()[: cut + 100])  # inside the 3rd sample
     (tmp_path / "classnames.txt").write_text("\n".join(CLASSNAMES))
     eval_set = load_eval_set(tmp_path)
-    assert len(eval_set) == 4  # samples 0 and 5 of a.tar, the two whole samples of b.tar
+    assert len(eval_set) == 3  # sample 0 of a.tar, the two whole samples of b.tar
     assert eval_set.templates == DEFAULT_TEMPLATES
-    assert eval_set.rejected == {
-        "missing class": 1,
-        "corrupt image": 1,
-        "class index out of range": 1,
-        "missing caption": 1,
-        "unreadable shard data: ReadError": 1,  # the cut member
-        "missing image": 1,  # what is left of the cut sample
+    assert eval_set.rejected == {  # the data plane's reasons (docs/data.md), and the class index's own
+        "missing_class": 1,
+        "corrupt_image": 2,  # one found by the data plane's signature check, one by decoding
+        "class_out_of_range": 1,
+        "missing_caption": 1,
+        "truncated_tar": 2,  # the sample being read when b.tar broke off, and the shard's damage
     }
+
+
+def test_an_image_announcing_too_many_pixels_is_not_decoded(tmp_path):
+    from hostile_shards import png_header_only
+
+    samples, _, _ = fashion_samples(2)
+    samples[0].pop("jpg")
+    samples[0]["png"] = png_header_only(30_000, 30_000)  # 900 megapixels if decoded
+    write_shard(tmp_path / "a.tar", samples)
+    (tmp_path / "classnames.txt").write_text("\n".join(CLASSNAMES))
+    eval_set = load_eval_set(tmp_path)
+    assert len(eval_set) == 1 and eval_set.rejected == {"image_too_large": 1}
 
 
 @pytest.mark.parametrize("problem", ["missing", "no shards", "no classnames"])

@@ -12,7 +12,7 @@ from jestfilter.embeddings import build_cache
 from jestfilter.models import create_model
 from jestfilter.sinks import FilteredOutput
 from jestfilter.train.loop import NOT_SELECTING, OnlineTrainer
-from jestfilter.train.schedule import StepPlan
+from jestfilter.train.schedule import StepPlan, evaluations
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,17 @@ def test_a_filter_ratio_schedule_reads_less_as_it_lowers_f():
     assert all(plan(step) * 2 == plan.super_batch(step) for step in range(7))  # B splits over the ranks
     assert not plan.selects(5)
     assert StepPlan(16, 0.8, 5, reads_extra=False).super_batch(0) == 16  # uniform reads b
+
+
+def test_the_plan_counts_the_evaluations_a_run_makes(demo, tmp_path):
+    run = trainer(demo, tmp_path, "uniform", steps=10)
+    run.settings.eval_every = 4  # every 4 steps, every step in the last fifth, and at the end
+    run.evaluate = lambda bundle: {"zeroshot_top1": 0.0}
+    steps = []
+    run.on_evaluation = lambda step, total, metrics: steps.append(step)
+    run.run()
+    assert steps == [0, 4, 8, 9, 10]
+    assert evaluations(10, 4) == 5 and evaluations(600, 100) == 10
 
 
 def test_scheduled_run_selects_b_from_each_super_batch_it_reads(demo, tmp_path, reference_cache):

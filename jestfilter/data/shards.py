@@ -203,6 +203,9 @@ def iter_shard(shard: str) -> Iterator[RawSample | Rejected]:
         damage = MEMBER_TOO_LARGE
     except Exception:  # tarfile's and the decompressors' errors when the stream breaks off
         damage = TRUNCATED_TAR
+    except BaseException:  # the reader stopped early (GeneratorExit) or the run is stopping
+        stream.close()
+        raise
     closed = stream.close()
     if not closed:  # a pipe: URL reports its command's failure here
         damage = damage if damage in (TRUNCATED_TAR, MEMBER_TOO_LARGE) else TRUNCATED_TAR

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import webdataset as wds
-
+from jestfilter.data.images import BadImage, check_size
 from jestfilter.data.pixels import Pixels, decode_image, stack_pixels
+from jestfilter.data.shards import CAPTION_EXTENSION, CORRUPT_IMAGE, image_member, iter_samples
+from jestfilter.data.types import RawSample, Rejected
 
 DEFAULT_TEMPLATES = ["a photo of a {}.", "a picture of a {}.", "an image of a {}."]
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
 
 @dataclass
@@ -56,16 +56,10 @@ def load_eval_set(eval_dir: str | Path) -> EvalSet:
         raise ValueError(f"every line of {eval_dir / 'templates.txt'} needs a {{}} for the class name")
 
     rejected: Counter = Counter()
-
-    def count_shard_error(error: Exception) -> bool:
-        rejected[f"unreadable shard data: {type(error).__name__}"] += 1
-        return True  # go on with the next shard
-
     images, captions, labels = [], [], []
-    # Every process reads the whole eval set, in order: no node/worker splitting, no shuffling.
-    dataset = wds.DataPipeline(wds.SimpleShardList(shards), wds.tarfile_to_samples(handler=count_shard_error))
-    for sample in dataset:
-        decoded = _decode(sample, len(classnames))
+    # Every process reads the whole eval set, in order, through the training data's checks.
+    for item in iter_samples(shards):
+        decoded = item.reason if isinstance(item, Rejected) else _decode(item, len(classnames))
         if isinstance(decoded, str):
             rejected[decoded] += 1
             continue
@@ -79,26 +73,26 @@ def load_eval_set(eval_dir: str | Path) -> EvalSet:
                    rejected)
 
 
-def _decode(sample: dict, n_classes: int) -> tuple[torch.Tensor, str, int] | str:
-    """(image, caption, label), or the reason the sample cannot be used."""
-    image_bytes = next((sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample), None)
-    if image_bytes is None:
-        return "missing image"
-    if "txt" not in sample:
-        return "missing caption"
-    if "cls" not in sample:
-        return "missing class"
+def _decode(sample: RawSample, n_classes: int) -> tuple[torch.Tensor, str, int] | str:
+    """(image, caption, label) of a sample that passed the data plane's checks, or the reason
+    it cannot be used (the data plane's reasons, docs/data.md, and the class index's own)."""
+    if "cls" not in sample.members:
+        return "missing_class"
     try:
-        label = int(sample["cls"].decode().strip())
+        label = int(sample.members["cls"].decode().strip())
     except (UnicodeDecodeError, ValueError):
-        return "unreadable class index"
+        return "unreadable_class"
     if not 0 <= label < n_classes:
-        return "class index out of range"
+        return "class_out_of_range"
+    data = sample.members[image_member(sample)]
     try:
-        image = decode_image(image_bytes)
+        check_size(data)  # a decompression bomb is never decoded
+        image = decode_image(data)
+    except BadImage as bad:
+        return bad.reason
     except Exception:  # each decoder raises its own types for damaged files
-        return "corrupt image"
-    return image, sample["txt"].decode("utf-8", errors="replace").strip(), label
+        return CORRUPT_IMAGE
+    return image, sample.members[CAPTION_EXTENSION].decode("utf-8").strip(), label
 
 
 def _lines(path: Path) -> list[str] | None:

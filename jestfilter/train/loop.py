@@ -34,7 +34,7 @@ from jestfilter.train.agreement import overlap, spearman
 from jestfilter.train.checkpoint import RunCheckpoint, restore_training_state, training_state
 from jestfilter.train.optim import make_optimizer, make_scheduler
 from jestfilter.train.precision import autocast, compile_towers, use_fast_kernels
-from jestfilter.train.schedule import StepPlan
+from jestfilter.train.schedule import StepPlan, evaluation_due
 from jestfilter.train.step import train_step
 
 SHORT_SUPER_BATCH = "short_super_batch"  # read by a rank beyond the step's common row count
@@ -111,8 +111,10 @@ class OnlineTrainer:
                 if h.step >= s.steps:
                     break
                 self.timer.seconds["load"] = self.timer.seconds.get("load", 0.0) + time.perf_counter() - started
+                checked = self.timer.seconds.get("agreement", 0.0)
                 rows, scored, kept, loss = self.step(batch, h.step)
-                self.account(rows, scored, kept, loss, time.perf_counter() - started, bar)
+                checking = self.timer.seconds.get("agreement", 0.0) - checked  # kept apart, as evaluation is
+                self.account(rows, scored, kept, loss, time.perf_counter() - started - checking, bar)
                 started = time.perf_counter()
         except Stopped as stop:  # SIGTERM or Ctrl-C: say where, for the CLI's one line
             stop.where = stop.where or (f" during step {h.step + 1} of {self.name}; the last checkpoint is at step "
@@ -256,11 +258,7 @@ class OnlineTrainer:
                 self.save()
 
     def evaluation_due(self, step: int) -> bool:
-        """Every ``eval_every`` steps, four times as often in the last fifth of the run (where
-        curves cross the baseline's final accuracy), and at the end."""
-        s = self.settings
-        every = max(1, s.eval_every // 4) if step > 0.8 * s.steps else s.eval_every
-        return step % every == 0 or step == s.steps
+        return evaluation_due(step, self.settings.steps, self.settings.eval_every)
 
     # --- evaluation and summary -------------------------------------------------------------
     def evaluate_now(self) -> dict:

@@ -48,3 +48,16 @@ class StepPlan:
     def __call__(self, step: int) -> int:
         """Rows one rank reads at ``step``."""
         return self.super_batch(step) // self.ranks
+
+
+def evaluation_due(step: int, steps: int, eval_every: int) -> bool:
+    """Whether a run of ``steps`` evaluates after ``step``: every ``eval_every`` steps, four times
+    as often in the last fifth of the run (where curves cross the baseline's final accuracy),
+    and at the end."""
+    every = max(1, eval_every // 4) if step > 0.8 * steps else eval_every
+    return step % every == 0 or step == steps
+
+
+def evaluations(steps: int, eval_every: int) -> int:
+    """How many evaluations a run of ``steps`` makes, the one before its first step included."""
+    return 1 + sum(evaluation_due(step, steps, eval_every) for step in range(1, steps + 1))
