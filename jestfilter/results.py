@@ -19,6 +19,14 @@ def manifest_counts(manifest: pl.DataFrame) -> dict:
             "unique_kept": manifest.filter(manifest["decision"] == "kept").select("source_shard", "key").n_unique()}
 
 
+def with_kind(rows: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` (``source_shard``, ``key``, ...) with the demo's noise ``kind`` of each sample
+    from ``web_truth.parquet``, matched on (shard file name, key): keys repeat across shards."""
+    kinds = truth.select(pl.col("shard").alias("shard_name"), "key", "kind")
+    named = rows.with_columns(pl.col("source_shard").str.split("/").list.last().alias("shard_name"))
+    return named.join(kinds, on=["shard_name", "key"], how="left").drop("shard_name")
+
+
 def filtered_counts(pool: pl.DataFrame, rule: str, truth: pl.DataFrame | None = None) -> dict:
     """What ``filtered/`` holds against the pool it was chosen from (``jestfilter.sinks.read_pool``):
     the unique fraction written and, with the demo's ``web_truth.parquet``, each kind's share
@@ -27,11 +35,8 @@ def filtered_counts(pool: pl.DataFrame, rule: str, truth: pl.DataFrame | None = 
     counts = {"rule": rule, "pool": pool.height, "written": written.height,
               "fraction": written.height / max(1, pool.height)}
     if truth is not None:
-        kinds = truth.select(pl.col("shard").alias("shard_name"), "key", "kind")
-
         def share(frame: pl.DataFrame) -> dict[str, float]:
-            named = frame.with_columns(pl.col("source_shard").str.split("/").list.last().alias("shard_name"))
-            by_kind = named.join(kinds, on=["shard_name", "key"], how="left").group_by("kind").len()
+            by_kind = with_kind(frame, truth).group_by("kind").len()
             return {row["kind"]: row["len"] / max(1, frame.height) for row in by_kind.iter_rows(named=True)}
 
         pool_share, written_share = share(pool), share(written)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import polars as pl
 import torch
@@ -20,6 +20,8 @@ from jestfilter.data.layout import shard_stem
 from jestfilter.embeddings import CachedEmbeddings, load_embeddings
 from jestfilter.selection.criteria import CRITERIA, OFFLINE_SCORES, SCORE_COLUMNS
 from jestfilter.selection.losses import own_pair_loss
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 COLUMNS = SCORE_COLUMNS + OFFLINE_SCORES
 SCHEMA = {"key": pl.String, "shard": pl.String, **{name: pl.Float32 for name in COLUMNS}}
@@ -60,9 +62,16 @@ def pool_scores(cache_dir: str | os.PathLike, shards: Sequence[str], seed: int =
     return pl.concat([shard_scores(load_embeddings(cache_dir, shard), shard, seed) for shard in shards])
 
 
+def best_first(scores: Frame, column: str, lower_is_better: bool = False) -> Frame:
+    """The rows that have a ``column`` score, best first, ties broken by (shard, key): the one
+    ranking the filter job and bootstrap's offline arms both keep the top of."""
+    scored = scores.filter(pl.col(column).is_not_null() & pl.col(column).is_not_nan())
+    return scored.sort([column, "shard", "key"], descending=[not lower_is_better, False, False])
+
+
 def top_fraction(scores: pl.DataFrame, column: str, fraction: float) -> pl.DataFrame:
-    """The rows of the best ``round(fraction · n)`` scores (higher is better), ties broken by
-    (shard, key) as the filter job breaks them."""
-    ranked = scores.filter(pl.col(column).is_not_null() & pl.col(column).is_not_nan())
-    k = round(fraction * ranked.height)
-    return ranked.sort([column, "shard", "key"], descending=[True, False, False]).head(k)
+    """The rows of the best ``round(fraction · n)`` scores (higher is better)."""
+    ranked = best_first(scores, column)
+    return ranked.head(round(fraction * ranked.height))
+
+

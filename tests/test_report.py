@@ -8,9 +8,12 @@ from jestfilter.sinks import Example, ExtremesTracker
 
 
 def test_kept_by_kind_compares_web_share_with_training_share():
-    truth = pl.DataFrame({"key": ["a", "b", "c", "d"], "kind": ["clean", "clean", "junk_image", "mismatched"]})
+    # key "a" is in two shards (two img2dataset downloads): each sample keeps its own kind
+    truth = pl.DataFrame({"shard": ["0.tar", "1.tar", "0.tar", "0.tar"], "key": ["a", "a", "c", "d"],
+                          "kind": ["clean", "clean", "junk_image", "mismatched"]})
     manifest = pl.DataFrame({
-        "key": ["a", "a", "b", "c", "d", "c"],
+        "source_shard": ["web/0.tar", "web/0.tar", "web/1.tar", "web/0.tar", "web/0.tar", "web/0.tar"],
+        "key": ["a", "a", "a", "c", "d", "c"],
         "decision": ["kept", "kept", "kept", "kept", "dropped", "rejected"],
     })
     table = {row["kind"]: row for row in kept_by_kind(manifest, truth).iter_rows(named=True)}

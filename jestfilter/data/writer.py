@@ -14,6 +14,7 @@ import tarfile
 from pathlib import Path
 from typing import Iterable
 
+from jestfilter.config import SAMPLES_PER_SHARD
 from jestfilter.data.atomic import WriteFailed
 from jestfilter.data.layout import SIZES, SUCCESS, mark_complete
 from jestfilter.data.shards import split_member_name, unsafe_key
@@ -34,7 +35,7 @@ class FilteredShardWriter:
     open_clip_train reads it) and ``_SUCCESS``.
     """
 
-    def __init__(self, out_dir: str | os.PathLike, samples_per_shard: int = 10_000,
+    def __init__(self, out_dir: str | os.PathLike, samples_per_shard: int = SAMPLES_PER_SHARD,
                  prefix: str = "filtered", mtime: int = 0):
         if samples_per_shard < 1:
             raise ValueError(f"samples_per_shard must be positive, got {samples_per_shard}")

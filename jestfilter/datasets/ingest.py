@@ -25,6 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
+from jestfilter.config import SAMPLES_PER_SHARD
 from jestfilter.data.layout import brace_pattern, write_sizes_json
 from jestfilter.datasets.url_check import ALLOWED_DIR, filter_url_lists
 
@@ -152,7 +153,7 @@ def ingest(
     urls: str | Path,
     out_dir: str | Path,
     image_size: int = 64,
-    samples_per_shard: int = 1000,
+    samples_per_shard: int = SAMPLES_PER_SHARD,
     processes: int = 1,
     threads: int = 16,
     url_col: str = "url",

@@ -19,6 +19,7 @@ from typing import Sequence
 import polars as pl
 import torch
 
+from jestfilter.config import SAMPLES_PER_SHARD
 from jestfilter.data import expand_shards
 from jestfilter.data.layout import shard_stem
 from jestfilter.data.loader import group_super_batches
@@ -29,6 +30,7 @@ from jestfilter.jobs.common import absolute
 from jestfilter.jobs.output import ShardOutput, merge
 from jestfilter.jobs.runner import Placement, all_done, run_shards, unique_stems
 from jestfilter.jobs.score import SCORES_SUFFIX
+from jestfilter.scores import best_first
 from jestfilter.selection.criteria import SCORE_COLUMNS
 from jestfilter.sinks.filtered import selection_of
 
@@ -79,7 +81,7 @@ def keep_rule(scores: pl.LazyFrame, column: str, lower_is_better: bool, threshol
     lazy scan (a top-k, not a sort held in memory)."""
     if column not in scores.collect_schema().names():
         raise ValueError(f"no score column {column!r}; the scores have {', '.join(scores.collect_schema().names())}")
-    scored = scores.filter(pl.col(column).is_not_null() & pl.col(column).is_not_nan())
+    scored = best_first(scores, column, lower_is_better)
     total = scored.select(pl.len()).collect().item()
     if total == 0:
         hint = " (the score job ran without --learner)" if column in ("learner_loss", "learnability") else ""
@@ -91,8 +93,7 @@ def keep_rule(scores: pl.LazyFrame, column: str, lower_is_better: bool, threshol
     k = round(keep_fraction * total)
     if k == 0:
         return KeepRule(column, None, lower_is_better), total, 0
-    last = (scored.sort([column, "shard", "key"], descending=[not lower_is_better, False, False])
-            .slice(k - 1, 1).collect().row(0, named=True))
+    last = scored.slice(k - 1, 1).collect().row(0, named=True)
     return KeepRule(column, float(last[column]), lower_is_better, (last["shard"], last["key"])), total, k
 
 
@@ -133,7 +134,7 @@ def _number(value: float | None) -> float:
 
 def run_filter(patterns: Sequence[str], scores_dir: str, out: str, placement: Placement, retries: int = 2, *,
                column: str = "learnability", lower_is_better: bool = False, threshold: float | None = None,
-               keep_fraction: float | None = None, remove: str | None = None, samples_per_shard: int = 10_000,
+               keep_fraction: float | None = None, remove: str | None = None, samples_per_shard: int = SAMPLES_PER_SHARD,
                merge_only: bool = False) -> int:
     """Filter this rank's shards not yet done; the last rank to finish merges. Returns the exit status."""
     shards = unique_stems(expand_shards(patterns))

@@ -15,6 +15,7 @@ import os
 import random
 from typing import Sequence
 
+from jestfilter.config import SAMPLES_PER_SHARD
 from jestfilter.data import expand_shards
 from jestfilter.data.shards import iter_readable_shard
 from jestfilter.data.types import RawSample, Rejected, SuperBatch
@@ -111,7 +112,7 @@ def check_plan(method: str | None, learner: str | None, filter_ratio: float, sup
 
 def run_select(embeddings: str, patterns: Sequence[str], out: str, placement: Placement, retries: int = 2, *,
                filter_ratio: float, method: str | None = None, learner: str | None = None, super_batch: int = 320,
-               n_chunks: int = 16, seed: int = 0, samples_per_shard: int = 10_000, batch_size: int = 256,
+               n_chunks: int = 16, seed: int = 0, samples_per_shard: int = SAMPLES_PER_SHARD, batch_size: int = 256,
                device: str = "auto") -> int:
     """Select from this rank's shards not yet done; the last rank to finish merges. Returns the exit status."""
     method = check_plan(method, learner, filter_ratio, super_batch, n_chunks)

@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from jestfilter.report.plots import plot_curves, plot_extremes, plot_score_histograms
+from jestfilter.results import with_kind
 from jestfilter.sinks import ExtremesTracker
 
 
@@ -84,9 +85,8 @@ def cost_table(metrics: dict, runs: dict[str, dict]) -> str:
 def kept_by_kind(manifest: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
     """For data with known noise kinds (the demo): each kind's share of the web data against its
     share of the examples the learner trained on (kept sample-passes, counted with repeats)."""
-    kinds = truth.select("key", "kind")
-    web = kinds.group_by("kind").len("samples").with_columns(web_share=pl.col("samples") / pl.col("samples").sum())
-    kept = (manifest.filter(pl.col("decision") == "kept").select("key").join(kinds, on="key")
+    web = truth.group_by("kind").len("samples").with_columns(web_share=pl.col("samples") / pl.col("samples").sum())
+    kept = (with_kind(manifest.filter(pl.col("decision") == "kept").select("source_shard", "key"), truth)
             .group_by("kind").len("trained").with_columns(trained_share=pl.col("trained") / pl.col("trained").sum()))
     return (web.join(kept, on="kind", how="left").fill_null(0)
             .sort("trained_share", descending=True))

@@ -54,6 +54,10 @@ class Criterion:
     # a per-example score of the reference's outputs (higher is better), for offline criteria
     offline: Callable[[SiglipOutputs, torch.Generator], torch.Tensor] | None = None
 
+    def __post_init__(self) -> None:
+        if self.draw not in DRAWS:
+            raise ValueError(f"criterion {self.name}: draw must be one of {', '.join(DRAWS)}, got {self.draw!r}")
+
     @property
     def joint(self) -> bool:
         """Drawn chunk by chunk, each conditioned on the chunks before it."""
