@@ -38,6 +38,7 @@ def command_modules() -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``jestfilter`` parser: one subcommand per module of ``jestfilter.commands``."""
     parser = argparse.ArgumentParser(
         prog="jestfilter",
         description="Bootstrap image-text data quality with JEST (joint example selection).",
@@ -69,6 +70,7 @@ def show_defaults(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (2 for a usage error, one line on stderr)."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)

@@ -368,6 +368,7 @@ def run_bootstrap(cfg: BootstrapConfig) -> dict:
 
 
 def read_extremes(out: Path) -> ExtremesTracker | None:
+    """The most and least learnable examples the run kept for the report, if it kept any."""
     path = out / EXTREMES
     if not path.exists():
         return None

@@ -192,11 +192,13 @@ class OnlineTrainer:
                              None if outputs.bias is None else outputs.bias.float())
 
     def reference_embeddings(self, batch: SuperBatch) -> SiglipOutputs | None:
+        """The cached reference outputs of the super-batch's rows (None when the criterion needs none)."""
         if not self.selector.criterion.needs_reference:
             return None
         return self.reference.lookup(batch.samples, self.device)
 
     def train_on(self, pixels: torch.Tensor, texts: torch.Tensor, kept: torch.Tensor, step: int) -> float | None:
+        """One optimiser step on the ``kept`` rows; returns the loss (None when nothing was kept)."""
         if not len(kept):  # a short super-batch too small for one chunk: nothing to train on
             return None
         if self.flexi_patch_size:  # a random half goes to the coarse patch size
@@ -273,6 +275,7 @@ class OnlineTrainer:
         return metrics
 
     def summary(self) -> dict:
+        """The run's numbers for ``metrics.json``: the last evaluation, counts, FLOPs, curves and times."""
         h = self.history
         metrics = dict(self.last_metrics or self.evaluate_now())
         return {**metrics, "method": self.settings.method, "steps": h.step, "examples_seen": h.examples_seen,
@@ -303,6 +306,7 @@ class OnlineTrainer:
 
     # --- checkpoints ------------------------------------------------------------------------
     def save(self) -> None:
+        """Checkpoint the model, optimiser, loader, sink and history together (one atomic file)."""
         extra = {"history": vars(self.history), "last_metrics": self.last_metrics}
         shared = training_state(self.model, self.optimizer, self.scheduler, self.history.step, extra)
         own = {"loader": self.loader.state_dict()}
@@ -312,6 +316,7 @@ class OnlineTrainer:
         self.saved_step = self.history.step
 
     def restore(self) -> None:
+        """Resume from the checkpoint when there is one (every part at the same step)."""
         saved = self.checkpoint.load(self.device)
         if saved is None:
             return
