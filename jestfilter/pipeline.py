@@ -86,6 +86,7 @@ class Bootstrap:
             self.inputs = inputs or prepare_data(cfg)
         self.curated, self.web = self.inputs.curated, self.inputs.web
         self.eval_set = load_eval_set(self.inputs.eval)
+        self.plan = Plan([])  # run() makes the real one; a stage called on its own (a tool) has none
 
     def evaluator(self):
         eval_set, device = self.eval_set, self.device
