@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 LOCAL_DIR = "local-dir:"  # open_clip's prefix of a model folder (a plain folder path works too)
 DEVICE_HELP = "auto (this rank's GPU if there is one, else cpu), cpu, cuda, cuda:1, ..."
 FILTERED_RULES = {  # which samples bootstrap's filtered/ holds (jestfilter.sinks.pool)
+    "first-pass": "the samples chosen while the web data was read the first time, about (1−f) of it",
     "top": "the (1−f) of the web samples read with the highest mean score over the passes (e.g. learnability)",
-    "first-pass": "the samples chosen while the web data was read the first time",
     "all": "every sample chosen in any pass (several passes: far more than 1−f)",
 }
 SAMPLES_PER_SHARD = 10_000  # every command that writes shards, as img2dataset does (the demo's are smaller)
@@ -168,7 +168,7 @@ class BootstrapConfig:
                             "(OUT/round-K/); stops early when a round's final is not better than its reference")
     early_stop: bool = option(True, "run every round, even after one whose final model is not better than its "
                                     "reference", flag="--no-early-stop")
-    filtered_rule: str = option("top", "which samples filtered/ holds: " + "; ".join(
+    filtered_rule: str = option("first-pass", "which samples filtered/ holds: " + "; ".join(
         f"{name}: {text}" for name, text in FILTERED_RULES.items()), choices=tuple(FILTERED_RULES))
     samples_per_shard: int = option(SAMPLES_PER_SHARD, "samples per filtered shard")
     device: str = option("auto", DEVICE_HELP)

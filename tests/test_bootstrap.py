@@ -128,17 +128,16 @@ def test_manifest_covers_every_scored_sample_once_per_pass(finished_run):
     assert ((scored["learner_loss"] - scored["reference_loss"] - scored["learnability"]).abs() < 1e-3).all()
 
 
-def test_filtered_holds_the_top_share_of_the_pool_by_mean_learnability_byte_for_byte(finished_run, demo):
-    """Default rule `top`: filtered/ is (1 − f) of the web samples read, not every sample chosen in some pass."""
+def test_filtered_holds_the_samples_chosen_in_the_first_pass_byte_for_byte(finished_run, demo):
+    """Default rule `first-pass`: filtered/ is what JEST chose while reading the web data the
+    first time, about (1 − f) of it, not every sample chosen in some pass."""
     out, result = finished_run
     pool = pool_of(out)
     assert pool["passes"].max() > 1  # several passes over the web data, so the rule matters
     written = written_samples(out)
-    assert len(written) == round(0.2 * pool.height)  # --filter-ratio 0.8 keeps 20 % of the pool
+    assert set(written) == set(pool.filter(pl.col("first_chosen_pass") == 0)["key"])
+    assert len(written) / pool.height == pytest.approx(0.2, abs=0.03)  # each full super-batch kept b of B
     assert len(written) < len(kept_keys(out))  # every sample chosen in any pass would be more
-    chosen = pool.filter(pl.col("key").is_in(list(written)))
-    others = pool.filter(~pl.col("key").is_in(list(written)))
-    assert chosen["learnability"].min() >= others["learnability"].max() - 1e-4  # the best mean learnability
     sources = source_samples(demo)
     assert all(written[key] == sources[key] for key in written)  # bytes as read
     sizes = json.loads((out / "filtered" / "sizes.json").read_text())
@@ -146,24 +145,26 @@ def test_filtered_holds_the_top_share_of_the_pool_by_mean_learnability_byte_for_
     table = read_pool(out / "filtered")  # the pool table says where each sample went
     assert set(table.filter(pl.col("output_shard").is_not_null())["key"]) == set(written)
     data = json.loads((out / "metrics.json").read_text())["data"]["filtered"]
-    assert (data["rule"], data["pool"], data["written"]) == ("top", pool.height, len(written))
+    assert (data["rule"], data["pool"], data["written"]) == ("first-pass", pool.height, len(written))
     assert f"filtered/: {len(written):,} of the {pool.height:,} web samples read" in result.stdout
 
 
-@pytest.mark.parametrize("rule", ["first-pass", "all"])
-def test_other_filtered_rules_write_the_samples_chosen_in_the_first_or_any_pass(rule, demo, shared_reference,
-                                                                                 tmp_path):
+@pytest.mark.parametrize("rule", ["top", "all"])
+def test_other_filtered_rules_write_the_best_by_mean_score_or_every_sample_chosen(rule, demo, shared_reference,
+                                                                                  tmp_path):
     out = tmp_path / rule
     assert main(bootstrap_args(demo, out, "--filtered-rule", rule, "--compare", "none", "--reference",
                                shared_reference)) == 0
     pool = pool_of(out)
-    expected = pool.filter(pl.col("first_chosen_pass") == 0) if rule == "first-pass" else pool.filter(
-        pl.col("chosen") > 0)
     written = written_samples(out)
-    assert set(written) == set(expected["key"])
+    if rule == "top":  # (1 − f) of the pool, by mean learnability over the passes
+        assert len(written) == round(0.2 * pool.height)
+        chosen = pool.filter(pl.col("key").is_in(list(written)))
+        others = pool.filter(~pl.col("key").is_in(list(written)))
+        assert chosen["learnability"].min() >= others["learnability"].max() - 1e-4
+    else:
+        assert set(written) == set(pool.filter(pl.col("chosen") > 0)["key"])
     assert all(written[key] == members for key, members in source_samples(demo).items() if key in written)
-    if rule == "first-pass":  # each full super-batch of the first pass kept b = 16 of B = 80
-        assert len(written) / pool.height == pytest.approx(0.2, abs=0.03)
     data = json.loads((out / "metrics.json").read_text())["data"]["filtered"]
     assert data["written"] == len(written) and data["fraction"] == pytest.approx(len(written) / pool.height)
 

@@ -1,8 +1,8 @@
 """Does the written dataset pay? Uniform training on bootstrap's filtered/ against uniform on the
 raw web and against online JEST, with the same number of examples, over several seeds.
 
-For each seed, one `bootstrap` on the demo (JEST with `--compare uniform`; its filtered/ holds the
-default rule, `top`). The same run's manifest also gives the `first-pass` and `all` sets, which
+For each seed, one `bootstrap` on the demo (JEST with `--compare uniform`, `--filtered-rule top`, so
+its filtered/ holds `top`). The same run's manifest also gives the `first-pass` and `all` sets, which
 are copied from the web shards too. Then `jestfilter train` trains uniformly on each set with
 JEST's steps and batch size, so every model has seen the same number of examples. The demo data
 is the same for every seed; the seed changes model init, data order and sampling. Prints markdown
@@ -85,7 +85,7 @@ def main() -> None:
         run = out / f"seed{seed}"
         settings = TrainSettings(seed=seed, **train)
         metrics = run_bootstrap(BootstrapConfig(curated=[demo.curated], web=[demo.web], eval=str(demo.eval),
-                                                out=str(run), compare=["uniform"], progress=False,
+                                                out=str(run), compare=["uniform"], progress=False, filtered_rule="top",
                                                 reference_steps=reference_steps, train=settings))
         results.setdefault("online JEST (learnability)", []).append(metrics["final"])
         results.setdefault("uniform on the raw web", []).append(metrics["compare"]["uniform"])
