@@ -40,9 +40,9 @@ def torchrun(*args, **kwargs) -> subprocess.CompletedProcess:
                           env=ENV, timeout=300, **kwargs)
 
 
-def bootstrap_args(demo, out) -> list[str]:
+def bootstrap_args(demo, out, *extra: str) -> list[str]:
     return ["bootstrap", "--curated", demo.curated, "--web", demo.web, "--eval", str(demo.eval),
-            "--out", str(out), *TINY]
+            "--out", str(out), *TINY, *extra]
 
 
 
@@ -60,7 +60,7 @@ def tar_keys(path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def finished_run(demo, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    result = torchrun(*bootstrap_args(demo, out))
+    result = torchrun(*bootstrap_args(demo, out, "--filtered-rule", "top"))  # the rule that ranks across passes
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
 
@@ -132,6 +132,11 @@ def test_killed_job_resumes_every_rank_to_the_same_kept_samples(demo, tmp_path, 
     result = torchrun(*bootstrap_args(demo, out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert kept_keys(out) == kept_keys(reference_out)
+    # the default rule, first-pass, wrote what the ranks kept in pass 0, each sample once, across the kill
+    manifest = pl.read_parquet(out / "filtered" / "manifest.parquet")
+    first = manifest.filter((pl.col("decision") == "kept") & (pl.col("pass") == 0))["key"]
+    written = [key for shard in sorted((out / "filtered").glob("*.tar")) for key in tar_keys(shard)]
+    assert sorted(written) == sorted(first.unique()) and len(written) == len(set(written))
     a = json.loads((out / "metrics.json").read_text())["final"]
     b = json.loads((reference_out / "metrics.json").read_text())["final"]
     assert a["curve"] == b["curve"]
