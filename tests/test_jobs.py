@@ -58,6 +58,19 @@ def same_files(a: Path, b: Path, pattern: str) -> None:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
+def kill_after_first_shard(out: Path, *args) -> dict[str, int]:
+    """Start a batch job over the 6 demo shards, SIGKILL it once a shard is done; the done
+    markers it left (name → mtime), checked to be some but not all."""
+    job = env_job(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not list(out.glob("*.done.json")) and job.poll() is None:
+        time.sleep(0.005)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.done.json")}
+    assert 1 <= len(before) < 6, "the job must be killed mid-run"
+    return before
+
+
 def one_rank_equals_two(base: list, tmp_path: Path) -> None:
     """Run a shard-writing job on one rank (OUT/one) and on two (OUT/two, rank 1 first): the
     merged outputs appear only once both ranks are done, and are byte-identical."""
@@ -116,14 +129,8 @@ def test_embed_on_two_torchrun_ranks_equals_one_rank_and_is_the_reference_cache(
 def test_killed_embed_job_reruns_only_the_missing_shards(demo, tmp_path, capsys):
     root, paths = demo
     out = tmp_path / "emb"
-    job = env_job("embed", "--model", root / "reference", "--shards", paths.web, "--out", out, "--batch-size", 16,
-                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not list(out.glob("*.done.json")) and job.poll() is None:
-        time.sleep(0.02)
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.done.json")}
-    assert 1 <= len(before) < 6, "the job must be killed mid-run"
+    before = kill_after_first_shard(out, "embed", "--model", root / "reference", "--shards", paths.web, "--out", out,
+                                    "--batch-size", 16)
     assert cli("embed", "--model", root / "reference", "--shards", paths.web, "--out", out, "--batch-size", "16") == 0
     assert f"{6 - len(before)} done, {len(before)} skipped" in capsys.readouterr().out
     assert {name: (out / name).stat().st_mtime_ns for name in before} == before
@@ -270,14 +277,8 @@ def test_select_records_samples_without_embeddings_as_rejected_and_goes_on(demo,
 def test_killed_select_job_redoes_only_the_missing_shards(demo, tmp_path, capsys):
     root, paths = demo
     base = ["select", "--embeddings", root / "emb", "--shards", paths.web, "--learner", root / "learner", *SELECT]
-    job = env_job(*base, "--out", tmp_path / "killed", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = tmp_path / "killed"
-    while not list(out.glob("*.done.json")) and job.poll() is None:
-        time.sleep(0.005)
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.done.json")}
-    assert 1 <= len(before) < 6, "the job must be killed mid-run"
+    before = kill_after_first_shard(out, *base, "--out", out)
     assert cli(*base, "--out", out) == 0
     assert f"{6 - len(before)} done, {len(before)} skipped" in capsys.readouterr().out
     assert {name: (out / name).stat().st_mtime_ns for name in before} == before
