@@ -17,7 +17,7 @@ from typing import Iterable
 from jestfilter.config import SAMPLES_PER_SHARD
 from jestfilter.data.atomic import WriteFailed
 from jestfilter.data.layout import SIZES, SUCCESS, mark_complete
-from jestfilter.data.shards import split_member_name, unsafe_key
+from jestfilter.data.shards import iter_samples, split_member_name, unsafe_key
 from jestfilter.data.types import RawSample
 
 
@@ -208,6 +208,19 @@ class FilteredShardWriter:
             raise ValueError(f"{self.out_dir} already holds output ({sorted(old)[0]}, ...): "
                              "use a new folder or resume from the run's checkpoint")
         self._fresh = False
+
+
+def copy_from_sources(writer: FilteredShardWriter, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Write the samples ``wanted`` names by (source shard, key), read again from their shards
+    and copied byte-for-byte; returns the output shard of each one written (a sample that can
+    no longer be read there is left out)."""
+    written: dict[tuple[str, str], str] = {}
+    for shard in sorted({shard for shard, _ in wanted}):
+        for item in iter_samples([shard]):
+            uid = (item.source_shard, item.key)
+            if isinstance(item, RawSample) and uid in wanted and uid not in written:
+                written[uid] = writer.write(item)
+    return written
 
 
 def _shard_index(filename: str, prefix: str) -> int | None:

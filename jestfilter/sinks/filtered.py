@@ -14,9 +14,8 @@ from jestfilter.config import FILTERED_RULES, SAMPLES_PER_SHARD
 from jestfilter.data.atomic import atomic_write
 from jestfilter.data.layout import mark_complete
 from jestfilter.data.manifest import Manifest
-from jestfilter.data.shards import iter_samples
 from jestfilter.data.types import RawSample, SuperBatch
-from jestfilter.data.writer import FilteredShardWriter
+from jestfilter.data.writer import FilteredShardWriter, copy_from_sources
 from jestfilter.distributed import World, gather_objects
 from jestfilter.selection import Selection
 from jestfilter.selection.criteria import CRITERIA, SCORE_COLUMNS
@@ -131,12 +130,7 @@ class FilteredOutput:
         sample's output shard."""
         chosen = choose_top(pool, self.keep_fraction, self.seed)
         wanted = set(chosen.select("source_shard", "key").iter_rows())
-        written: dict[tuple[str, str], str] = {}
-        for shard in sorted({shard for shard, _ in wanted}):
-            for item in iter_samples([shard]):
-                uid = (item.source_shard, item.key)
-                if isinstance(item, RawSample) and uid in wanted and uid not in written:
-                    written[uid] = self.writer.write(item)
+        written = copy_from_sources(self.writer, wanted)
         if len(written) < len(wanted):  # a shard changed or broke since it was read: say so, keep the rest
             missing = sorted(wanted - set(written))
             print(f"warning: {len(missing)} chosen sample(s) are no longer readable in their source shards (e.g. "
