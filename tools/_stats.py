@@ -1,9 +1,11 @@
-"""What the benchmark scripts share: a mean ± sd over seeds."""
+"""What the benchmark scripts share: their seed arguments and a mean ± sd over seeds."""
 
 from __future__ import annotations
 
+import argparse
 import math
 import statistics
+from pathlib import Path
 
 
 def mean_sd(values: list[float | None], digits: int = 3, empty: str = "–") -> str:
@@ -15,3 +17,13 @@ def mean_sd(values: list[float | None], digits: int = 3, empty: str = "–") -> 
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def seeds_parser(doc: str, out: str, tiny: str) -> argparse.ArgumentParser:
+    """The arguments every multi-seed benchmark takes: ``--out`` (a Path), ``--seeds`` (0 1 2)
+    and ``--tiny`` (help ``tiny``); ``doc``'s first line describes the script."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--tiny", action="store_true", help=tiny)
+    return parser

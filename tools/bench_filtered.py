@@ -15,7 +15,6 @@ with the raw numbers to OUT.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -25,11 +24,11 @@ import polars as pl
 
 from jestfilter.config import BootstrapConfig, TrainSettings
 from jestfilter.data import FilteredShardWriter, RawSample, iter_samples, read_manifest
-from jestfilter.data.layout import mark_complete
+from jestfilter.data.writer import copy_from_sources
 from jestfilter.datasets.demo import build_demo_data
 from jestfilter.jobs.train import train_uniform
 from jestfilter.pipeline import run_bootstrap
-from _stats import mean_sd  # noqa: E402  (tools/ is on sys.path when run as a script)
+from _stats import mean_sd, seeds_parser  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 RULES = ["top", "first-pass", "all"]
 
@@ -45,13 +44,9 @@ def rule_keys(run: Path, rule: str) -> set[tuple[str, str]]:
 
 def copy_samples(keys: set[tuple[str, str]], folder: Path) -> int:
     """Write the samples ``keys`` names, byte-for-byte from their shards, as a filtered folder."""
-    writer = FilteredShardWriter(folder, 10_000)
-    for shard in sorted({shard for shard, _ in keys}):
-        for item in iter_samples([shard]):
-            if isinstance(item, RawSample) and (item.source_shard, item.key) in keys:
-                writer.write(item)
-    writer.close(summary=False)
-    mark_complete(folder, writer.sizes)
+    writer = FilteredShardWriter(folder)
+    copy_from_sources(writer, keys)
+    writer.close()  # sizes.json and _SUCCESS
     return sum(writer.sizes.values())
 
 
@@ -63,12 +58,8 @@ def clean_share(folder: Path, truth: pl.DataFrame) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/bench-filtered")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--tiny", action="store_true", help="a few steps on a small demo: checks the script only")
-    args = parser.parse_args()
-    out = Path(args.out)
+    args = seeds_parser(__doc__, "runs/bench-filtered", "a few steps on a small demo: checks the script only").parse_args()
+    out = args.out
     if args.tiny:
         demo = build_demo_data(out / "demo-data", curated=200, web=1000, eval=100, samples_per_shard=100,
                                progress=False)

@@ -15,7 +15,6 @@ writes it with the raw numbers to OUT.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
@@ -27,7 +26,7 @@ from jestfilter.datasets.demo import build_demo_data
 from jestfilter.jobs.runner import resolve_placement
 from jestfilter.jobs.select import run_select
 from jestfilter.pipeline import Bootstrap, run_bootstrap
-from _stats import mean_sd  # noqa: E402  (tools/ is on sys.path when run as a script)
+from _stats import mean_sd, seeds_parser  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 OFFLINE = ["clip_score", "neg_clip_loss"]
 ARMS = {"uniform": "uniform", "online JEST (learnability)": "online", "easy-reference JEST dataset, trained uniformly":
@@ -114,12 +113,8 @@ def verdict(results: dict[int, dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/bench-offline")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--tiny", action="store_true", help="a small demo and a few steps: checks the script only")
-    args = parser.parse_args()
-    out = Path(args.out)
+    args = seeds_parser(__doc__, "runs/bench-offline", "a small demo and a few steps: checks the script only").parse_args()
+    out = args.out
     demo = build_demo_data(out / "demo-data", progress=False, **(TINY_DEMO if args.tiny else {}))
     started = time.perf_counter()
     results = {}

@@ -15,7 +15,6 @@ Writes OUT/quality.md (the tables) and OUT/quality.json (every run's numbers); r
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from jestfilter.config import BootstrapConfig, TrainSettings
 from jestfilter.datasets.demo import build_demo_data
 from jestfilter.pipeline import run_bootstrap
 from jestfilter.results import speedups
-from _stats import mean_sd  # noqa: E402  (tools/ is on sys.path when run as a script)
+from _stats import mean_sd, seeds_parser  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 METHODS = ["learnability", "easy_reference", "independent", "hard_learner"]
 GAINS = ["10", "100", "greedy"]  # besides the default
@@ -96,15 +95,12 @@ def paired(regime: str, seeds: dict[int, dict], ratios: list[float]) -> list[str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/bench-quality")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = seeds_parser(__doc__, "runs/bench-quality", "tiny data and runs, to check the script")
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.5, 0.8, 0.9])
     parser.add_argument("--no-gains", dest="gains", action="store_false", help="skip the sampling-gain sweep")
-    parser.add_argument("--tiny", action="store_true", help="tiny data and runs, to check the script")
     args = parser.parse_args()
-    out, started = Path(args.out), time.perf_counter()
+    out, started = args.out, time.perf_counter()
     results, lines = {}, ["## Quality over seeds, filter ratios and repetition regimes", ""]
     for regime in args.regimes:
         data = {**TINY_DATA, **TINY_WEB[regime]} if args.tiny else REGIMES[regime]

@@ -14,7 +14,6 @@ learner scores one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -29,7 +28,7 @@ from jestfilter.datasets.demo import build_demo_data
 from jestfilter.models import coarse_patch_size, create_model, embed
 from jestfilter.pipeline import run_bootstrap
 from jestfilter.results import reach
-from _stats import mean_sd  # noqa: E402  (tools/ is on sys.path when run as a script)
+from _stats import mean_sd, seeds_parser  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 
 def seconds_to_reach(run: dict, target: float) -> float | None:
@@ -140,9 +139,7 @@ PARTS = ("load", "preprocess", "score", "reference", "select", "train", "write")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/bench-wallclock"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = seeds_parser(__doc__, "runs/bench-wallclock", "a small data set and a few steps, to check the tool")
     parser.add_argument("--model", default=BootstrapConfig.model)
     parser.add_argument("--steps", type=int, default=TrainSettings.steps)
     parser.add_argument("--reference-steps", type=int, default=BootstrapConfig.reference_steps)
@@ -154,7 +151,6 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--tiny", action="store_true", help="a small data set and a few steps, to check the tool")
     args = parser.parse_args()
     size = dict(curated=2000, web=20000, eval=2000)
     if args.tiny:

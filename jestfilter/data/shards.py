@@ -243,6 +243,8 @@ class _CappedInfo(tarfile.TarInfo):
         if self.type in _EXTENDED_HEADERS and self.size > EXTENDED_HEADER_BYTES:
             raise _Oversized(self.size)
         return super()._proc_member(tar)
+
+
 _DECOMPRESSORS = ((b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f)), (b"BZh", bz2.BZ2File),
                   (b"\xfd7zXZ\x00", lzma.LZMAFile))
 _BLOCK = tarfile.BLOCKSIZE
