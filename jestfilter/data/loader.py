@@ -36,9 +36,9 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.shardlists import split_by_node
 
-from jestfilter.data.images import check_size, image_reason
+from jestfilter.data.images import image_reason
 from jestfilter.data.layout import known_sizes, shard_stem
-from jestfilter.data.pixels import decode_image, stack_pixels
+from jestfilter.data.pixels import decode_checked, stack_pixels
 from jestfilter.data.shards import caption_of, expand_shards, image_member, iter_samples
 from jestfilter.data.tokens import CachedTokenizer, Tokenizer
 from jestfilter.data.types import RawSample, Rejected, SuperBatch
@@ -121,7 +121,7 @@ def group_super_batches(
 def decode(
     samples: list[RawSample], rejected: list[Rejected], tokenizer: Tokenizer, timings: Counter | None = None
 ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor, list[RawSample], list[Rejected]]:
-    """uint8 pixels (``decode_image``), captions through ``tokenizer``; a sample whose image
+    """uint8 pixels (``decode_checked``), captions through ``tokenizer``; a sample whose image
     does not decode moves to the rejections (so a super-batch can come out a little short).
     ``timings`` gathers the seconds spent decoding and tokenising."""
     timings = Counter() if timings is None else timings
@@ -129,9 +129,7 @@ def decode(
     images, kept, rejected = [], [], list(rejected)
     for sample in samples:
         try:
-            data = sample.members[image_member(sample)]
-            check_size(data)  # a decompression bomb is never decoded
-            images.append(decode_image(data))
+            images.append(decode_checked(sample.members[image_member(sample)]))
             kept.append(sample)
         except Exception as error:  # each decoder raises its own types for damaged files
             rejected.append(Rejected(sample.key, sample.source_shard, image_reason(error)))

@@ -18,7 +18,17 @@ import PIL.Image
 import torch
 from torchvision.io import ImageReadMode, decode_image as _tv_decode
 
+from jestfilter.data.images import check_size
+
 Pixels = torch.Tensor | list[torch.Tensor]  # [n, 3, s, s] uint8, or one [3, s, s] per image when sizes differ
+
+
+def decode_checked(data: bytes) -> torch.Tensor:
+    """``decode_image`` behind the header's size check: a decompression bomb is never decoded.
+    Raises ``BadImage`` (``image_too_large``, ``corrupt_image``) or the decoder's own error;
+    ``image_reason`` turns either into the manifest's reason."""
+    check_size(data)
+    return decode_image(data)
 
 
 def decode_image(data: bytes) -> torch.Tensor:

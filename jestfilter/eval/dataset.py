@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from jestfilter.data.images import BadImage, check_size
-from jestfilter.data.pixels import Pixels, decode_image, stack_pixels
-from jestfilter.data.shards import CAPTION_EXTENSION, CORRUPT_IMAGE, image_member, iter_samples
+
+from jestfilter.data.images import image_reason
+from jestfilter.data.pixels import Pixels, decode_checked, stack_pixels
+from jestfilter.data.shards import CAPTION_EXTENSION, image_member, iter_samples
 from jestfilter.data.types import RawSample, Rejected
 
 DEFAULT_TEMPLATES = ["a photo of a {}.", "a picture of a {}.", "an image of a {}."]
@@ -84,14 +85,10 @@ def _decode(sample: RawSample, n_classes: int) -> tuple[torch.Tensor, str, int] 
         return "unreadable_class"
     if not 0 <= label < n_classes:
         return "class_out_of_range"
-    data = sample.members[image_member(sample)]
     try:
-        check_size(data)  # a decompression bomb is never decoded
-        image = decode_image(data)
-    except BadImage as bad:
-        return bad.reason
-    except Exception:  # each decoder raises its own types for damaged files
-        return CORRUPT_IMAGE
+        image = decode_checked(sample.members[image_member(sample)])
+    except Exception as error:  # each decoder raises its own types for damaged files
+        return image_reason(error)
     return image, sample.members[CAPTION_EXTENSION].decode("utf-8").strip(), label
 
 
