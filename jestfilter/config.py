@@ -204,11 +204,6 @@ class BootstrapConfig:
         """The main method first, then each compared one once."""
         return [self.train.method] + [m for m in self.compare if m != self.train.method]
 
-    def init_bias(self) -> dict:
-        """Start new models at bias log(1/(b−1)), not −10: at small b it learns faster (docs/benchmarks.md)."""
-        loaded = self.model.startswith(LOCAL_DIR) or os.path.isdir(self.model)
-        return {} if loaded else {"bias_for_batch_size": self.train.batch_size}
-
     def reference_settings(self) -> TrainSettings:
         """The reference's run: the learner's recipe, uniform on the curated data, at full resolution."""
         return dataclasses.replace(self.train, method="uniform", steps=self.reference_steps, flexi=False,

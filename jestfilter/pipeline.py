@@ -30,7 +30,7 @@ from jestfilter.data import RawSample, atomic_write_json, expand_shards, iter_sa
 from jestfilter.distributed import barrier, broadcast_object, init_distributed, lock_folder, main_first, resolve_device
 from jestfilter.embeddings import EmbeddingCache, build_cache, cache_path
 from jestfilter.eval import evaluate, load_eval_set
-from jestfilter.models import ModelBundle, create_model, forward_flops, save_local_dir
+from jestfilter.models import ModelBundle, create_model, forward_flops, save_local_dir, start_model
 from jestfilter.plan import Plan, Stage, Timing
 from jestfilter.report import write_report, write_rounds_report
 from jestfilter.results import (costs, filtered_counts, filtered_line, manifest_counts, round_summary, rounds_table,
@@ -94,8 +94,7 @@ class Bootstrap:
 
     def new_model(self, role: str) -> ModelBundle:
         """A freshly initialised model for ``role`` (its own seed: see ``TrainSettings.model_seed``)."""
-        torch.manual_seed(self.cfg.train.model_seed(role))
-        return create_model(self.cfg.model, device=self.device, **self.cfg.init_bias())
+        return start_model(self.cfg.model, self.cfg.train.model_seed(role), self.cfg.train.batch_size, self.device)
 
     def trainer(self, bundle: ModelBundle, patterns, settings: TrainSettings, name: str, **parts) -> OnlineTrainer:
         return OnlineTrainer(bundle, patterns, settings, checkpoint=self.out / "checkpoints" / f"{name}.pt",

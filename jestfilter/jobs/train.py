@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import torch
 from tqdm import tqdm
 
 from jestfilter.config import DEFAULT_MODEL, TrainSettings
 from jestfilter.data import atomic_write_json
 from jestfilter.distributed import barrier, init_distributed, lock_folder, resolve_device
 from jestfilter.eval import evaluate, load_eval_set
-from jestfilter.models import create_model, model_spec, save_local_dir
+from jestfilter.models import save_local_dir, start_model
 from jestfilter.train.loop import OnlineTrainer
 
 MODEL_DIR = "final"  # as bootstrap names its trained model
@@ -32,10 +31,8 @@ def train_uniform(shards: Sequence[str], out: str | Path, settings: TrainSetting
     world, device = init_distributed(resolve_device(device))
     lock = lock_folder(out, world)
     try:
-        torch.manual_seed(settings.model_seed("learner"))  # bootstrap's learners start from this too
-        spec = model_spec(model)
-        new = {} if spec.startswith("local-dir:") else {"bias_for_batch_size": settings.batch_size}
-        bundle = create_model(spec, device=device, **new)
+        # bootstrap's learners start from this seed too
+        bundle = start_model(model, settings.model_seed("learner"), settings.batch_size, device)
         if world.main:
             print(settings.batch_summary(world.size))
         evaluator = (lambda b: evaluate(b, eval_set, device=device)) if eval_set is not None else None

@@ -8,6 +8,7 @@ from jestfilter.models.factory import (
     logit_bias_for_batch,
     model_spec,
     save_local_dir,
+    start_model,
 )
 from jestfilter.models.flexi import FlopCounts, coarse_patch_size, encode_image, forward_flops, native_patch_size
 from jestfilter.models.outputs import embed, siglip_outputs
@@ -30,5 +31,6 @@ __all__ = [
     "model_spec",
     "native_patch_size",
     "save_local_dir",
+    "start_model",
     "siglip_outputs",
 ]

@@ -96,6 +96,16 @@ def create_model(
     return ModelBundle(model, ImagePreprocess.of(model), tokenizer, name)
 
 
+def start_model(name_or_folder: str, seed: int, batch_size: int, device: str | torch.device = "cpu") -> ModelBundle:
+    """The model a run trains: a model folder (``DIR`` or ``local-dir:DIR``) continues from its
+    saved weights; a model name starts from ``seed`` with its logit bias at log(1/(b−1)) for
+    the batch size b, not −10 (at small b it learns faster: docs/benchmarks.md)."""
+    torch.manual_seed(seed)
+    spec = model_spec(name_or_folder)
+    fresh = {} if spec.startswith(LOCAL_DIR) else {"bias_for_batch_size": batch_size}
+    return create_model(spec, device=device, **fresh)
+
+
 def model_spec(name_or_folder: str) -> str:
     """A folder, with or without ``local-dir:``, as ``local-dir:PATH``; a model name unchanged."""
     if not name_or_folder.startswith(LOCAL_DIR) and os.path.isdir(name_or_folder):
