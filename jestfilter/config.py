@@ -30,6 +30,7 @@ FILTERED_RULES = {  # which samples bootstrap's filtered/ holds (jestfilter.sink
 SAMPLES_PER_SHARD = 10_000  # every command that writes shards, as img2dataset does (the demo's are smaller)
 
 PRECISIONS = ("fp32", "bf16")
+PIXEL_NORMS = ("data", "half", "clip")  # how a new model normalises its pixels (jestfilter.models.normalise)
 # jest-tiny at 4-px patches: 49 tokens a 28-px image, 16 at Flexi's 7-px patches (jest-tiny's
 # 7-px patches leave Flexi 2×2 = 4 tokens); see docs/benchmarks.md
 DEFAULT_MODEL = "jest-tiny-p4"
@@ -79,6 +80,10 @@ class TrainSettings:
     workers: int | None = option(None, "decoding workers (default: from the cores, see --threads)")
     threads: int | None = option(None, "torch CPU threads (default: $OMP_NUM_THREADS, else the cores left "
                                         "after the loader's workers, at least 1)")
+    pixel_norm: str = option("clip", "how a new model normalises its pixels: data (each channel's mean and std "
+                                      "over its training images: the curated set for bootstrap), half ((x−0.5)/0.5) "
+                                      "or clip (CLIP's, for photographs); saved in the model folder, and a model "
+                                      "folder keeps its own", choices=PIXEL_NORMS)
     shuffle_buffer: int = option(20_000, "raw samples each loader worker holds to mix the stream; it must span "
                                          "many shards, since shards are often ordered (img2dataset keeps its "
                                          "input's order) and an ordered stream cripples training")

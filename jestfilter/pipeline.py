@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import shutil
@@ -30,7 +31,8 @@ from jestfilter.data import RawSample, atomic_write_json, expand_shards, iter_sa
 from jestfilter.distributed import barrier, broadcast_object, init_distributed, lock_folder, main_first, resolve_device
 from jestfilter.embeddings import EmbeddingCache, build_cache, cache_path
 from jestfilter.eval import evaluate, load_eval_set
-from jestfilter.models import ModelBundle, create_model, forward_flops, save_local_dir, start_model
+from jestfilter.models import (ModelBundle, PixelStats, create_model, forward_flops, save_local_dir, start_model,
+                               stats_for_new_model)
 from jestfilter.plan import Plan, Stage, Timing
 from jestfilter.report import write_report, write_rounds_report
 from jestfilter.results import (costs, filtered_counts, filtered_line, manifest_counts, round_summary, rounds_table,
@@ -40,6 +42,7 @@ from jestfilter.selection.criteria import criterion
 from jestfilter.sinks import ExtremesTracker, FilteredOutput, read_pool
 from jestfilter.train.loop import OnlineTrainer
 from jestfilter.train.schedule import evaluations
+from jestfilter.train.stall import verdict
 
 EXTREMES = "report-extremes.pt"
 
@@ -93,8 +96,15 @@ class Bootstrap:
         return lambda bundle: evaluate(bundle, eval_set, device=device)
 
     def new_model(self, role: str) -> ModelBundle:
-        """A freshly initialised model for ``role`` (its own seed: see ``TrainSettings.model_seed``)."""
-        return start_model(self.cfg.model, self.cfg.train.model_seed(role), self.cfg.train.batch_size, self.device)
+        """A freshly initialised model for ``role`` (its own seed: see ``TrainSettings.model_seed``),
+        normalising its pixels as ``--pixel-norm`` says, measured on the curated set: the
+        reference and every learner alike."""
+        return start_model(self.cfg.model, self.cfg.train.model_seed(role), self.cfg.train.batch_size, self.device,
+                           pixel_stats=self.pixel_stats)
+
+    @functools.cached_property
+    def pixel_stats(self) -> PixelStats | None:
+        return stats_for_new_model(self.cfg.train.pixel_norm, self.cfg.model, self.curated)
 
     def trainer(self, bundle: ModelBundle, patterns, settings: TrainSettings, name: str, **parts) -> OnlineTrainer:
         return OnlineTrainer(bundle, patterns, settings, checkpoint=self.out / "checkpoints" / f"{name}.pt",
@@ -148,7 +158,8 @@ class Bootstrap:
             return create_model(f"local-dir:{folder}", device=self.device), json.loads(metrics_path.read_text())
         if cfg.reference:
             bundle = create_model(cfg.reference, device=self.device)
-            metrics = {**self.evaluator()(bundle), "source": cfg.reference}
+            metrics = self.evaluator()(bundle)
+            metrics = {**metrics, **verdict(metrics), "source": cfg.reference}
         else:
             bundle = self.new_model("reference")
             metrics = self.trainer(bundle, self.curated, cfg.reference_settings(), "reference").run()

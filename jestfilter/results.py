@@ -89,9 +89,12 @@ def speedups(runs: dict[str, dict], cost: dict | None = None) -> dict:
     examples, FLOPs and seconds to get there over the method's (interpolated; > 1 is faster).
     ``flops_ratio`` and ``seconds_ratio`` count the learner's loading, scoring and training;
     the ``..._with_reference`` ratios add the method's one-off reference costs (from ``cost``,
-    what ``costs`` returns)."""
+    what ``costs`` returns). Against a stalled uniform run nothing is claimed: every method's
+    entry says ``baseline_stalled``."""
     if "uniform" not in runs:
         return {}
+    if runs["uniform"].get("stalled"):
+        return {method: {"reached": False, "baseline_stalled": True} for method in runs}
     target = runs["uniform"]["zeroshot_top1"]
     baseline = reach(runs["uniform"], target)
     result = {}
@@ -118,9 +121,10 @@ def summary_table(runs: dict[str, dict], speedup: dict) -> str:
     for method, run in runs.items():
         at = speedup.get(method, {})
         sooner = (f"{at['examples_ratio']:.2f}x, {at['seconds_ratio']:.2f}x" if at.get("reached")
-                  else ("-" if not at else "never"))
+                  else "- (uniform stalled)" if at.get("baseline_stalled") else ("-" if not at else "never"))
         lines.append(f"{method:22s} {run['zeroshot_top1']:9.3f} {run.get('retrieval_class_r1', float('nan')):9.3f} "
-                     f"{run['examples_seen']:9d} {run['seconds_per_step']:7.3f} {sooner:>24s}")
+                     f"{run['examples_seen']:9d} {run['seconds_per_step']:7.3f} {sooner:>24s}"
+                     + ("  STALLED" if run.get("stalled") else ""))
     return "\n".join(lines)
 
 
@@ -128,7 +132,7 @@ def summary_table(runs: dict[str, dict], speedup: dict) -> str:
 def round_summary(k: int, metrics: dict) -> dict:
     """One round of ``--rounds``: its reference and final model's numbers, its learner's cost,
     and whether the final model beat its reference (zero-shot top-1)."""
-    quality = ("zeroshot_top1", "retrieval_r1", "retrieval_class_r1")
+    quality = ("zeroshot_top1", "retrieval_r1", "retrieval_class_r1", "stalled", "stalled_reason")
     reference, final = metrics["reference"], metrics["final"]
     return {"round": k, "folder": f"round-{k}",
             "reference": {key: reference[key] for key in quality if key in reference},

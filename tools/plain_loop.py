@@ -21,32 +21,40 @@ import time
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision import transforms
 
+from jestfilter.data.pixels import from_pil
 from jestfilter.data.shards import caption_of, expand_shards, image_member, iter_samples
 from jestfilter.data.types import RawSample
 from jestfilter.eval import evaluate, load_eval_set
-from jestfilter.models import create_model, logit_bias_for_batch
+from jestfilter.models import ImagePreprocess, create_model, logit_bias_for_batch
 
 
-def preprocess_for(name: str, bundle):
-    """``openclip``: the model's eval transform (resize, centre crop, CLIP mean/std); ``tensor``:
-    pixels in [0, 1], nothing else; ``half``: (x − 0.5) / 0.5."""
+PIXEL_STATS = {"tensor": ((0.0,) * 3, (1.0,) * 3), "half": ((0.5,) * 3, (0.5,) * 3)}
+
+
+def preprocess_for(name: str, bundle, pixels: torch.Tensor) -> ImagePreprocess:
+    """``openclip``: the model's own (resize, centre crop, its config's mean/std: CLIP's unless the
+    model says otherwise); ``tensor``: pixels in [0, 1], nothing else; ``half``: (x − 0.5) / 0.5;
+    ``data``: each channel's mean and std over the training ``pixels``. Each is an
+    ImagePreprocess, so that training and evaluate() see the same inputs."""
     if name == "openclip":
         return bundle.preprocess
-    steps = [transforms.Lambda(lambda image: image.convert("RGB")), transforms.ToTensor()]
-    if name == "half":
-        steps.append(transforms.Normalize((0.5,) * 3, (0.5,) * 3))
-    return transforms.Compose(steps)
+    if name == "data":
+        x = pixels.float() / 255
+        mean, std = x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
+    else:
+        mean, std = PIXEL_STATS[name]
+    return ImagePreprocess(bundle.preprocess.size, tuple(mean), tuple(std))
 
 
-def load_pairs(pattern: str, preprocess, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
-    """All decodable samples of the shards: images [n, 3, H, W] and tokens [n, context]."""
+def load_pairs(pattern: str, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """All decodable samples of the shards, decoded with PIL: uint8 images [n, 3, H, W] (central
+    squares) and tokens [n, context]."""
     images, captions = [], []
     for sample in iter_samples(expand_shards(pattern)):
         if isinstance(sample, RawSample):
             with Image.open(io.BytesIO(sample.members[image_member(sample)])) as image:
-                images.append(preprocess(image.convert("RGB")))
+                images.append(from_pil(image))
             captions.append(caption_of(sample))
     return torch.stack(images), tokenizer(captions)
 
@@ -95,7 +103,7 @@ def main() -> None:
     p.add_argument("--scale-init", type=float, default=10.0, help="initial logit scale t (not log t)")
     p.add_argument("--clip", type=float, default=0.0, help="clip the global gradient norm to this (0: off)")
     p.add_argument("--sampling", choices=["replace", "epochs"], default="replace")
-    p.add_argument("--preprocess", choices=["openclip", "tensor", "half"], default="openclip")
+    p.add_argument("--preprocess", choices=["openclip", "tensor", "half", "data"], default="openclip")
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--json", help="write the settings, curve and final metrics here")
     args = p.parse_args()
@@ -103,9 +111,10 @@ def main() -> None:
     torch.manual_seed(args.seed)
     bias = logit_bias_for_batch(args.batch) if args.bias_init == "batch" else float(args.bias_init)
     bundle = create_model(args.model, init_logit_bias=bias, init_logit_scale=math.log(args.scale_init))
-    bundle = bundle._replace(preprocess=preprocess_for(args.preprocess, bundle))  # evaluate() uses it too
     model = bundle.model
-    images, texts = load_pairs(args.web, bundle.preprocess, bundle.tokenizer)
+    pixels, texts = load_pairs(args.web, bundle.tokenizer)
+    bundle = bundle._replace(preprocess=preprocess_for(args.preprocess, bundle, pixels))  # evaluate() uses it too
+    images = torch.cat([bundle.preprocess.to_model(pixels[i:i + 4096]) for i in range(0, len(pixels), 4096)])
     eval_set = load_eval_set(args.eval)
 
     decay = [q for name, q in model.named_parameters() if q.ndim >= 2 and "logit_" not in name]
@@ -134,6 +143,7 @@ def main() -> None:
             print(f"step {step + 1:5d}  loss {loss.item():.3f}  zero-shot {metrics['zeroshot_top1']:.3f}  "
                   f"scale {model.logit_scale.exp().item():.1f}  bias {model.logit_bias.item():.2f}", flush=True)
     result = {"settings": vars(args), "train_pairs": len(images), "curve": curve, "final": metrics,
+              "pixel_mean": bundle.preprocess.mean, "pixel_std": bundle.preprocess.std,
               "logit_scale": model.logit_scale.exp().item(), "logit_bias": model.logit_bias.item(),
               "seconds": time.perf_counter() - started}
     if args.json:

@@ -11,7 +11,7 @@ from jestfilter.config import DEFAULT_MODEL, DEVICE_HELP, BootstrapConfig, Train
 
 HELP = "train a model uniformly on shards, e.g. the filtered shards that bootstrap wrote"
 FLAGS = ("steps", "batch_size", "lr", "weight_decay", "warmup", "seed", "eval_every", "checkpoint_every", "workers",
-         "threads", "precision", "compile", "shuffle_buffer")
+         "threads", "precision", "compile", "shuffle_buffer", "pixel_norm")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

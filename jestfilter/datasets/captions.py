@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jestfilter.datasets.sources import spam
+
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 # Words a caption may use for each class; the first is the class name written to classnames.txt.
 CLASS_NOUNS = [
@@ -40,10 +42,6 @@ EVAL_TEMPLATES = [
     "a low resolution photo of the {}.",
     "a catalog image of the {}.",
 ]
-UNINFORMATIVE_CAPTIONS = [
-    "IMG_{4}.jpg", "DSC{5}", "image", "untitled", "click here", "photo", "thumbnail",
-    "view larger image", "no description available", "screenshot_{4}", "image {1} of 8", "{3}.jpeg",
-]
 SPAM_WORDS = [
     "free", "shipping", "sale", "cheap", "buy", "now", "best", "price", "50%", "off", "new", "2019",
     "women", "men", "fashion", "outlet", "discount", "hot", "deal", "wholesale", "online", "shop",
@@ -61,14 +59,6 @@ def clean_caption(rng: np.random.Generator, cls: int) -> str:
     return CAPTION_TEMPLATES[rng.integers(len(CAPTION_TEMPLATES))].format(a=_with_article(noun), n=noun)
 
 
-def uninformative_caption(rng: np.random.Generator) -> str:
-    """File names and boilerplate; ``{k}`` becomes a random k-digit number."""
-    template = UNINFORMATIVE_CAPTIONS[rng.integers(len(UNINFORMATIVE_CAPTIONS))]
-    return template.format(*[f"{rng.integers(10**k):0{k}d}" for k in range(6)])
-
-
 def spam_caption(rng: np.random.Generator, cls: int) -> str:
     """The right class name buried in shop spam."""
-    words = list(rng.choice(SPAM_WORDS, size=rng.integers(6, 11), replace=False))
-    words.insert(rng.integers(len(words) + 1), CLASS_NOUNS[cls][0])
-    return " ".join(words)
+    return spam(rng, SPAM_WORDS, CLASS_NOUNS[cls][0])

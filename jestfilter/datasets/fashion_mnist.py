@@ -1,4 +1,5 @@
-"""Fashion-MNIST's four idx files (Debian's dataset-fashion-mnist): find and read them."""
+"""Fashion-MNIST's four idx files (Debian's dataset-fashion-mnist): find and read them; the
+demo's source."""
 
 from __future__ import annotations
 
@@ -6,8 +7,13 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from jestfilter.datasets.captions import (CLASS_NOUNS, EVAL_TEMPLATES, RELATED_CLASSES, clean_caption,
+                                          spam_caption)
+from jestfilter.datasets.sources import Images, Sizes, Source
 
 DEFAULT_SOURCE = Path("/usr/share/datasets/fashion-mnist")
 SOURCE_ENV = "JESTFILTER_FASHION_MNIST"
@@ -59,3 +65,27 @@ def read_idx(path: str | Path) -> np.ndarray:
 def load_fashion_mnist(source: str | Path | None = None) -> FashionMNIST:
     folder = find_fashion_mnist(source)
     return FashionMNIST(**{field: read_idx(_idx_path(folder, name)) for field, name in IDX_FILES.items()})
+
+
+class FashionSource(Source):
+    """The demo: Fashion-MNIST's 28-px grayscale product photos, 10 classes."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            name="fashion", description="Fashion-MNIST product photos: 28 px grayscale, 10 classes (the demo)",
+            needs="apt-get install dataset-fashion-mnist", classnames=[nouns[0] for nouns in CLASS_NOUNS],
+            eval_templates=EVAL_TEMPLATES, sizes=Sizes(curated=2000, web=20000, eval=2000),
+            related=RELATED_CLASSES)
+
+    def locate(self, folder: str | Path | None) -> Path:
+        return find_fashion_mnist(folder)
+
+    def load(self, found: Path, train: int, test: int, seed: int) -> Images:
+        data = load_fashion_mnist(found)
+        return Images(data.train_images, data.train_labels, data.test_images, data.test_labels)
+
+    def clean_caption(self, rng: np.random.Generator, cls: int, note: Any = None) -> str:
+        return clean_caption(rng, cls)
+
+    def spam_caption(self, rng: np.random.Generator, cls: int) -> str:
+        return spam_caption(rng, cls)

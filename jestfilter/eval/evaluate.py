@@ -54,6 +54,7 @@ def evaluate(
         "retrieval_t2i_r1": t2i,
         "retrieval_r1": (i2t + t2i) / 2,
         "retrieval_class_r1": (class_i2t + class_t2i) / 2,
+        "chance": 1 / len(eval_set.classnames),  # zero-shot top-1 of a guess
     }
 
 

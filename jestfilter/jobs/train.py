@@ -11,7 +11,7 @@ from jestfilter.config import DEFAULT_MODEL, TrainSettings
 from jestfilter.data import atomic_write_json
 from jestfilter.distributed import barrier, init_distributed, lock_folder, resolve_device
 from jestfilter.eval import evaluate, load_eval_set
-from jestfilter.models import save_local_dir, start_model
+from jestfilter.models import save_local_dir, start_model, stats_for_new_model
 from jestfilter.train.loop import OnlineTrainer
 
 MODEL_DIR = "final"  # as bootstrap names its trained model
@@ -32,7 +32,8 @@ def train_uniform(shards: Sequence[str], out: str | Path, settings: TrainSetting
     lock = lock_folder(out, world)
     try:
         # bootstrap's learners start from this seed too
-        bundle = start_model(model, settings.model_seed("learner"), settings.batch_size, device)
+        stats = stats_for_new_model(settings.pixel_norm, model, shards)  # from the shards it trains on
+        bundle = start_model(model, settings.model_seed("learner"), settings.batch_size, device, pixel_stats=stats)
         if world.main:
             print(settings.batch_summary(world.size))
         evaluator = (lambda b: evaluate(b, eval_set, device=device)) if eval_set is not None else None

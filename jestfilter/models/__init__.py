@@ -11,12 +11,14 @@ from jestfilter.models.factory import (
     start_model,
 )
 from jestfilter.models.flexi import FlopCounts, coarse_patch_size, encode_image, forward_flops, native_patch_size
+from jestfilter.models.normalise import PixelStats, pixel_stats, stats_for_new_model
 from jestfilter.models.outputs import embed, siglip_outputs
 from jestfilter.models.preprocess import ImagePreprocess
 from jestfilter.models.text import encode_text
 
 __all__ = [
     "OUR_MODELS",
+    "PixelStats",
     "SIGLIP_INIT",
     "FlopCounts",
     "ImagePreprocess",
@@ -30,7 +32,9 @@ __all__ = [
     "logit_bias_for_batch",
     "model_spec",
     "native_patch_size",
+    "pixel_stats",
     "save_local_dir",
     "start_model",
     "siglip_outputs",
+    "stats_for_new_model",
 ]

@@ -17,7 +17,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import open_clip
 import torch
@@ -58,6 +58,7 @@ def create_model(
     name_or_local_dir: str,
     device: str | torch.device = "cpu",
     bias_for_batch_size: int | None = None,
+    pixel_stats: tuple[Sequence[float], Sequence[float]] | None = None,
     **overrides: Any,
 ) -> ModelBundle:
     """Build a randomly initialised SigLIP model by name, or load a model folder (``local-dir:PATH``
@@ -65,12 +66,15 @@ def create_model(
 
     ``overrides`` go to ``open_clip.create_model`` (config keys such as ``init_logit_bias``,
     or its ``force_*`` options). ``bias_for_batch_size=n`` starts the bias at log(1/(n-1))
-    instead of -10 (see ``logit_bias_for_batch``).
+    instead of -10 (see ``logit_bias_for_batch``). ``pixel_stats=(mean, std)`` normalises the
+    new model's inputs with them instead of CLIP's (``jestfilter.models.normalise``); the
+    model folder keeps them in its ``preprocess_cfg``.
     """
     name = model_spec(name_or_local_dir)
     if name.startswith(LOCAL_DIR):
-        if bias_for_batch_size is not None:
-            raise ValueError("bias_for_batch_size initialises a new model; a local-dir model is loaded as saved")
+        if bias_for_batch_size is not None or pixel_stats is not None:
+            raise ValueError("bias_for_batch_size and pixel_stats initialise a new model; a local-dir model is "
+                             "loaded as saved")
         folder = Path(name[len(LOCAL_DIR):])
         if not (folder / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"not a model folder (no {CONFIG_FILE}): {folder}")
@@ -88,6 +92,9 @@ def create_model(
         kwargs = {**SIGLIP_INIT, **overrides}
         if bias_for_batch_size is not None:
             kwargs["init_logit_bias"] = logit_bias_for_batch(bias_for_batch_size)
+        if pixel_stats is not None:
+            mean, std = pixel_stats
+            kwargs["force_preprocess_cfg"] = {"mean": tuple(mean), "std": tuple(std)}
     with _without_random_init_warning():
         model = open_clip.create_model(name, device=device, **kwargs)
     model.eval()
@@ -96,13 +103,15 @@ def create_model(
     return ModelBundle(model, ImagePreprocess.of(model), tokenizer, name)
 
 
-def start_model(name_or_folder: str, seed: int, batch_size: int, device: str | torch.device = "cpu") -> ModelBundle:
+def start_model(name_or_folder: str, seed: int, batch_size: int, device: str | torch.device = "cpu",
+                pixel_stats: tuple[Sequence[float], Sequence[float]] | None = None) -> ModelBundle:
     """The model a run trains: a model folder (``DIR`` or ``local-dir:DIR``) continues from its
-    saved weights; a model name starts from ``seed`` with its logit bias at log(1/(b−1)) for
-    the batch size b, not −10 (at small b it learns faster: docs/benchmarks.md)."""
+    saved weights and normalisation; a model name starts from ``seed`` with its logit bias at
+    log(1/(b−1)) for the batch size b, not −10 (at small b it learns faster: docs/benchmarks.md),
+    and normalises its pixels with ``pixel_stats`` (None: CLIP's)."""
     torch.manual_seed(seed)
     spec = model_spec(name_or_folder)
-    fresh = {} if spec.startswith(LOCAL_DIR) else {"bias_for_batch_size": batch_size}
+    fresh = {} if spec.startswith(LOCAL_DIR) else {"bias_for_batch_size": batch_size, "pixel_stats": pixel_stats}
     return create_model(spec, device=device, **fresh)
 
 

@@ -20,12 +20,22 @@ def sooner(ratio: float) -> str:
     return f"{ratio:.1f}× sooner" if ratio >= 1 else f"{1 / ratio:.1f}× later"
 
 
+def stalled_warnings(models: dict[str, dict]) -> list[str]:
+    """A loud line for every model that did not learn (``stalled``), for the top of the page."""
+    return [f"> **WARNING: {name} did not learn** ({model.get('stalled_reason', 'stalled')}); its numbers say "
+            f"nothing about the method, and nothing is compared against it." for name, model in models.items()
+            if model.get("stalled")]
+
+
 def comparisons(metrics: dict, runs: dict[str, dict]) -> list[str]:
     """One sentence (or two) per compared method, in plain words."""
     main = metrics["final"]["method"]
     top1 = {m: run["zeroshot_top1"] for m, run in runs.items()}
     lines = []
-    if "uniform" in runs and main != "uniform":
+    if runs.get("uniform", {}).get("stalled") and main != "uniform":
+        lines.append(f"**{main}** ended at {top1[main]:.3f} zero-shot top-1; uniform sampling stalled "
+                     f"({top1['uniform']:.3f}), so no gain or speed-up over it is claimed.")
+    elif "uniform" in runs and main != "uniform":
         lines.append(f"**{main}** ended at {top1[main]:.3f} zero-shot top-1, {100 * (top1[main] - top1['uniform']):+.1f} "
                      f"points against uniform sampling's {top1['uniform']:.3f}.")
         at = metrics.get("speedup", {}).get(main, {})
@@ -135,6 +145,9 @@ def write_report(out_dir: Path, metrics: dict, runs: dict[str, dict], manifest: 
              f"One run, seed {config.get('seed', '?')}, {metrics.get('seconds', 0) / 60:.1f} minutes in all: "
              "differences between methods of a few points are within the spread between seeds "
              "(`docs/benchmarks.md` has it over several seeds).", ""]
+    warnings = stalled_warnings({"the reference": reference, **runs})
+    if warnings:
+        parts += [*warnings, ""]
     parts += ["## Did it help, and at what cost?", "", *[f"- {line}" for line in comparisons(metrics, runs)], ""]
     if reference:
         parts += [f"Reference model: zero-shot top-1 **{reference.get('zeroshot_top1', float('nan')):.3f}**, "
@@ -168,7 +181,9 @@ def write_rounds_report(out_dir: Path, metrics: dict, finals: dict[int, dict]) -
     model's learning curve, and links to every round's own report."""
     report_dir = Path(out_dir) / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    parts = [f"# jestfilter bootstrap in {len(metrics['rounds'])} rounds", "",
+    stalled = stalled_warnings({f"round {s['round']}'s {role}": s[role] for s in metrics["rounds"]
+                                for role in ("reference", "final")})
+    parts = [f"# jestfilter bootstrap in {len(metrics['rounds'])} rounds", "", *stalled, *([""] if stalled else []),
              "Round k + 1's reference is round k's final model.", "",
              "| round | reference zero-shot | final zero-shot | final class R@1 | examples seen | learner FLOPs "
              "| final better than its reference |", "|---|---|---|---|---|---|---|"]

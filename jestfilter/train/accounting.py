@@ -27,6 +27,8 @@ class History:
     losses: list = field(default_factory=list)
     phases: dict = field(default_factory=dict)  # seconds per part of a step (see PhaseTimer)
     agreement: list = field(default_factory=list)  # [step, spearman, overlap] of cheap vs full scoring
+    learning_checked: bool = False  # the third-of-the-way verdict was given (jestfilter.train.stall)
+    stalled: str | None = None  # why the run is not learning, if it is not
 
     def add_evaluation(self, top1: float) -> None:
         self.curve.append([self.examples_seen, top1])

@@ -35,6 +35,7 @@ from jestfilter.train.checkpoint import RunCheckpoint, restore_training_state, t
 from jestfilter.train.optim import make_optimizer, make_scheduler
 from jestfilter.train.precision import autocast, compile_towers, use_fast_kernels
 from jestfilter.train.schedule import StepPlan, evaluation_due
+from jestfilter.train.stall import due, not_learning, warning
 from jestfilter.train.step import train_step
 
 SHORT_SUPER_BATCH = "short_super_batch"  # read by a rank beyond the step's common row count
@@ -252,15 +253,33 @@ class OnlineTrainer:
             h.losses.append(loss)
             bar.set_postfix(loss=f"{loss:.3f}")
         bar.update()
-        if self.evaluation_due(h.step):
+        evaluated = self.evaluation_due(h.step)
+        if evaluated:
             with self.timer("evaluate"):
                 self.evaluate_now()
+        if not h.learning_checked and due(h.step, s.steps) and (evaluated or self.evaluate is None):
+            self.check_learning()
         if h.step % s.checkpoint_every == 0 or h.step == s.steps:
             with self.timer("checkpoint"):
                 self.save()
 
     def evaluation_due(self, step: int) -> bool:
         return evaluation_due(step, self.settings.steps, self.settings.eval_every)
+
+    def check_learning(self) -> None:
+        """The verdict a third of the way through: is the run learning? (a loud line when not)"""
+        h = self.history
+        h.learning_checked = True
+        h.stalled = not_learning(self.last_metrics.get("zeroshot_top1"), self.last_metrics.get("chance"), h.losses)
+        if h.stalled and self.world.main:
+            tqdm.write(warning(self.name, h.step, self.settings.steps, h.stalled))
+
+    def stalled(self, metrics: dict) -> str | None:
+        """Why the run is stalled: its verdict a third of the way, or a final accuracy still near chance."""
+        if self.history.stalled:
+            return self.history.stalled
+        at_end = not_learning(metrics.get("zeroshot_top1"), metrics.get("chance"), [])
+        return f"at the end {at_end}" if at_end else None
 
     # --- evaluation and summary -------------------------------------------------------------
     def evaluate_now(self) -> dict:
@@ -278,7 +297,9 @@ class OnlineTrainer:
         """The run's numbers for ``metrics.json``: the last evaluation, counts, FLOPs, curves and times."""
         h = self.history
         metrics = dict(self.last_metrics or self.evaluate_now())
-        return {**metrics, "method": self.settings.method, "steps": h.step, "examples_seen": h.examples_seen,
+        stalled = self.stalled(metrics)
+        return {**metrics, "stalled": stalled is not None, **({"stalled_reason": stalled} if stalled else {}),
+                "method": self.settings.method, "steps": h.step, "examples_seen": h.examples_seen,
                 **self.passes(), "flops": h.flops, "train_seconds": h.seconds,
                 "seconds_per_step": h.seconds / max(1, h.step), "final_loss": h.losses[-1] if h.losses else None,
                 "curve": h.curve, "flops_curve": h.flops_curve, "time_curve": h.time_curve,
