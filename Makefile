@@ -11,7 +11,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 FAISS ?= cpu
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install test demo bench data clean
+.PHONY: install test demo bench data packages clean
 
 install: $(STAMP) data
 
@@ -36,6 +36,16 @@ data:
 		echo "or pass --source DIR (a folder holding the four idx files train-/t10k-images-idx3-ubyte[.gz],"; \
 		echo "-labels-idx1-ubyte[.gz]) to 'python -m jestfilter demo-data' / 'bootstrap', or set JESTFILTER_FASHION_MNIST=DIR."; \
 	fi
+
+# The validation suite's real images (docs/benchmarks.md): Fashion-MNIST, OpenCV's handwritten digits and
+# the fonts the colour glyph sets are drawn from. Installed as root where apt-get exists; tests of a
+# set whose package is missing skip, saying what to install.
+SUITE_PACKAGES := dataset-fashion-mnist opencv-doc $(shell cat jestfilter/datasets/font-packages.txt)
+packages:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(SUITE_PACKAGES) >/dev/null || echo "could not install some of: $(SUITE_PACKAGES)"; \
+	else echo "as root: apt-get install $(SUITE_PACKAGES)"; fi
 
 # One torch thread a process: the tests start many small processes (DataLoader workers, torchrun
 # ranks) whose default thread pools would fight over the cores (about twice as slow on two).

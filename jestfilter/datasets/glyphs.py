@@ -33,10 +33,8 @@ FONT_DIRS = ["truetype/dejavu", "truetype/liberation2", "truetype/freefont", "op
              "opentype/linux-libertine", "opentype/ebgaramond", "truetype/open-sans", "truetype/lato",
              "opentype/cantarell", "opentype/comic-neue", "truetype/quicksand", "fonts-go", "truetype/hack",
              "opentype/stix"]  # fmt: skip
-FONT_PACKAGES = ("fonts-dejavu-core fonts-dejavu-extra fonts-liberation2 fonts-freefont-ttf fonts-urw-base35 "
-                 "fonts-texgyre fonts-noto-core fonts-symbola fonts-crosextra-carlito fonts-crosextra-caladea "
-                 "fonts-linuxlibertine fonts-ebgaramond fonts-open-sans fonts-lato fonts-cantarell "
-                 "fonts-comic-neue fonts-quicksand fonts-go fonts-hack fonts-stix")
+# The Debian packages of those folders (the Makefile's `make packages` installs the same list).
+FONT_PACKAGES = " ".join((Path(__file__).parent / "font-packages.txt").read_text().split())
 SIZE, SCALE = 28, 4  # written size; rendered at SCALE× first
 EVAL_FONT_SHARE = 0.2
 

@@ -1,0 +1,133 @@
+"""The validation suite: every set of `jestfilter demo-data --set`, the library's defaults against
+an independent plain loop, over seeds (issue "Training that holds on data it was not tuned on").
+
+Per set and seed: one `bootstrap` with every default and `--compare uniform,easy_reference,
+independent` (the reference, uniform, JEST and the two baselines), `jestfilter train` on the web
+shards (uniform, the library's standalone trainer), and `tools/plain_loop.py` (decodes the
+shards into memory, draws batches with replacement, its own loss/optimiser/schedule) on the
+web shards for the same steps and on the curated shards for the reference's steps, with each
+recipe of ``--plain-recipes``. Same data for every seed; the seed changes the models' weights,
+the data order and the sampling.
+
+    python tools/suite.py --out runs/suite                          # hours on 2 cores; resumes
+    python tools/suite.py --out runs/suite --sets digits --seeds 1  # one set, one seed
+    python tools/suite.py --out /tmp/suite --tiny --seeds 1         # minutes: checks the script
+
+Writes OUT/suite.md (a table per set) and OUT/suite.json; every run resumes or is skipped when done.
+Run it with OMP_NUM_THREADS=1; two of it at once (e.g. one per seed) share 2 cores well.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from jestfilter.config import BootstrapConfig, TrainSettings
+from jestfilter.datasets.demo import SETS, build_demo_data
+from jestfilter.jobs.train import train_uniform
+from jestfilter.pipeline import run_bootstrap
+from jestfilter.train.stall import not_learning
+from _stats import mean_sd, seeds_parser  # noqa: E402  (tools/ is on sys.path when run as a script)
+
+COMPARE = ["uniform", "easy_reference", "independent"]
+# model:preprocess:bias of the plain loop; its defaults otherwise (lr 2e-3, β2 0.95, 5 % warm-up, cosine)
+PLAIN_RECIPES = ["jest-tiny:half:batch", "jest-tiny:data:batch"]
+TINY_DATA = dict(curated=200, web=600, eval=100, samples_per_shard=100)
+TINY = dict(steps=12, batch_size=16, n_chunks=4, eval_every=6, workers=0)
+
+
+def build(root: Path, name: str, tiny: bool):
+    return build_demo_data(root / "data" / name, set=name, progress=False, **(TINY_DATA if tiny else {}))
+
+
+def bootstrap(data, out: Path, seed: int, tiny: bool) -> dict:
+    settings = TrainSettings(seed=seed, threads=1, **(TINY if tiny else {}))
+    cfg = BootstrapConfig(curated=[data.curated], web=[data.web], eval=str(data.eval), out=str(out), progress=False,
+                          compare=COMPARE, train=settings, **({"reference_steps": 6} if tiny else {}))
+    return run_bootstrap(cfg)
+
+
+def library_train(data, out: Path, seed: int, tiny: bool) -> dict:
+    if not (out / "metrics.json").exists():
+        settings = TrainSettings(seed=seed, method="uniform", threads=1, **(TINY if tiny else {}))
+        train_uniform([data.web], out, settings, eval_dir=str(data.eval))
+    return json.loads((out / "metrics.json").read_text())
+
+
+def plain(data, split: str, recipe: str, out: Path, seed: int, steps: int, tiny: bool) -> dict:
+    """``tools/plain_loop.py`` on ``split`` ("web" or "curated") with ``recipe``; its JSON."""
+    if not out.exists():
+        model, preprocess, bias = recipe.split(":")
+        shards = data.web if split == "web" else data.curated
+        command = [sys.executable, str(Path(__file__).parent / "plain_loop.py"), "--web", shards, "--eval",
+                   str(data.eval), "--model", model, "--preprocess", preprocess, f"--bias-init={bias}",
+                   "--seed", str(seed), "--steps", str(steps), "--json", str(out)]
+        if tiny:
+            command += ["--batch", str(TINY["batch_size"]), "--eval-every", str(TINY["eval_every"])]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return json.loads(out.read_text())
+
+
+def one_seed(root: Path, name: str, data, seed: int, recipes: list[str], tiny: bool) -> dict:
+    """{arm: {"zeroshot_top1", "stalled", "web_passes", ...}} for one set and seed."""
+    run = root / name / f"seed{seed}"
+    metrics = bootstrap(data, run / "bootstrap", seed, tiny)
+    arms = {"reference": metrics["reference"], metrics["final"]["method"]: metrics["final"], **metrics["compare"]}
+    arms["speedup"] = metrics["speedup"]
+    arms["train (library, uniform)"] = library_train(data, run / "train", seed, tiny)
+    steps = TINY["steps"] if tiny else TrainSettings().steps
+    reference_steps = 6 if tiny else BootstrapConfig().reference_steps
+    for recipe in recipes:
+        tag = recipe.replace(":", "-")
+        web = plain(data, "web", recipe, run / f"plain-web-{tag}.json", seed, steps, tiny)
+        curated = plain(data, "curated", recipe, run / f"plain-curated-{tag}.json", seed, reference_steps, tiny)
+        for arm, result in ((f"plain loop {recipe}", web), (f"plain loop reference {recipe}", curated)):
+            top1 = result["final"]["zeroshot_top1"]
+            arms[arm] = {"zeroshot_top1": top1, "stalled": not_learning(top1, 1 / SETS[name].classes, []) is not None}
+    return arms
+
+
+def table(name: str, seeds: dict[int, dict]) -> list[str]:
+    """One set: every arm over the seeds, JEST against uniform (paired), passes over the web pool."""
+    source = SETS[name]
+    first = next(iter(seeds.values()))
+    lines = [f"### {name}: {source.description}", "",
+             "| arm | zero-shot per seed | mean ± sd | stalled | web passes |", "|---|---|---|---|---|"]
+    for arm in (a for a in first if a != "speedup"):
+        top1 = [arms[arm]["zeroshot_top1"] for arms in seeds.values()]
+        stalled = sum(bool(arms[arm].get("stalled")) for arms in seeds.values())
+        passes = [arms[arm].get("web_passes") for arms in seeds.values()]
+        lines.append(f"| {arm} | {', '.join(f'{v:.3f}' for v in top1)} | {mean_sd(top1)} | {stalled}/{len(seeds)} "
+                     f"| {mean_sd(passes, 1)} |")
+    gain = [arms["learnability"]["zeroshot_top1"] - arms["uniform"]["zeroshot_top1"] for arms in seeds.values()]
+    sooner = [arms["speedup"].get("learnability", {}) for arms in seeds.values()]
+    ratios = [s["examples_ratio"] for s in sooner if s.get("reached")]
+    lines += ["", f"JEST − uniform (paired): {', '.join(f'{100 * g:+.1f}' for g in gain)} points, "
+              f"mean {mean_sd([100 * g for g in gain], 1)}. JEST reached uniform's final accuracy on "
+              f"{len(ratios)}/{len(seeds)} seeds, {mean_sd(ratios, 2)}× sooner in examples "
+              f"({', '.join(f'{r:.2f}' for r in ratios)}).", ""]
+    return lines
+
+
+def main() -> None:
+    parser = seeds_parser(__doc__, "runs/suite", "tiny sets and runs: checks the script in minutes")
+    parser.set_defaults(seeds=[1, 2, 3])
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    parser.add_argument("--plain-recipes", nargs="+", default=PLAIN_RECIPES, metavar="MODEL:PREPROCESS:BIAS")
+    args = parser.parse_args()
+    results, lines = {}, ["# Validation suite", ""]
+    for name in args.sets:
+        data = build(args.out, name, args.tiny)
+        results[name] = {seed: one_seed(args.out, name, data, seed, args.plain_recipes, args.tiny)
+                         for seed in args.seeds}
+        lines += table(name, results[name])
+        (args.out / "suite.md").write_text("\n".join(lines) + "\n")
+    (args.out / "suite.json").write_text(json.dumps(results, indent=1, default=str))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
