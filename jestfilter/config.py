@@ -30,6 +30,7 @@ FILTERED_RULES = {  # which samples bootstrap's filtered/ holds (jestfilter.sink
 SAMPLES_PER_SHARD = 10_000  # every command that writes shards, as img2dataset does (the demo's are smaller)
 
 PRECISIONS = ("fp32", "bf16")
+FLEXI_MODES = ("off", "score", "train")  # train: the paper's Flexi-JEST; score: its cheap scoring alone
 PIXEL_NORMS = ("data", "half", "clip")  # how a new model normalises its pixels (jestfilter.models.normalise)
 # jest-tiny at 4-px patches: 49 tokens a 28-px image, 16 at Flexi's 7-px patches (jest-tiny's
 # 7-px patches leave Flexi 2×2 = 4 tokens); see docs/benchmarks.md
@@ -63,7 +64,9 @@ class TrainSettings:
                                        "the schedule's factor (big_vision's meaning, the paper's 1e-4; AdamW gets "
                                        "it divided by --lr)")
     warmup: float = option(0.05, "share of the steps spent warming the learning rate up")
-    flexi: bool = option(False, "Flexi-JEST: score and co-train half of each batch at a coarser patch size")
+    flexi: str = option("off", "Flexi-JEST: score each super-batch at a coarser patch size (score), and also co-train "
+                               "half of each batch there (train, the paper's; --flexi alone)", choices=FLEXI_MODES,
+                        nargs="?", const="train")
     flexi_patch_size: int | None = option(None, "Flexi's coarse patch size (default: the divisor of the image "
                                                 "size nearest to twice the native one)")
     score_context: int | None = option(None, "the learner scores captions cut to N tokens (default: whole "
@@ -72,8 +75,15 @@ class TrainSettings:
                                       "plain batches of b from the same stream, reading b instead of B")
     filter_ratio_end: float | None = option(None, "lower f linearly from --filter-ratio to this while selecting "
                                                   "(default: constant)")
-    precision: str = option("fp32", "bf16: autocast scoring and training in bfloat16 (fp32 master weights, "
-                                    "selection in fp32)", choices=PRECISIONS)
+    precision: str = option("auto", "arithmetic of the learner's scoring and training passes: fp32, bf16 (autocast, "
+                                    "fp32 master weights, selection in fp32), or auto: bf16 on a GPU, and on a CPU "
+                                    "each phase in whichever of the two a timed pass at start finds faster "
+                                    "(--score-precision / --train-precision set one phase)",
+                            choices=("auto", *PRECISIONS))
+    score_precision: str | None = option(None, "the learner's scoring pass only: fp32 or bf16 (default: from "
+                                               "--precision)", choices=PRECISIONS)
+    train_precision: str | None = option(None, "the training step only: fp32 or bf16 (default: from --precision)",
+                                         choices=PRECISIONS)
     compile: bool = option(False, "torch.compile the transformer blocks (slow first steps, then faster)")
     eval_every: int = option(100, "evaluate every N steps")
     checkpoint_every: int = option(50, "checkpoint every N steps")
@@ -110,6 +120,8 @@ class TrainSettings:
             raise ValueError(f"--select-until must be a fraction of the steps in [0, 1], got {self.select_until}")
         if self.filter_ratio_end is not None and not 0.0 < self.filter_ratio_end < 1.0:
             raise ValueError(f"--filter-ratio-end must lie strictly between 0 and 1, got {self.filter_ratio_end}")
+        if self.flexi not in FLEXI_MODES:
+            raise ValueError(f"--flexi must be one of {', '.join(FLEXI_MODES)}, got {self.flexi!r}")
         if self.score_context is not None and self.score_context < 2:
             raise ValueError(f"--score-context must be at least 2 tokens, got {self.score_context}")
         self.selector()  # b must split into chunks
@@ -211,7 +223,7 @@ class BootstrapConfig:
 
     def reference_settings(self) -> TrainSettings:
         """The reference's run: the learner's recipe, uniform on the curated data, at full resolution."""
-        return dataclasses.replace(self.train, method="uniform", steps=self.reference_steps, flexi=False,
+        return dataclasses.replace(self.train, method="uniform", steps=self.reference_steps, flexi="off",
                                    score_context=None, select_until=1.0, filter_ratio_end=None)
 
     def settings_for(self, method: str) -> TrainSettings:
@@ -221,7 +233,7 @@ class BootstrapConfig:
         offline = criterion(method).offline is not None
         main = method == self.train.method
         return dataclasses.replace(self.train, method="uniform" if offline else method,
-                                   flexi=self.train.flexi and main,
+                                   flexi=self.train.flexi if main else "off",
                                    score_context=self.train.score_context if main else None)
 
 

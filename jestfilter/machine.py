@@ -1,4 +1,5 @@
-"""The machine's cores, shared by torchrun ranks, loader workers and torch's own threads.
+"""The machine's cores, shared by torchrun ranks, loader workers and torch's own threads, and
+its arithmetic: bf16 autocast, TF32 matmuls on CUDA.
 
 torch's default intra-op pool takes every core, whatever else runs: on a busy two-core box a
 training step took 6.9 s with the default threads and 1.2 s with one (issue 13). So a run
@@ -8,6 +9,7 @@ chose, and lets ``--workers`` / ``--threads`` (or ``OMP_NUM_THREADS``) override 
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -53,3 +55,20 @@ def configure(device: torch.device, workers: int | None, threads: int | None, sa
         print(f"cpu: {threads} torch thread{'s' * (threads != 1)} ({why}), {workers} loader worker"
               f"{'s' * (workers != 1)}; change with --threads / --workers", flush=True)
     return workers, threads
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The forward passes' context: bf16 autocast, or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ValueError(f"unknown precision {precision!r}: use fp32 or bf16")
+    return contextlib.nullcontext()
+
+
+def use_fast_kernels(device: torch.device) -> None:
+    """TF32 for fp32 matmuls and convolutions on CUDA (10 mantissa bits, as open_clip_train
+    allows); nothing elsewhere."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True

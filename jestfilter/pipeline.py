@@ -35,12 +35,13 @@ from jestfilter.models import (ModelBundle, PixelStats, create_model, forward_fl
                                stats_for_new_model)
 from jestfilter.plan import Plan, Stage, Timing
 from jestfilter.report import write_report, write_rounds_report
-from jestfilter.results import (costs, filtered_counts, filtered_line, manifest_counts, round_summary, rounds_table,
-                                speedups, summary_table)
+from jestfilter.results import (break_even, break_even_lines, costs, filtered_counts, filtered_line, manifest_counts,
+                                round_summary, rounds_table, speedups, summary_table)
 from jestfilter.scores import pool_scores, top_fraction
 from jestfilter.selection.criteria import criterion
 from jestfilter.sinks import ExtremesTracker, FilteredOutput, read_pool
 from jestfilter.train.loop import OnlineTrainer
+from jestfilter.train.precision import Phases, choose_phases
 from jestfilter.train.schedule import evaluations
 from jestfilter.train.stall import verdict
 
@@ -117,7 +118,8 @@ class Bootstrap:
     # 0. what will happen, and for how long (rank 0 prints it)
     def make_plan(self) -> Plan:
         cfg, s = self.cfg, self.cfg.train
-        timing = Timing.measure(self.new_model("learner"), self.web[0])
+        timing = Timing.measure(self.new_model("learner"), self.web[0], score_precision=s.score_precision or "fp32",
+                                train_precision=s.train_precision or "fp32")
         n_eval, done = len(self.eval_set), lambda name: (self.out / "runs" / f"{name}.json").exists()  # noqa: E731
         if cfg.reference:
             stages = [Stage("reference", f"reuse {cfg.reference}", timing.evaluations(1, n_eval), done("reference"))]
@@ -232,6 +234,24 @@ class Bootstrap:
         kept = top_fraction(scores, method, 1 - self.cfg.train.filter_ratio)
         return set(kept.select("shard", "key").iter_rows())
 
+    def choose_precision(self) -> None:
+        """Each phase's precision, decided once for the whole job (every model and arm alike, and
+        a resumed job as it started): ``--precision auto`` times this machine (``choose_phases``)."""
+        record, s = self.out / "runs" / "precision.json", self.cfg.train
+        if record.exists():
+            phases = Phases(**json.loads(record.read_text()))
+        else:
+            chosen = criterion(s.method)
+            phases = choose_phases(s.precision, s.score_precision, s.train_precision, self.new_model("learner").model,
+                                   s.selector(self.world.size).super_batch // self.world.size,
+                                   s.batch_size // self.world.size, chosen.needs_learner)
+            phases = broadcast_object(self.world, phases)
+            if self.world.main:
+                atomic_write_json(record, vars(phases))
+        if self.world.main and phases.why != "as asked":
+            print(phases.line(), flush=True)
+        self.cfg.train = dataclasses.replace(s, score_precision=phases.score, train_precision=phases.train)
+
     def run(self) -> dict:
         """Run (or resume) the whole job; returns the metrics also written to ``metrics.json``."""
         cfg, out, main = self.cfg, self.out, self.world.main
@@ -240,6 +260,7 @@ class Bootstrap:
                 print(f"{out} holds a finished run: nothing to do (report: {out / 'report' / 'report.md'})")
             return json.loads((out / "metrics.json").read_text())
         started = time.perf_counter()
+        self.choose_precision()
         self.plan = self.make_plan() if main else Plan([])
         if main:
             print("\n".join([*self.plan.lines(f"bootstrap → {out}, on {self.device} × {self.world.size} rank(s):"),
@@ -286,12 +307,14 @@ class Bootstrap:
         truth = self.inputs.truth
         filtered = filtered_counts(read_pool(out / "filtered"), cfg.filtered_rule,
                                    pl.read_parquet(truth) if truth is not None else None)
+        speedup = speedups(runs, cost)
+        cost["break_even"] = break_even(runs, cost, speedup)
         metrics = {
             "reference": {**reference_metrics, "web_passes": 0.0},  # trained on the curated data
             "final": runs[cfg.train.method],
             "compare": {m: r for m, r in runs.items() if m != cfg.train.method},
             "costs": cost,
-            "speedup": speedups(runs, cost),
+            "speedup": speedup,
             "data": {**manifest_counts(manifest), "filtered": filtered},
             "config": asdict(cfg),
             "seconds": seconds,
@@ -299,6 +322,7 @@ class Bootstrap:
         atomic_write_json(out / "metrics.json", metrics)
         page = write_report(out, metrics, runs, manifest, read_extremes(out), truth=truth)
         print(summary_table(runs, metrics["speedup"]))
+        print("\n".join(break_even_lines(cost["break_even"], cfg.train.steps)))
         print(filtered_line(filtered))
         print(f"report: {page}")
         return metrics

@@ -16,6 +16,7 @@ import torch
 from jestfilter.data.loader import decode
 from jestfilter.data.shards import iter_samples
 from jestfilter.data.types import RawSample
+from jestfilter.machine import autocast
 from jestfilter.models import ModelBundle, embed
 
 EVAL_COST = 1.5  # forward passes per eval sample: its image, its caption, a share of the class prompts
@@ -31,8 +32,10 @@ class Timing:
     decode: float
 
     @classmethod
-    def measure(cls, bundle: ModelBundle, shard: str, batch: int = 32) -> "Timing":
-        """Time ``batch`` samples of ``shard`` through decoding, a forward and a forward+backward."""
+    def measure(cls, bundle: ModelBundle, shard: str, batch: int = 32, score_precision: str = "fp32",
+                train_precision: str = "fp32") -> "Timing":
+        """Time ``batch`` samples of ``shard`` through decoding, a forward and a forward+backward
+        (each in the precision the run gives that phase)."""
         samples = [s for s, _ in zip((x for x in iter_samples([shard]) if isinstance(x, RawSample)), range(batch))]
         if not samples:
             return cls(0.0, 0.0, 0.0)
@@ -45,14 +48,15 @@ class Timing:
             return cls(0.0, 0.0, seconds_decode)
         texts = texts.to(device)
         was_training = model.training
-        with torch.no_grad():
+        with torch.no_grad(), autocast(score_precision, device):
             embed(model, images, texts)  # warm-up
             started = time.perf_counter()
             embed(model, images, texts)
             seconds_forward = (time.perf_counter() - started) / len(decoded)
         started = time.perf_counter()
-        image, text, *_ = embed(model, images, texts)
-        (image.sum() + text.sum()).backward()
+        with autocast(train_precision, device):
+            image, text, *_ = embed(model, images, texts)
+        (image.float().sum() + text.float().sum()).backward()
         seconds_train = (time.perf_counter() - started) / len(decoded)
         model.zero_grad(set_to_none=True)
         model.train(was_training)

@@ -111,6 +111,48 @@ def speedups(runs: dict[str, dict], cost: dict | None = None) -> dict:
     return result
 
 
+def break_even(runs: dict[str, dict], cost: dict, speedup: dict) -> dict:
+    """For each method that uses the reference and reached uniform's final accuracy: the learner
+    steps after which its seconds saved repay the reference's one-off seconds (training and
+    embedding the web pool), and with a reused reference (rounds, a second ``--reference``
+    run: the embedding pass only; a reused cache too: nothing).
+
+    A method reaches a given accuracy after 1/r of uniform's examples (r: its examples ratio
+    here); each of its steps costs j seconds against uniform's u, so each of its steps saves
+    r·u − j seconds, and the one-off R is repaid after R / (r·u − j) steps (None: its steps
+    cost more than the examples they save, never repaid). Estimated from this run's length."""
+    if "uniform" not in runs:
+        return {}
+    u = runs["uniform"]["seconds_per_step"]
+    result = {}
+    for method, run in runs.items():
+        one_off = cost["total_seconds"][method] - run["train_seconds"]
+        at = speedup.get(method, {})
+        if method == "uniform" or not one_off or not at.get("reached"):
+            continue
+        saving = at["examples_ratio"] * u - run["seconds_per_step"]
+        embedding = cost["reference_embedding_seconds"]
+        result[method] = {"one_off_seconds": one_off, "saving_per_step_seconds": saving,
+                          "learner_steps": one_off / saving if saving > 0 else None,
+                          "learner_steps_reused_reference": embedding / saving if saving > 0 else None}
+    return result
+
+
+def break_even_lines(even: dict, steps: int) -> list[str]:
+    """``break_even`` in words, one line per method."""
+    lines = []
+    for method, row in even.items():
+        if row["learner_steps"] is None:
+            lines.append(f"break-even ({method}): never: its steps cost more than the examples they save "
+                         f"({-row['saving_per_step_seconds']:.3f} s a step more than uniform for the same progress)")
+            continue
+        lines.append(f"break-even ({method}): the reference's {row['one_off_seconds']:.0f} s (training and "
+                     f"embedding) are repaid after ~{row['learner_steps']:,.0f} learner steps (this run: {steps:,}); "
+                     f"with a reused reference, after ~{row['learner_steps_reused_reference']:,.0f} (the embedding "
+                     f"pass only), and at once with its cache too")
+    return lines
+
+
 def _ratio(baseline: float, value: float) -> float:
     return baseline / value if value else float("inf")
 

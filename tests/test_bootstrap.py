@@ -22,7 +22,7 @@ from jestfilter.datasets.demo import build_demo_data
 from jestfilter.sinks import read_pool
 from conftest import kept_keys
 
-TINY = ["--steps", "12", "--reference-steps", "6", "--batch-size", "16", "--n-chunks", "4",
+TINY = ["--precision", "fp32", "--steps", "12", "--reference-steps", "6", "--batch-size", "16", "--n-chunks", "4",
         "--eval-every", "6", "--checkpoint-every", "3", "--samples-per-shard", "50", "--workers", "0",
         "--no-progress"]
 
@@ -288,8 +288,12 @@ def test_config_file_sets_options_and_flags_win(tmp_path):
     assert (cfg.train.method, cfg.train.steps, cfg.train.filter_ratio) == ("easy_reference", 9, 0.5)
     assert cfg.compare == ["uniform", "easy_reference"]  # the demo's default comparison
     flexi = config_from(build_parser().parse_args(["bootstrap", "--flexi", "--compare", "uniform,learnability"]))
-    assert flexi.settings_for("learnability").flexi and not flexi.settings_for("uniform").flexi
-    assert not flexi.reference_settings().flexi  # baselines and the reference at full resolution
+    assert flexi.settings_for("learnability").flexi == "train" and flexi.settings_for("uniform").flexi == "off"
+    assert flexi.reference_settings().flexi == "off"  # baselines and the reference at full resolution
+    scoring = config_from(build_parser().parse_args(["bootstrap", "--flexi", "score"]))
+    assert scoring.settings_for("learnability").flexi == "score"
+    config.write_text("flexi = true\n")  # a config file from before Flexi had modes
+    assert config_from(build_parser().parse_args(["bootstrap", "--config", str(config)])).train.flexi == "train"
 
 
 @pytest.fixture(scope="module")

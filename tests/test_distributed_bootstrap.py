@@ -21,7 +21,7 @@ from conftest import kept_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-TINY = ["--steps", "12", "--reference-steps", "6", "--batch-size", "16", "--n-chunks", "4",
+TINY = ["--precision", "fp32", "--steps", "12", "--reference-steps", "6", "--batch-size", "16", "--n-chunks", "4",
         "--eval-every", "6", "--checkpoint-every", "3", "--samples-per-shard", "50", "--workers", "0",
         "--no-progress", "--compare", "none"]
 ENV = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONPATH": str(ROOT), "JESTFILTER_DIST_TIMEOUT": "60"}

@@ -21,7 +21,7 @@ from jestfilter.data.lock import RUN_LOCK, FolderLock, LockHeld
 from jestfilter.datasets.demo import build_demo_data
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--steps", "8", "--reference-steps", "4", "--batch-size", "16", "--n-chunks", "4", "--eval-every", "8",
+TINY = ["--precision", "fp32", "--steps", "8", "--reference-steps", "4", "--batch-size", "16", "--n-chunks", "4", "--eval-every", "8",
         "--checkpoint-every", "4", "--samples-per-shard", "50", "--workers", "0", "--compare", "none",
         "--no-progress"]
 

@@ -66,10 +66,14 @@ def test_selection_methods_keep_b_of_each_super_batch_of_B(demo, tmp_path, refer
 
 def test_flexi_scores_at_the_coarse_patch_size_for_fewer_flops(demo, tmp_path, reference_cache):
     full = trainer(demo, tmp_path / "a", "learnability", reference_cache)
-    flexi = trainer(demo, tmp_path / "b", "learnability", reference_cache, flexi=True, flexi_patch_size=14)
-    full_summary, flexi_summary = full.run(), flexi.run()
-    assert flexi_summary["examples_seen"] == full_summary["examples_seen"]
-    assert flexi_summary["flops"] < 0.8 * full_summary["flops"]
+    flexi = trainer(demo, tmp_path / "b", "learnability", reference_cache, flexi="train", flexi_patch_size=14)
+    scoring = trainer(demo, tmp_path / "c", "learnability", reference_cache, flexi="score", flexi_patch_size=14)
+    full_summary, flexi_summary, scoring_summary = full.run(), flexi.run(), scoring.run()
+    assert flexi_summary["examples_seen"] == full_summary["examples_seen"] == scoring_summary["examples_seen"]
+    # coarse scoring alone saves the scoring FLOPs; co-training half the batch coarse saves more
+    assert flexi_summary["flops"] < scoring_summary["flops"] < 0.8 * full_summary["flops"]
+    assert (scoring.score_patch_size, scoring.train_patch_size) == (14, None)
+    assert (flexi.score_patch_size, flexi.train_patch_size) == (14, 14)
     assert all(torch.isfinite(torch.tensor(flexi.history.losses)))
 
 
@@ -147,13 +151,13 @@ def test_run_summary_says_where_the_time_went(demo, tmp_path, reference_cache):
 
 
 def test_flexi_logs_how_well_coarse_scores_agree_with_full_ones(demo, tmp_path, reference_cache):
-    run = trainer(demo, tmp_path, "learnability", reference_cache, steps=2, flexi=True, score_context=6)
+    run = trainer(demo, tmp_path, "learnability", reference_cache, steps=2, flexi="train", score_context=6)
     run.settings.eval_every = 1
     summary = run.run()
     agreement = summary["score_agreement"]
     assert [row["step"] for row in agreement] == [1, 2]
     assert all(-1 <= row["spearman"] <= 1 and 0 <= row["overlap"] <= 1 for row in agreement)
-    assert run.flexi_patch_size == 14  # the divisor of 28 nearest to 2 × 7
+    assert run.score_patch_size == 14  # the divisor of 28 nearest to 2 × 7
 
 
 def test_bf16_trains_fp32_weights_and_selects_in_fp32(demo, tmp_path, reference_cache):

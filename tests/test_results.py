@@ -47,3 +47,22 @@ def test_costs_put_the_reference_on_its_own_lines_and_in_the_totals_of_the_metho
                     "reference_embedding_flops": 40.0, "reference_embedding_seconds": 2.0,
                     "total_flops": {"uniform": 100.0, "learnability": 350.0},
                     "total_seconds": {"uniform": 10.0, "learnability": 38.0}}
+
+
+def test_break_even_is_the_reference_over_the_seconds_each_step_saves():
+    from jestfilter.results import break_even
+
+    def run(per_step, curve):
+        return {"seconds_per_step": per_step, "train_seconds": per_step * 600, "curve": curve}
+
+    runs = {"uniform": run(0.1, []), "learnability": run(0.15, []), "easy_reference": run(0.3, [])}
+    cost = {"total_seconds": {"uniform": 60.0, "learnability": 90.0 + 30.0, "easy_reference": 180.0 + 30.0},
+            "reference_embedding_seconds": 10.0}
+    speedup = {"learnability": {"reached": True, "examples_ratio": 3.0},
+               "easy_reference": {"reached": True, "examples_ratio": 2.0}, "uniform": {"reached": True}}
+    even = break_even(runs, cost, speedup)
+    # 3 × 0.1 − 0.15 = 0.15 s saved a step: 30 s repaid after 200 steps, the embedding's 10 s after 67
+    assert even["learnability"]["learner_steps"] == pytest.approx(200)
+    assert even["learnability"]["learner_steps_reused_reference"] == pytest.approx(66.67, abs=0.01)
+    assert even["easy_reference"]["learner_steps"] is None  # 2 × 0.1 < 0.3: never repaid
+    assert "uniform" not in even

@@ -22,7 +22,7 @@ from jestfilter.datasets.demo import build_demo_data
 from jestfilter.scores import pool_scores
 from conftest import kept_keys
 
-TINY = ["--steps", "12", "--reference-steps", "6", "--batch-size", "16", "--n-chunks", "4", "--eval-every", "6",
+TINY = ["--precision", "fp32", "--steps", "12", "--reference-steps", "6", "--batch-size", "16", "--n-chunks", "4", "--eval-every", "6",
         "--checkpoint-every", "3", "--samples-per-shard", "50", "--workers", "0", "--no-progress"]
 COMPARE = ["--compare", "uniform,clip_score,neg_clip_loss"]
 

@@ -27,7 +27,8 @@ def demo(tmp_path_factory):
 
 
 def train_args(demo, out, steps=400, batch_size=8):
-    return ["train", "--shards", demo.web, "--out", str(out), "--steps", str(steps), "--batch-size", str(batch_size),
+    return ["train", "--precision", "fp32", "--shards", demo.web, "--out", str(out), "--steps", str(steps),
+            "--batch-size", str(batch_size),
             "--workers", "2", "--checkpoint-every", "3", "--eval-every", "1000", "--shuffle-buffer", "50"]
 
 

@@ -2,8 +2,9 @@
 
 A uniform step trains on b examples. A JEST step first scores a super-batch of B = k·b with the
 learner under no_grad (reference embeddings are cached, so they cost nothing here), then
-trains on the b chosen. Flexi-JEST scores at a coarser patch size and trains half the batch
-there. "Reusing the forward" runs the super-batch forward with autograd on and back-propagates
+trains on the b chosen. `--flexi score` scores at a coarser patch size and trains at full
+resolution; Flexi-JEST (`--flexi train`) also trains half the batch at the coarse size. Each
+phase runs in the precision `--precision` gives it (auto: what a run would choose here). "Reusing the forward" runs the super-batch forward with autograd on and back-propagates
 the loss of the b chosen rows (the paper's accounting), which PyTorch cannot make cheaper than
 the full B-row backward. Prints measured times and the FLOP-predicted ratios side by side.
 
@@ -16,14 +17,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from contextlib import nullcontext
 
 import torch
 from open_clip.loss import SigLipLoss
 
 from jestfilter.models import coarse_patch_size, create_model, embed, forward_flops, native_patch_size
 from jestfilter.train import make_optimizer, make_scheduler, train_step
-from jestfilter.train.precision import compile_towers, use_fast_kernels
+from jestfilter.train.precision import autocast, choose_phases, compile_towers, use_fast_kernels
 
 
 def timed(run, device: torch.device, repeats: int) -> float:
@@ -45,6 +45,7 @@ def bench(name: str, device: torch.device, batch: int, factor: int, repeats: int
           compile_model: bool = False) -> dict:
     torch.manual_seed(0)
     model = create_model(name, device=device).model
+    phases = choose_phases(precision, None, None, model, factor * batch, batch, scores=True)
     use_fast_kernels(device)
     if compile_model:
         compile_towers(model)
@@ -56,17 +57,15 @@ def bench(name: str, device: torch.device, batch: int, factor: int, repeats: int
     texts = torch.randint(1, 49407, (super_batch, model.context_length), device=device)
     optimizer = make_optimizer(model, lr=1e-4, weight_decay=1e-4)
     scheduler = make_scheduler(optimizer, total_steps=10**6)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-
     def train(flexi=None):
         train_step(model, optimizer, scheduler, images[:batch], texts[:batch], flexi_patch_size=flexi,
-                   precision=precision)
+                   precision=phases.train)
 
     def reuse():
         """The paper's alternative: keep the scoring forward of all B for the gradient of the b chosen."""
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        with autocast:
+        with autocast(phases.train, device):
             outputs = embed(model, images, texts)
             chosen = torch.arange(0, super_batch, factor, device=device)  # any b rows
             loss = SigLipLoss()(outputs.image[chosen], outputs.text[chosen], outputs.scale, outputs.bias)
@@ -75,7 +74,7 @@ def bench(name: str, device: torch.device, batch: int, factor: int, repeats: int
 
     def score(patch_size=None):
         model.eval()
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), autocast(phases.score, device):
             embed(model, images, texts, patch_size)
 
     fine, rough = forward_flops(model), forward_flops(model, coarse)
@@ -87,6 +86,7 @@ def bench(name: str, device: torch.device, batch: int, factor: int, repeats: int
         "b": batch,
         "B": super_batch,
         "patch": f"{patch}/{coarse}",
+        "precision (score/train)": f"{phases.score}/{phases.train}",
         "image FLOP share": fine.image_fraction,
         "image FLOPs coarse/full": rough.image / fine.image,
         "uniform step ms": 1e3 * timed(train, device, repeats),
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="training batch b")
     parser.add_argument("--factor", type=int, default=5, help="super-batch B = factor * b (5 is f = 0.8)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks")
     args = parser.parse_args()
@@ -119,7 +119,9 @@ def main() -> None:
     for row in rows:
         row["JEST/uniform time"] = (row["score B full ms"] + row["uniform step ms"]) / row["uniform step ms"]
         row["JEST reusing the forward/uniform time"] = row["reuse-forward step ms"] / row["uniform step ms"]
-        row["Flexi-JEST/uniform time"] = (row["score B flexi ms"] + row["flexi train ms"]) / row["uniform step ms"]
+        row["--flexi score/uniform time"] = (row["score B flexi ms"] + row["uniform step ms"]) / row["uniform step ms"]
+        row["Flexi-JEST (--flexi train)/uniform time"] = ((row["score B flexi ms"] + row["flexi train ms"])
+                                                          / row["uniform step ms"])
     print_table(rows)
 
 

@@ -84,7 +84,7 @@ def run_seed(demo, out: Path, seed: int, args) -> dict:
     runs = {"uniform": first["compare"]["uniform"], "JEST": first["final"]}
     reuse = {"model": args.model, "reference": f"local-dir:{out / 'jest' / 'reference'}",
              "reference_cache": str(next((out / "jest" / "cache").glob("reference-*")))}
-    flexi = TrainSettings(**{**vars(train), "flexi": True, "score_context": args.flexi_context})
+    flexi = TrainSettings(**{**vars(train), "flexi": "train", "score_context": args.flexi_context})
     runs["Flexi-JEST"] = bootstrap(demo, out / "flexi", flexi, **reuse)["final"]
     for until in args.select_until:
         partial = TrainSettings(**{**vars(train), "select_until": until})

@@ -64,11 +64,11 @@ def _read_config(path: Path) -> dict:
     if not isinstance(loaded, dict):
         raise UsageError(f"{path} must hold a table of options, got {type(loaded).__name__}")
     normalise = lambda table: {k.replace("-", "_"): v for k, v in table.items()}  # noqa: E731
-    values = normalise(loaded)
+    values = _with_flexi_mode(normalise(loaded))
     if "train" in values:
         if not isinstance(values["train"], dict):
             raise UsageError(f"{path}: train must be a table of training options, got {values['train']!r}")
-        values["train"] = normalise(values["train"])
+        values["train"] = _with_flexi_mode(normalise(values["train"]))
         check_types(TrainSettings, values["train"], f"{path} [train]")
     check_types(BootstrapConfig, values, str(path))
     check_types(TrainSettings, values, str(path))
@@ -82,6 +82,13 @@ def _read_config(path: Path) -> dict:
             raise UsageError(f"{path}: {key} runs a shell command ({piped[0]!r}); a config file may only do that "
                              "with allow_pipe = true")
     return values
+
+
+def _with_flexi_mode(table: dict) -> dict:
+    """``flexi = true/false`` (before Flexi had modes) as the mode it meant: ``train`` or ``off``."""
+    if isinstance(table.get("flexi"), bool):
+        table["flexi"] = "train" if table["flexi"] else "off"
+    return table
 
 
 def run(args: argparse.Namespace) -> int:

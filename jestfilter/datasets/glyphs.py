@@ -1,11 +1,14 @@
 """Colour glyph sets rendered from the fonts of Debian's fonts-* packages: ``letters`` (the 52
-Latin letters, upper and lower case) and ``symbols`` (100 pictographic Unicode symbols, named
+Latin letters, upper and lower case) and ``symbols`` (50 pictographic Unicode symbols, named
 by their Unicode names: snowman, anchor, chess knight, ...).
 
-Each image is one glyph of one font, in a random colour on a random background colour, at a
-random size, position and slant (rendered at 4× and downsampled, so edges are antialiased).
-For every class its covering fonts are split: about a fifth draw only the eval images, so eval
-glyphs are shapes the training data never showed for that class. Captions name the class and
+Each image is one glyph of one font, in a random colour on a lighter random background colour,
+near the centre, at a random size and slant (rendered at 4× and downsampled, so edges are
+antialiased). Glyphs placed anywhere in the frame at half to 0.9 of its size taught a tiny
+model almost nothing in 600 steps (docs/benchmarks.md), as did captions naming colours often.
+Train and eval images are drawn from the same fonts, each image with its own colours, size,
+slant and place (as Fashion-MNIST's test photos come from the same catalogue as its training
+ones; eval fonts held out entirely left a tiny model at chance). Captions name the class and
 often the colours or the typeface, as alt-text of such images does.
 """
 
@@ -36,7 +39,6 @@ FONT_DIRS = ["truetype/dejavu", "truetype/liberation2", "truetype/freefont", "op
 # The Debian packages of those folders (the Makefile's `make packages` installs the same list).
 FONT_PACKAGES = " ".join((Path(__file__).parent / "font-packages.txt").read_text().split())
 SIZE, SCALE = 28, 4  # written size; rendered at SCALE× first
-EVAL_FONT_SHARE = 0.2
 
 COLOURS = {  # name → RGB centre; each draw jitters it a little
     "red": (200, 30, 30), "orange": (240, 140, 20), "yellow": (240, 220, 40), "green": (40, 160, 60),
@@ -54,10 +56,21 @@ class Look:
     paper: str
 
 
+@dataclass(frozen=True)
+class Jitter:
+    """How much one image of a glyph may differ from another: its size (share of the frame) and slant."""
+
+    sizes: tuple[float, float] = (0.75, 0.9)
+    slant: float = 8.0  # degrees either way
+    shift: float = 0.2  # share of the free margin the glyph may move off the centre (0: centred)
+
+
 class GlyphSource(Source):
     """A set of glyph classes, each one or more code points, rendered from the suite's fonts."""
 
     glyphs: list[str]  # per class, the character drawn
+    jitter: Jitter = Jitter()
+    fonts_per_class: int | None = None  # draw each class from at most this many of its fonts (spread by name)
 
     def locate(self, folder: str | Path | None) -> Path:
         root = folder or os.environ.get(FONT_ENV)
@@ -70,21 +83,17 @@ class GlyphSource(Source):
     def identity(self, found: Path) -> dict:
         fonts = font_files(self._roots(found))
         digest = hashlib.sha256("\n".join(f"{p.name} {p.stat().st_size}" for p in fonts).encode()).hexdigest()
-        return {"source": str(found.resolve()), "fonts": len(fonts), "fonts_sha256": digest[:16]}
+        return {"source": str(found.resolve()), "fonts": len(fonts), "fonts_sha256": digest[:16],
+                "fonts_per_class": self.fonts_per_class,
+                "jitter": [*self.jitter.sizes, self.jitter.slant, self.jitter.shift]}
 
     def _roots(self, found: Path) -> tuple[Path, ...]:
         return tuple(FONT_ROOTS) if found == FONT_ROOTS[0] else (found,)
 
     def load(self, found: Path, train: int, test: int, seed: int) -> Images:
-        covering = self.covering_fonts(found)
-        eval_fonts, train_fonts = {}, {}
-        for cls, fonts in enumerate(covering):
-            order = np.random.default_rng([seed, 7, cls]).permutation(len(fonts))
-            held = max(1, round(EVAL_FONT_SHARE * len(fonts)))
-            eval_fonts[cls] = [fonts[i] for i in order[:held]]
-            train_fonts[cls] = [fonts[i] for i in order[held:]] or eval_fonts[cls]
-        train_images, train_labels, notes = self.render(np.random.default_rng([seed, 8]), train, train_fonts)
-        test_images, test_labels, _ = self.render(np.random.default_rng([seed, 9]), test, eval_fonts)
+        fonts = dict(enumerate(self.covering_fonts(found)))
+        train_images, train_labels, notes = self.render(np.random.default_rng([seed, 8]), train, fonts)
+        test_images, test_labels, _ = self.render(np.random.default_rng([seed, 9]), test, fonts)
         return Images(train_images, train_labels, test_images, test_labels, notes)
 
     def covering_fonts(self, found: Path) -> list[list[Path]]:
@@ -93,6 +102,9 @@ class GlyphSource(Source):
         empty = [self.glyphs[c] for c, fonts in enumerate(covering) if len(fonts) < 2]
         if empty:
             raise FileNotFoundError(f"fewer than 2 fonts draw {' '.join(empty)}: install {FONT_PACKAGES}")
+        if self.fonts_per_class:  # evenly spaced through the sorted list: many families, not one's weights
+            covering = [[fonts[i] for i in np.linspace(0, len(fonts) - 1, min(len(fonts), self.fonts_per_class)
+                                                       ).round().astype(int)] for fonts in covering]
         return covering
 
     def render(self, rng: np.random.Generator, n: int, fonts: dict[int, list[Path]]
@@ -103,7 +115,7 @@ class GlyphSource(Source):
         looks = []
         for i, cls in enumerate(labels):
             font = fonts[int(cls)][rng.integers(len(fonts[int(cls)]))]
-            images[i], look = draw(rng, font, self.glyphs[cls])
+            images[i], look = draw(rng, font, self.glyphs[cls], self.jitter)
             looks.append(look)
         return images, labels, looks
 
@@ -165,34 +177,39 @@ def font_name(path: Path) -> str:
     return path.stem.replace("-", " ").replace("_", " ")
 
 
-def _colour(rng: np.random.Generator, avoid: str | None = None) -> tuple[str, tuple[int, int, int]]:
-    names = [name for name in COLOURS if name != avoid and not _too_close(name, avoid)]
+def _luma(name: str) -> float:
+    r, g, b = COLOURS[name]
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+def _darker(ink: str, paper: str) -> bool:
+    """Ink at least 0.3 of the range darker than its paper: print-like, so a glyph's shape never
+    flips between dark-on-light and light-on-dark (a tiny model learned nothing when it did)."""
+    return _luma(paper) - _luma(ink) >= 0.3 * 255
+
+
+PAPERS = [name for name in COLOURS if any(_darker(ink, name) for ink in COLOURS)]
+
+
+def _colour(rng: np.random.Generator, names: list[str]) -> tuple[str, tuple[int, int, int]]:
     name = names[rng.integers(len(names))]
     jitter = rng.integers(-20, 21, size=3)
     return name, tuple(int(v) for v in np.clip(np.array(COLOURS[name]) + jitter, 0, 255))
 
 
-def _too_close(name: str, other: str | None) -> bool:
-    """Ink and paper must differ in lightness (luma 0.3 of the range apart), or the glyph vanishes."""
-    if other is None:
-        return False
-    luma = [0.299 * r + 0.587 * g + 0.114 * b for r, g, b in (COLOURS[name], COLOURS[other])]
-    return abs(luma[0] - luma[1]) < 0.3 * 255
-
-
-def draw(rng: np.random.Generator, font: Path, glyph: str) -> tuple[np.ndarray, Look]:
-    """One image of ``glyph`` in ``font``: random colours, size (half to 0.9 of the frame), slant
-    (±15°) and position; ``[SIZE, SIZE, 3]`` uint8 and its look."""
-    paper_name, paper = _colour(rng)
-    ink_name, ink = _colour(rng, avoid=paper_name)
+def draw(rng: np.random.Generator, font: Path, glyph: str, jitter: Jitter = Jitter()) -> tuple[np.ndarray, Look]:
+    """One image of ``glyph`` in ``font``: random colours, size, slant and position;
+    ``[SIZE, SIZE, 3]`` uint8 and its look."""
+    paper_name, paper = _colour(rng, PAPERS)
+    ink_name, ink = _colour(rng, [name for name in COLOURS if _darker(name, paper_name)])
     shape = _mask(font, glyph)
     frame = SIZE * SCALE
-    side = rng.uniform(0.5, 0.9) * frame
+    side = rng.uniform(*jitter.sizes) * frame
     ratio = side / max(shape.size)
     shape = shape.resize((max(1, round(shape.width * ratio)), max(1, round(shape.height * ratio))), Image.BICUBIC)
-    shape = shape.rotate(rng.uniform(-15, 15), resample=Image.BICUBIC, expand=True)
-    left = rng.integers(0, max(1, frame - shape.width + 1))
-    top = rng.integers(0, max(1, frame - shape.height + 1))
+    shape = shape.rotate(rng.uniform(-jitter.slant, jitter.slant), resample=Image.BICUBIC, expand=True)
+    left, top = (round((frame - side) / 2 + jitter.shift * (frame - side) / 2 * rng.uniform(-1, 1))
+                 for side in shape.size)
     layer = Image.new("L", (frame, frame), 0)
     layer.paste(shape, (int(left), int(top)))
     image = Image.composite(Image.new("RGB", (frame, frame), ink), Image.new("RGB", (frame, frame), paper), layer)
@@ -204,10 +221,11 @@ def draw(rng: np.random.Generator, font: Path, glyph: str) -> tuple[np.ndarray, 
 # letters
 
 
+# Most captions name only the letter: a caption that names colours lets a model match pairs by
+# colour alone (a shortcut that taught a tiny model nothing about shapes when most captions did).
 LETTER_CAPTIONS = [
-    "{noun}", "{noun} in {font}", "{noun}, {ink} on {paper}", "{a_ink} {noun} on a {paper} background",
-    "{font} {noun}", "typeface specimen: {noun}", "{noun} sticker", "the {noun} from the {font} font",
-    "{ink} {noun}", "alphabet poster, {noun}",
+    "{noun}", "{noun}, typeset", "typeface specimen: {noun}", "{noun} sticker", "alphabet poster, {noun}",
+    "the {noun} of a font", "a printed {noun}", "{noun} glyph", "{noun} in {font}", "{a_ink} {noun} on {paper}",
 ]  # fmt: skip
 LETTER_EVAL_TEMPLATES = ["{}.", "the {} in some font.", "a picture of {}.", "{}, typeset."]
 LETTER_SPAM = ["free", "font", "download", "alphabet", "vector", "png", "letters", "logo", "stock", "monogram",
@@ -217,13 +235,15 @@ LETTER_SPAM = ["free", "font", "download", "alphabet", "vector", "png", "letters
 class LettersSource(GlyphSource):
     """The 52 Latin letters; the tokenizer lowercases, so a class names its case in words."""
 
+    fonts_per_class = 16
+
     def __init__(self) -> None:
         self.glyphs = list(string.ascii_uppercase + string.ascii_lowercase)
         classnames = [f"capital letter {c.lower()}" for c in string.ascii_uppercase]
         classnames += [f"small letter {c}" for c in string.ascii_lowercase]
         related = {i: [(i + 26) % 52] for i in range(52)}  # the other case of the same letter
         super().__init__(
-            name="letters", description="Latin letters in colour from ~200 fonts: 28 px RGB, 52 classes, a web "
+            name="letters", description="Latin letters in colour, 16 fonts a letter: 28 px RGB, 52 classes, a web "
                                         "pool read about once",
             needs=f"apt-get install {FONT_PACKAGES}", classnames=classnames, eval_templates=LETTER_EVAL_TEMPLATES,
             sizes=Sizes(curated=5000, web=200000, eval=2600), related=related, flips=False)
@@ -256,64 +276,40 @@ def _glyph_caption(rng: np.random.Generator, templates: list[str], noun: str, lo
 # symbols
 
 
-# (code point, class name, other words for it, group): one glyph per concept, so that no two
-# classes are the same shape; groups give "partly right" captions a look-alike to name instead.
+# (code point, class name, other words for it, group): 50 pictures of things, one glyph per
+# concept, so that no two classes are the same shape (100 classes, zodiac and planet signs among
+# them, left a tiny model at chance on the noisy web pool); groups give "partly right" captions
+# a look-alike to name instead.
 SYMBOLS = [
     (0x2601, "cloud", ["cloud symbol"], "weather"), (0x2602, "umbrella", ["parasol"], "weather"),
-    (0x2603, "snowman", ["snow man"], "weather"), (0x2604, "comet", ["shooting star"], "sky"),
-    (0x2605, "star", ["filled star"], "sky"), (0x2607, "lightning", ["lightning bolt"], "weather"),
-    (0x2608, "thunderstorm", ["storm"], "weather"), (0x260E, "telephone", ["phone"], "objects"),
-    (0x2611, "ballot box with check", ["checked box"], "marks"), (0x2612, "ballot box with x", ["crossed box"], "marks"),
-    (0x2614, "umbrella with rain drops", ["rain umbrella"], "weather"), (0x2615, "hot beverage", ["cup of coffee"], "objects"),
-    (0x2618, "shamrock", ["clover"], "plants"), (0x261B, "pointing hand", ["index finger"], "hands"),
-    (0x2620, "skull and crossbones", ["jolly roger"], "warnings"), (0x2622, "radioactive sign", ["radiation"], "warnings"),
-    (0x2623, "biohazard sign", ["biohazard"], "warnings"), (0x2624, "caduceus", ["staff with wings"], "emblems"),
-    (0x2625, "ankh", ["egyptian cross"], "crosses"), (0x2626, "orthodox cross", ["russian cross"], "crosses"),
-    (0x262A, "star and crescent", ["crescent and star"], "emblems"), (0x262E, "peace symbol", ["peace sign"], "emblems"),
-    (0x262F, "yin yang", ["yin and yang"], "emblems"), (0x2638, "wheel of dharma", ["dharma wheel"], "emblems"),
-    (0x2639, "frowning face", ["sad face"], "faces"), (0x263A, "smiling face", ["smiley"], "faces"),
-    (0x263C, "sun with rays", ["sun"], "sky"), (0x263D, "crescent moon", ["moon"], "sky"),
-    (0x2640, "female sign", ["venus symbol"], "signs"), (0x2642, "male sign", ["mars symbol"], "signs"),
-    (0x2644, "saturn", ["saturn symbol"], "planets"), (0x2646, "neptune", ["trident"], "planets"),
-    (0x2648, "aries", ["ram sign"], "zodiac"), (0x2649, "taurus", ["bull sign"], "zodiac"),
-    (0x264A, "gemini", ["twins sign"], "zodiac"), (0x264B, "cancer", ["crab sign"], "zodiac"),
-    (0x264C, "leo", ["lion sign"], "zodiac"), (0x264D, "virgo", ["virgin sign"], "zodiac"),
-    (0x264E, "libra", ["scales sign"], "zodiac"), (0x264F, "scorpio", ["scorpion sign"], "zodiac"),
-    (0x2650, "sagittarius", ["archer sign"], "zodiac"), (0x2651, "capricorn", ["goat sign"], "zodiac"),
-    (0x2652, "aquarius", ["water bearer sign"], "zodiac"), (0x2653, "pisces", ["fish sign"], "zodiac"),
-    (0x265A, "chess king", ["king piece"], "chess"), (0x265B, "chess queen", ["queen piece"], "chess"),
-    (0x265C, "chess rook", ["castle piece"], "chess"), (0x265D, "chess bishop", ["bishop piece"], "chess"),
-    (0x265E, "chess knight", ["horse piece"], "chess"), (0x265F, "chess pawn", ["pawn piece"], "chess"),
+    (0x2603, "snowman", ["snow man"], "weather"), (0x2605, "star", ["filled star"], "sky"),
+    (0x2607, "lightning", ["lightning bolt"], "weather"), (0x260E, "telephone", ["phone"], "objects"),
+    (0x2615, "hot beverage", ["cup of coffee"], "objects"), (0x2618, "shamrock", ["clover"], "plants"),
+    (0x261B, "pointing hand", ["index finger"], "hands"), (0x2620, "skull and crossbones", ["jolly roger"], "warnings"),
+    (0x2622, "radioactive sign", ["radiation"], "warnings"), (0x2623, "biohazard sign", ["biohazard"], "warnings"),
+    (0x262E, "peace symbol", ["peace sign"], "emblems"), (0x262F, "yin yang", ["yin and yang"], "emblems"),
+    (0x2638, "wheel of dharma", ["dharma wheel"], "emblems"), (0x2639, "frowning face", ["sad face"], "faces"),
+    (0x263A, "smiling face", ["smiley"], "faces"), (0x263C, "sun with rays", ["sun"], "sky"),
+    (0x263D, "crescent moon", ["moon"], "sky"), (0x2640, "female sign", ["venus symbol"], "signs"),
+    (0x2642, "male sign", ["mars symbol"], "signs"), (0x265A, "chess king", ["king piece"], "chess"),
+    (0x265C, "chess rook", ["castle piece"], "chess"), (0x265E, "chess knight", ["horse piece"], "chess"),
     (0x2660, "spade", ["spade suit"], "cards"), (0x2663, "club", ["club suit"], "cards"),
     (0x2665, "heart", ["heart suit"], "cards"), (0x2666, "diamond", ["diamond suit"], "cards"),
     (0x2669, "quarter note", ["crotchet"], "music"), (0x266B, "beamed eighth notes", ["two quavers"], "music"),
-    (0x266D, "flat sign", ["music flat"], "music"), (0x266F, "sharp sign", ["music sharp"], "music"),
     (0x267B, "recycling symbol", ["recycle sign"], "signs"), (0x267F, "wheelchair", ["accessibility sign"], "signs"),
-    (0x2680, "die showing one", ["dice one"], "dice"), (0x2682, "die showing three", ["dice three"], "dice"),
-    (0x2685, "die showing six", ["dice six"], "dice"), (0x2691, "flag", ["black flag"], "objects"),
-    (0x2692, "hammer and pick", ["mining tools"], "tools"), (0x2693, "anchor", ["ship anchor"], "objects"),
-    (0x2694, "crossed swords", ["two swords"], "tools"), (0x2696, "scales", ["balance"], "tools"),
-    (0x2697, "alembic", ["distilling flask"], "tools"), (0x2698, "flower", ["blossom"], "plants"),
-    (0x2699, "gear", ["cog"], "tools"), (0x269B, "atom", ["atom symbol"], "emblems"),
-    (0x269C, "fleur-de-lis", ["lily emblem"], "emblems"), (0x26A0, "warning sign", ["caution triangle"], "warnings"),
-    (0x2690, "white flag", ["outlined flag"], "objects"), (0x26B0, "coffin", ["casket"], "objects"),
-    (0x26B1, "funeral urn", ["urn"], "objects"), (0x2702, "scissors", ["shears"], "tools"),
+    (0x2691, "flag", ["black flag"], "objects"), (0x2693, "anchor", ["ship anchor"], "objects"),
+    (0x2696, "scales", ["balance"], "tools"), (0x2699, "gear", ["cog"], "tools"),
+    (0x269B, "atom", ["atom symbol"], "emblems"), (0x269C, "fleur-de-lis", ["lily emblem"], "emblems"),
+    (0x26A0, "warning sign", ["caution triangle"], "warnings"), (0x2702, "scissors", ["shears"], "tools"),
     (0x2708, "airplane", ["plane"], "objects"), (0x2709, "envelope", ["letter"], "objects"),
     (0x270C, "victory hand", ["peace fingers"], "hands"), (0x270D, "writing hand", ["hand with pen"], "hands"),
-    (0x270F, "pencil", ["pencil drawing"], "tools"), (0x2712, "pen nib", ["fountain pen"], "tools"),
-    (0x2714, "check mark", ["tick"], "marks"), (0x2716, "multiplication x", ["cross mark"], "marks"),
-    (0x271D, "latin cross", ["christian cross"], "crosses"), (0x2720, "maltese cross", ["cross pattee"], "crosses"),
-    (0x2721, "star of david", ["hexagram"], "emblems"), (0x2744, "snowflake", ["snow crystal"], "weather"),
-    (0x2747, "sparkle", ["glitter"], "sky"), (0x2668, "hot springs", ["onsen"], "signs"),
-    (0x2766, "floral heart", ["heart with leaf"], "plants"), (0x2794, "arrow", ["right arrow"], "marks"),
-    (0x263F, "mercury", ["mercury symbol"], "planets"), (0x2643, "jupiter", ["jupiter symbol"], "planets"),
-    (0x2617, "shogi piece", ["japanese chess piece"], "chess"), (0x262D, "hammer and sickle", ["sickle"], "emblems"),
-    (0x2628, "cross of lorraine", ["double cross"], "crosses"), (0x2707, "tape drive", ["tape reels"], "objects"),
+    (0x270F, "pencil", ["pencil drawing"], "tools"), (0x2714, "check mark", ["tick"], "marks"),
+    (0x271D, "latin cross", ["christian cross"], "crosses"), (0x2721, "star of david", ["hexagram"], "emblems"),
+    (0x2744, "snowflake", ["snow crystal"], "weather"), (0x262D, "hammer and sickle", ["sickle"], "emblems"),
 ]  # fmt: skip
-SYMBOL_CAPTIONS = [
-    "the {noun} symbol", "{noun} icon", "{a_ink} {noun} on {paper}", "{noun} glyph from {font}",
-    "clip art: {noun}", "dingbat: {noun}", "{noun}", "{ink} {noun} emblem", "{noun} pictogram, {font}",
-    "a {noun} sign, {ink} on a {paper} background",
+SYMBOL_CAPTIONS = [  # as for letters, few captions name the colours or the font
+    "the {noun} symbol", "{noun} icon", "clip art: {noun}", "dingbat: {noun}", "{noun}", "{noun} emblem",
+    "{noun} pictogram", "a {noun} sign", "{noun} glyph from {font}", "{a_ink} {noun} on {paper}",
 ]  # fmt: skip
 SYMBOL_EVAL_TEMPLATES = ["the {} symbol.", "an icon of a {}.", "{}.", "a {} pictogram."]
 SYMBOL_SPAM = ["free", "icon", "vector", "png", "download", "clipart", "emoji", "sticker", "tattoo", "logo",
@@ -321,7 +317,9 @@ SYMBOL_SPAM = ["free", "icon", "vector", "png", "download", "clipart", "emoji", 
 
 
 class SymbolsSource(GlyphSource):
-    """100 Unicode symbols that are pictures of things (weather, chess, zodiac, tools, signs)."""
+    """50 Unicode symbols that are pictures of things (weather, chess, cards, tools, signs)."""
+
+    fonts_per_class = 8
 
     def __init__(self) -> None:
         self.glyphs = [chr(code) for code, *_ in SYMBOLS]
@@ -329,10 +327,10 @@ class SymbolsSource(GlyphSource):
         groups = [group for *_, group in SYMBOLS]
         related = {i: [j for j, g in enumerate(groups) if g == group and j != i] for i, group in enumerate(groups)}
         super().__init__(
-            name="symbols", description="Unicode pictographs in colour (snowman, anchor, chess knight, ...): 28 px "
-                                        "RGB, 100 classes",
+            name="symbols", description="Unicode pictographs in colour (snowman, anchor, chess knight, ...), 8 fonts "
+                                        "a symbol: 28 px RGB, 50 classes",
             needs=f"apt-get install {FONT_PACKAGES}", classnames=[name for _, name, _, _ in SYMBOLS],
-            eval_templates=SYMBOL_EVAL_TEMPLATES, sizes=Sizes(curated=4000, web=20000, eval=2000),
+            eval_templates=SYMBOL_EVAL_TEMPLATES, sizes=Sizes(curated=4000, web=40000, eval=2000),
             related={i: r for i, r in related.items() if r}, flips=False)
 
     def clean_caption(self, rng: np.random.Generator, cls: int, note: Any = None) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from jestfilter.report.plots import plot_curves, plot_extremes, plot_score_histograms
-from jestfilter.results import with_kind
+from jestfilter.results import break_even_lines, with_kind
 from jestfilter.sinks import ExtremesTracker
 
 
@@ -89,6 +89,8 @@ def cost_table(metrics: dict, runs: dict[str, dict]) -> str:
         lines.append(f"| {method}: learner loading, scoring and training | {run['flops']:.3g} | {run['train_seconds']:.0f} |")
         lines.append(f"| **{method}: total** (with the reference where it uses it) | {cost['total_flops'][method]:.3g} "
                      f"| {cost['total_seconds'][method]:.0f} |")
+    steps = metrics.get("config", {}).get("train", {}).get("steps", 0)
+    lines += ["", *[f"- {line}." for line in break_even_lines(cost.get("break_even", {}), steps)]]
     return "\n".join(lines)
 
 

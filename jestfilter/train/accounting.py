@@ -56,16 +56,17 @@ class PhaseTimer:
 
 class StepCost:
     """FLOPs of a step, counted per example by torch's FlopCounterMode: training costs three
-    forward passes (forward + backward) of each example trained on, scoring one forward (at
-    the Flexi patch size with Flexi) of each example read."""
+    forward passes (forward + backward) of each example trained on (half of them at
+    ``train_patch_size`` when Flexi co-trains), scoring one forward (at ``score_patch_size``
+    with Flexi) of each example read."""
 
-    def __init__(self, model: torch.nn.Module, flexi_patch_size: int | None, scores_with_learner: bool,
-                 score_context: int | None = None):
-        full, coarse = forward_flops(model), forward_flops(model, flexi_patch_size, score_context)
+    def __init__(self, model: torch.nn.Module, score_patch_size: int | None, train_patch_size: int | None,
+                 scores_with_learner: bool, score_context: int | None = None):
+        full, cheap = forward_flops(model), forward_flops(model, score_patch_size, score_context)
         self.train = 3 * (full.image + full.text)
-        if flexi_patch_size:  # half of each batch at the coarse patch size
-            self.train = 3 * ((full.image + coarse.image) / 2 + full.text)
-        self.score = coarse.image + coarse.text if scores_with_learner else 0
+        if train_patch_size:  # half of each batch at the coarse patch size
+            self.train = 3 * ((full.image + forward_flops(model, train_patch_size).image) / 2 + full.text)
+        self.score = cheap.image + cheap.text if scores_with_learner else 0
 
     def __call__(self, read: int, trained: int) -> float:
         return trained * self.train + read * self.score

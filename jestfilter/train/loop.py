@@ -33,7 +33,7 @@ from jestfilter.train.accounting import History, PhaseTimer, StepCost
 from jestfilter.train.agreement import overlap, spearman
 from jestfilter.train.checkpoint import RunCheckpoint, restore_training_state, training_state
 from jestfilter.train.optim import make_optimizer, make_scheduler
-from jestfilter.train.precision import autocast, compile_towers, use_fast_kernels
+from jestfilter.train.precision import Phases, autocast, choose_phases, compile_towers, use_fast_kernels
 from jestfilter.train.schedule import StepPlan, evaluation_due
 from jestfilter.train.stall import due, not_learning, warning
 from jestfilter.train.step import train_step
@@ -68,8 +68,9 @@ class OnlineTrainer:
         self.plan = StepPlan(settings.batch_size, settings.filter_ratio, settings.select_steps,
                              settings.filter_ratio_end, self.world.size, not self.selector.criterion.random)
         self._selectors = {self.plan.super_batch(0): self.selector} if settings.filter_ratio_end is None else {}
-        self.flexi_patch_size = (settings.flexi_patch_size or coarse_patch_size(self.model)) if settings.flexi \
-            else None
+        coarse = (settings.flexi_patch_size or coarse_patch_size(self.model)) if settings.flexi != "off" else None
+        self.score_patch_size = coarse  # the learner scores at the coarse patch size in both Flexi modes
+        self.train_patch_size = coarse if settings.flexi == "train" else None  # and co-trains there in one
         workers, _ = machine.configure(self.device, settings.workers, settings.threads, say=self.world.main)
         use_fast_kernels(self.device)
         if settings.compile:
@@ -91,8 +92,14 @@ class OnlineTrainer:
         if note and self.world.main and progress:
             print(note, flush=True)
         self.checkpoint = RunCheckpoint(checkpoint, self.world)
-        self.cost = StepCost(self.model, self.flexi_patch_size, self.selector.criterion.needs_learner,
-                             settings.score_context)
+        self.phases = broadcast_object(self.world, choose_phases(
+            settings.precision, settings.score_precision, settings.train_precision, self.model,
+            self.plan.super_batch(0) // self.world.size, settings.batch_size // self.world.size,
+            self.selector.criterion.needs_learner))  # every rank runs rank 0's choice
+        if self.world.main and progress and self.phases.why != "as asked":
+            print(self.phases.line(), flush=True)
+        self.cost = StepCost(self.model, self.score_patch_size, self.train_patch_size,
+                             self.selector.criterion.needs_learner, settings.score_context)
         self.history, self.last_metrics = History(), {}
         self.timer = PhaseTimer(self.history.phases, self.device)
         self.saved_step = 0  # the step the checkpoint on disk holds
@@ -186,8 +193,8 @@ class OnlineTrainer:
         if not self.selector.criterion.needs_learner:
             return None
         self.model.eval()
-        patch, context = (self.flexi_patch_size, self.settings.score_context) if cheap else (None, None)
-        with autocast(self.settings.precision, self.device):
+        patch, context = (self.score_patch_size, self.settings.score_context) if cheap else (None, None)
+        with autocast(self.phases.score, self.device):
             outputs = embed(self.model, pixels, texts, patch, context)
         return SiglipOutputs(outputs.image.float(), outputs.text.float(), outputs.scale.float(),
                              None if outputs.bias is None else outputs.bias.float())
@@ -202,14 +209,14 @@ class OnlineTrainer:
         """One optimiser step on the ``kept`` rows; returns the loss (None when nothing was kept)."""
         if not len(kept):  # a short super-batch too small for one chunk: nothing to train on
             return None
-        if self.flexi_patch_size:  # a random half goes to the coarse patch size
+        if self.train_patch_size:  # a random half goes to the coarse patch size
             order = torch.randperm(len(kept), generator=torch.Generator().manual_seed(self.settings.seed * 7919 + step))
             kept = kept[order]
         rows = kept.to(pixels.device)
         return train_step(self.model, self.optimizer, self.scheduler, pixels[rows], texts[rows],
-                          loss_fn=self.loss_fn, flexi_patch_size=self.flexi_patch_size,
+                          loss_fn=self.loss_fn, flexi_patch_size=self.train_patch_size,
                           reduce_gradients=lambda model: average_gradients(self.world, model),
-                          precision=self.settings.precision)
+                          precision=self.phases.train)
 
     def record(self, batch: SuperBatch, selection: Selection | None, surplus: list, step: int) -> None:
         """Hand the step to the sink; after ``select_until`` every row is dropped unscored."""
@@ -223,7 +230,7 @@ class OnlineTrainer:
     @property
     def scores_cheaply(self) -> bool:
         """Whether the learner scores a cheaper view than it trains on (Flexi, shorter captions)."""
-        return self.selector.criterion.needs_learner and bool(self.flexi_patch_size or self.settings.score_context)
+        return self.selector.criterion.needs_learner and bool(self.score_patch_size or self.settings.score_context)
 
     def check_agreement(self, pixels: torch.Tensor, texts: torch.Tensor, scores: tuple, cheap: Selection,
                         step: int) -> None:
@@ -299,7 +306,8 @@ class OnlineTrainer:
         metrics = dict(self.last_metrics or self.evaluate_now())
         stalled = self.stalled(metrics)
         return {**metrics, "stalled": stalled is not None, **({"stalled_reason": stalled} if stalled else {}),
-                "method": self.settings.method, "steps": h.step, "examples_seen": h.examples_seen,
+                "method": self.settings.method, "precision": {"score": self.phases.score, "train": self.phases.train},
+                "steps": h.step, "examples_seen": h.examples_seen,
                 **self.passes(), "flops": h.flops, "train_seconds": h.seconds,
                 "seconds_per_step": h.seconds / max(1, h.step), "final_loss": h.losses[-1] if h.losses else None,
                 "curve": h.curve, "flops_curve": h.flops_curve, "time_curve": h.time_curve,
@@ -328,7 +336,7 @@ class OnlineTrainer:
     # --- checkpoints ------------------------------------------------------------------------
     def save(self) -> None:
         """Checkpoint the model, optimiser, loader, sink and history together (one atomic file)."""
-        extra = {"history": vars(self.history), "last_metrics": self.last_metrics}
+        extra = {"history": vars(self.history), "last_metrics": self.last_metrics, "phases": vars(self.phases)}
         shared = training_state(self.model, self.optimizer, self.scheduler, self.history.step, extra)
         own = {"loader": self.loader.state_dict()}
         if self.sink is not None:
@@ -347,6 +355,8 @@ class OnlineTrainer:
         self.timer = PhaseTimer(self.history.phases, self.device)
         self.saved_step = self.history.step
         self.last_metrics = extra["last_metrics"]
+        if "phases" in extra:  # the precisions chosen when the run started, not timed anew
+            self.phases = Phases(**extra["phases"])
         self.loader.load_state_dict(own["loader"])
         if self.sink is not None:
             self.sink.load_state_dict(own["sink"])

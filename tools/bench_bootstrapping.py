@@ -1,0 +1,178 @@
+"""Data-quality bootstrapping, measured: how the curated set's size, the learner's run length and
+rounds decide what JEST gains over uniform and over learner-free easy-reference selection
+(issue "Data-quality bootstrapping, measured").
+
+Per set the web pool is fixed and large (read about once: ``fashion`` with 200,000 augmented
+pairs, ``letters`` with its 200,000); the curated shards are built for the largest size and a
+smaller curated set is its first shards (500 pairs a shard), so every size sees the same web
+data. A reference trains on each curated size for a fixed number of passes (``--passes``,
+12.8 by default: the demo's 400 steps × 64 over 2,000 pairs). Uniform does not depend on the
+reference, so it is trained once per seed and length and reused by every size.
+
+    python tools/bench_bootstrapping.py --out runs/bootstrapping --study sizes --sets fashion letters
+    python tools/bench_bootstrapping.py --out runs/bootstrapping --study lengths --lengths 600 2400
+    python tools/bench_bootstrapping.py --out runs/bootstrapping --study rounds
+    python tools/bench_bootstrapping.py --out /tmp/bb --tiny --seeds 1      # minutes: checks the script
+
+Writes OUT/bootstrapping.md and OUT/bootstrapping.json; every run resumes or is skipped when done.
+Run with OMP_NUM_THREADS=1; one process per seed (``--seeds 1``, ``--seeds 2``) shares 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from jestfilter.config import BootstrapConfig, TrainSettings
+from jestfilter.data import expand_shards
+from jestfilter.datasets.demo import build_demo_data
+from jestfilter.pipeline import run_bootstrap
+from _stats import mean_sd, seeds_parser  # noqa: E402  (tools/ is on sys.path when run as a script)
+
+POOLS = {"fashion": dict(web=200_000, augment=4), "letters": dict(web=200_000)}
+SIZES = [500, 1000, 2000, 8000]
+PER_SHARD = 500
+TINY_POOLS = {"fashion": dict(web=2_000, augment=4), "letters": dict(web=2_000)}
+TINY_SIZES = [100, 200]
+TINY = dict(batch_size=16, n_chunks=4, eval_every=6, workers=0)
+COMPARE = ["uniform", "easy_reference"]
+
+
+def data(root: Path, name: str, sizes: list[int], tiny: bool):
+    pool = (TINY_POOLS if tiny else POOLS)[name]
+    per_shard = 50 if tiny else PER_SHARD
+    return build_demo_data(root / "data" / name, set=name, curated=max(sizes), eval=200 if tiny else None,
+                           samples_per_shard=per_shard, progress=False, **pool), per_shard
+
+
+def bootstrap(built, per_shard: int, out: Path, seed: int, size: int, steps: int, tiny: bool, passes: float,
+              rounds: int = 1, uniform_from: Path | None = None) -> dict:
+    """One bootstrap on the first ``size`` curated pairs; uniform copied from ``uniform_from``'s
+    run of the same seed and length when it is there (it does not depend on the reference)."""
+    curated = expand_shards(built.curated)[: max(1, size // per_shard)]
+    reference_steps = max(1, round(passes * size / (TINY if tiny else {}).get("batch_size", 64)))
+    if uniform_from is not None and (uniform_from / "runs" / "uniform.json").exists():
+        folder = out / ("round-1" if rounds > 1 else "") / "runs"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(uniform_from / "runs" / "uniform.json", folder / "uniform.json")
+    settings = TrainSettings(seed=seed, steps=steps, threads=1, **(TINY if tiny else {}))
+    cfg = BootstrapConfig(curated=curated, web=[built.web], eval=str(built.eval), out=str(out), progress=False,
+                          compare=COMPARE, reference_steps=reference_steps, rounds=rounds, early_stop=False,
+                          train=settings)
+    return run_bootstrap(cfg)
+
+
+def cell(metrics: dict) -> dict:
+    """What the tables need from one bootstrap's metrics."""
+    runs = {metrics["final"]["method"]: metrics["final"], **metrics["compare"]}
+    return {"reference": metrics["reference"]["zeroshot_top1"],
+            **{m: runs[m]["zeroshot_top1"] for m in runs},
+            **{f"{m} sooner": metrics["speedup"].get(m, {}) for m in runs if m != "uniform"},
+            "seconds": {m: runs[m]["train_seconds"] for m in runs},
+            "reference seconds": metrics["costs"]["reference_training_seconds"]
+            + metrics["costs"]["reference_embedding_seconds"],
+            "break_even": metrics["costs"].get("break_even", {}),
+            "uniform stalled": runs["uniform"].get("stalled", False)}
+
+
+def sizes_study(root: Path, name: str, seeds: list[int], sizes: list[int], steps: int, tiny: bool,
+                passes: float) -> dict:
+    built, per_shard = data(root, name, sizes, tiny)
+    out = {}
+    for seed in seeds:
+        first = None
+        for size in sizes:
+            run = root / name / f"sizes-steps{steps}" / f"seed{seed}" / f"curated{size}"
+            out.setdefault(size, {})[seed] = cell(bootstrap(built, per_shard, run, seed, size, steps, tiny, passes,
+                                                            uniform_from=first))
+            first = first or run
+    return out
+
+
+def lengths_study(root: Path, name: str, seeds: list[int], size: int, lengths: list[int], tiny: bool,
+                  passes: float, sizes: list[int]) -> dict:
+    built, per_shard = data(root, name, sizes, tiny)
+    return {steps: {seed: cell(bootstrap(built, per_shard, root / name / f"sizes-steps{steps}" / f"seed{seed}" /
+                                         f"curated{size}", seed, size, steps, tiny, passes))
+                    for seed in seeds} for steps in lengths}
+
+
+def rounds_study(root: Path, name: str, seeds: list[int], size: int, rounds: int, steps: int, tiny: bool,
+                 passes: float, sizes: list[int]) -> dict:
+    built, per_shard = data(root, name, sizes, tiny)
+    out = {}
+    for seed in seeds:
+        metrics = bootstrap(built, per_shard, root / name / f"rounds{rounds}-steps{steps}" / f"seed{seed}" /
+                            f"curated{size}", seed, size, steps, tiny, passes, rounds=rounds)
+        for summary in metrics["rounds"]:
+            out.setdefault(summary["round"], {})[seed] = {"reference": summary["reference"]["zeroshot_top1"],
+                                                          "learnability": summary["final"]["zeroshot_top1"]}
+    return out
+
+
+def table(title: str, label: str, cells: dict) -> list[str]:
+    """Rows of ``cells`` ({row: {seed: cell}}): accuracies mean ± sd, learnability − easy_reference
+    paired, examples ratios to uniform's final accuracy."""
+    lines = [f"### {title}", "", f"| {label} | reference | uniform | easy_reference | learnability "
+             "| learnability − easy_reference (paired) | examples ratio JEST | examples ratio easy_reference "
+             "| seconds ratio JEST (with the reference) |", "|---|---|---|---|---|---|---|---|---|"]
+    for row, seeds in cells.items():
+        values = list(seeds.values())
+
+        def column(key):
+            return mean_sd([v[key] for v in values if key in v])
+
+        def ratio(method, key="examples_ratio"):
+            return mean_sd([v[f"{method} sooner"].get(key) for v in values
+                            if v.get(f"{method} sooner", {}).get("reached")], 2)
+
+        paired = [100 * (v["learnability"] - v["easy_reference"]) for v in values if "easy_reference" in v]
+        lines.append(f"| {row} | {column('reference')} | {column('uniform')} | {column('easy_reference')} "
+                     f"| {column('learnability')} | {mean_sd(paired, 1)} ({', '.join(f'{p:+.1f}' for p in paired)}) "
+                     f"| {ratio('learnability')} | {ratio('easy_reference')} "
+                     f"| {ratio('learnability', 'seconds_ratio_with_reference')} |")
+    return lines
+
+
+def main() -> None:
+    parser = seeds_parser(__doc__, "runs/bootstrapping", "tiny data and runs: checks the script in minutes")
+    parser.set_defaults(seeds=[1, 2, 3])
+    parser.add_argument("--study", choices=["sizes", "lengths", "rounds"], default="sizes")
+    parser.add_argument("--sets", nargs="+", default=["fashion", "letters"], choices=list(POOLS))
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="curated sizes (pairs)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[600, 2400], help="learner steps (lengths study)")
+    parser.add_argument("--steps", type=int, default=600, help="learner steps (sizes and rounds studies)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--passes", type=float, default=12.8, help="the reference's passes over its curated set")
+    args = parser.parse_args()
+    sizes = args.sizes or (TINY_SIZES if args.tiny else SIZES)
+    steps = 12 if args.tiny else args.steps
+    results_path = args.out / "bootstrapping.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    lines = []
+    for name in args.sets:
+        if args.study == "sizes":
+            cells = sizes_study(args.out, name, args.seeds, sizes, steps, args.tiny, args.passes)
+            lines += table(f"{name}: curated size ({steps} learner steps)", "curated pairs", cells)
+        elif args.study == "lengths":
+            lengths = [12, 24] if args.tiny else args.lengths
+            cells = lengths_study(args.out, name, args.seeds, min(sizes), lengths, args.tiny, args.passes, sizes)
+            lines += table(f"{name}: learner length (curated {min(sizes)})", "learner steps", cells)
+        else:
+            cells = rounds_study(args.out, name, args.seeds, min(sizes), args.rounds, steps, args.tiny, args.passes,
+                                 sizes)
+            lines += [f"### {name}: rounds (curated {min(sizes)}, {steps} learner steps)", "",
+                      "| round | reference | learnability |", "|---|---|---|"]
+            lines += [f"| {k} | {mean_sd([v['reference'] for v in seeds.values()])} "
+                      f"| {mean_sd([v['learnability'] for v in seeds.values()])} |" for k, seeds in cells.items()]
+        results.setdefault(args.study, {})[name] = cells
+        lines.append("")
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(results, indent=1, default=str))
+    (args.out / f"bootstrapping-{args.study}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
