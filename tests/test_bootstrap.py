@@ -343,6 +343,24 @@ def test_a_config_file_with_wrong_types_or_a_pipe_fails_with_one_line(tmp_path, 
     assert message in error and str(config) in error and "\n" not in error, error
 
 
+@pytest.mark.parametrize("web", [
+    "{{pipe:touch PWNED; cat {shard},{shard}}}",  # a brace turns the pattern into a command and a path
+    "{shard}::pipe:touch PWNED; cat {shard}",  # so does webdataset's '::' list
+    "http://127.0.0.1:9/x.tar'; touch PWNED; echo '",  # webdataset runs curl 'URL' in a shell
+    " pipe:touch PWNED; cat {shard}",  # a leading space: a path that is not there
+])
+def test_a_config_file_runs_no_shell_command_without_allow_pipe(web, demo, shared_reference, tmp_path, monkeypatch,
+                                                                capsys):
+    config = tmp_path / "run.toml"
+    config.write_text(f"web = {json.dumps(web.format(shard=expand_shards(demo.web)[0]))}\n")
+    monkeypatch.chdir(tmp_path)  # where the command would leave its file
+    assert main(["bootstrap", "--config", str(config), "--curated", demo.curated, "--eval", str(demo.eval),
+                 "--out", str(tmp_path / "o"), "--reference", shared_reference, *TINY, "--compare", "none"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("jestfilter bootstrap: error: ") and "\n" not in error, error
+    assert not (tmp_path / "PWNED").exists()
+
+
 def test_a_config_file_may_run_a_pipe_only_when_it_says_so(tmp_path):
     from jestfilter.cli import build_parser
     from jestfilter.commands.bootstrap import config_from

@@ -243,3 +243,30 @@ def test_docs_data_md_lists_every_reason_with_what_to_do():
                 MISSING_SCORE, MISSING_EMBEDDING, SHORT_SUPER_BATCH, "dedup_exact", "dedup_near", "dedup_eval"]
     assert len(reasons) > 25
     assert [r for r in reasons if f"`{r}`" not in docs] == []
+
+
+def test_each_expanded_name_is_a_url_or_a_path_on_its_own_and_a_url_a_shell_would_cut_is_refused(web_shards):
+    from jestfilter.data.shards import shell_commands
+
+    shard = str(web_shards.paths[0])
+    assert expand_shards(f"{shard}::pipe:cat {shard}") == [shard, f"pipe:cat {shard}"]
+    assert shell_commands([f"{{pipe:touch x; cat {shard},{shard}}}"]) == [f"pipe:touch x; cat {shard}"]
+    assert shell_commands([f"{shard}::pipe:cat {shard}"]) == [f"pipe:cat {shard}"]
+    assert shell_commands([f" pipe:cat {shard}"]) == []  # a path with a leading space, never a pipe
+    with pytest.raises(FileNotFoundError, match="matches no file"):
+        expand_shards(f" pipe:cat {shard}")
+    with pytest.raises(ValueError, match="quote"):  # webdataset runs curl 'URL' in a shell
+        expand_shards("http://127.0.0.1:9/x.tar'; touch PWNED; echo '")
+    with pytest.raises(ValueError, match="lower case"):  # webdataset's pipe: reader asserts it
+        expand_shards(f"PIPE:cat {shard}")
+
+
+def test_a_shard_named_twice_is_read_once(web_shards, tmp_path, monkeypatch):
+    paths = [str(p) for p in web_shards.paths]
+    link = tmp_path / "link.tar"
+    link.symlink_to(paths[0])
+    monkeypatch.chdir(web_shards.folder)
+    again = ["./" + web_shards.paths[0].name, str(link), web_shards.pattern, paths[0]]
+    assert expand_shards([paths[0], *again]) == paths
+    assert expand_shards([str(tmp_path / "gone.tar"), str(tmp_path / "x" / ".." / "gone.tar"), paths[1]]) == [
+        str(tmp_path / "gone.tar"), paths[1]]

@@ -22,6 +22,7 @@ import glob
 import gzip
 import lzma
 import os
+import re
 import stat
 import tarfile
 import zlib
@@ -65,28 +66,28 @@ UNREADABLE = (MISSING_SHARD, NOT_A_FILE, UNREADABLE_SHARD)
 
 def expand_shards(patterns: str | Sequence[str]) -> list[str]:
     """Brace patterns (``web/web-{000000..000039}.tar``), globs, directories (their ``*.tar``)
-    or URLs → the list of shards, in order.
+    or URLs → the list of shards, in order, each file once.
 
     A name given outright (plainly or by a brace range) is kept even when it is not there:
     reading records it as ``missing_shard`` and the run goes on. Raises ``FileNotFoundError``
     when no local name exists at all, or a glob or directory matches nothing, and
-    ``ValueError`` for an unreadable directory, a URL scheme webdataset cannot open or an
-    empty list. Expanding an expanded list gives it back unchanged.
+    ``ValueError`` for an unreadable directory, a URL scheme webdataset cannot open, a URL a
+    shell would cut short (see ``check_url``) or an empty list. A file named twice (``a.tar``
+    and ``./a.tar``, or a link to it) is kept once, where it first comes. Expanding an expanded
+    list gives it back unchanged.
     """
     if isinstance(patterns, (str, os.PathLike)):
         patterns = [patterns]
     shards: list[str] = []
     local: list[str] = []  # local names, to tell a typo from a few missing shards
+    given: list[str] = []  # patterns holding a local name, for the message
     for pattern in map(str, patterns):
-        names = expand_urls(pattern)
-        if is_remote(pattern):
-            scheme = urlparse(pattern).scheme
-            if scheme not in gopen_schemes:
-                raise ValueError(f"no reader for {scheme}:// URLs ({pattern!r}); "
-                                 f"stream them with 'pipe:COMMAND' (e.g. 'pipe:aws s3 cp URL -')")
-            shards.extend(names)
-            continue
-        for name in names:
+        # each name on its own: a brace or a '::' can put a URL and a path in one pattern
+        for name in expand_urls(pattern):
+            if is_remote(name):
+                check_url(name)
+                shards.append(name)
+                continue
             if os.path.isdir(name):
                 found = _tars_in(name)
             elif glob.has_magic(name):
@@ -97,23 +98,80 @@ def expand_shards(patterns: str | Sequence[str]) -> list[str]:
                 found = [name]
             shards.extend(found)
             local.extend(found)
+            given += [pattern] if pattern not in given else []
     if local and not any(os.path.exists(local_path(name)) for name in local):
-        given = [str(p) for p in patterns if not is_remote(str(p))]
         raise FileNotFoundError(f"shard pattern {given[0]!r} matches no file" if len(given) == 1 else
                                 f"shard patterns {', '.join(map(repr, given))} match no file")
     if not shards:
         raise ValueError("no shard pattern given")
-    return shards
+    return _each_once(shards)
+
+
+def shell_commands(patterns: str | Sequence[str]) -> list[str]:
+    """The names ``patterns`` expand to (braces, ``::`` lists, ``${WDS_...}`` variables, as
+    ``expand_shards`` expands them) that run a command of their own in a shell: ``pipe:``."""
+    if isinstance(patterns, (str, os.PathLike)):
+        patterns = [patterns]
+    return [name for pattern in map(str, patterns) for name in expand_urls(pattern) if url_scheme(name) == "pipe"]
+
+
+def url_scheme(name: str) -> str:
+    """The scheme ``name`` starts with, as written (``""`` for none). Read literally: a name
+    starting with a space or a tab is a local path, never a URL (``urlparse`` would strip them,
+    and webdataset then runs ``" pipe:..."`` as a pipe)."""
+    match = _SCHEME.match(name)
+    return match.group(1) if match else ""
+
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def check_url(url: str) -> None:
+    """Refuse, with ``ValueError``, a URL webdataset cannot open as meant: a scheme it has no
+    reader for, or not in lower case (its ``pipe:`` reader asserts it), and a quote in a URL it
+    hands to a shell command inside quotes (``curl '{url}'``, ``gsutil cat '{url}'``): the
+    quote would end the URL there and the shell would run the rest."""
+    scheme = url_scheme(url)
+    if scheme.lower() not in gopen_schemes:
+        raise ValueError(f"no reader for {scheme}:// URLs ({url!r}); "
+                         f"stream them with 'pipe:COMMAND' (e.g. 'pipe:aws s3 cp URL -')")
+    if scheme != scheme.lower():
+        raise ValueError(f"write the URL scheme in lower case: {url!r}")
+    if scheme != "pipe" and "'" in url:
+        raise ValueError(f"{url!r} holds a quote, which would end the URL in the shell command that fetches it "
+                         "and run the rest: write it as %27")
+
+
+def _each_once(shards: list[str]) -> list[str]:
+    """``shards`` without a file named a second time (by its device and inode, or its real path
+    when it is not there), or a URL given twice."""
+    seen: set[tuple] = set()
+    kept = []
+    for shard in shards:
+        if is_remote(shard):
+            identity: tuple = ("url", shard)
+        else:
+            path = local_path(shard)
+            try:
+                info = os.stat(path)
+                identity = ("file", info.st_dev, info.st_ino)
+            except OSError:
+                identity = ("path", os.path.realpath(path))
+        if identity not in seen:
+            seen.add(identity)
+            kept.append(shard)
+    return kept
 
 
 def is_remote(url: str) -> bool:
-    scheme = urlparse(url).scheme
+    """A URL webdataset opens (``pipe:``, ``http:``, ...), not a local path or ``file:`` URL."""
+    scheme = url_scheme(url).lower()
     return len(scheme) > 1 and scheme != "file"  # one letter: a Windows drive
 
 
 def local_path(shard: str) -> str:
     """The file a local shard names (``file:`` URLs included)."""
-    return urlparse(shard).path if urlparse(shard).scheme == "file" else shard
+    return urlparse(shard).path if url_scheme(shard).lower() == "file" else shard
 
 
 def shard_identity(shard: str) -> tuple[str, int, int]:
