@@ -270,3 +270,27 @@ def test_a_shard_named_twice_is_read_once(web_shards, tmp_path, monkeypatch):
     assert expand_shards([paths[0], *again]) == paths
     assert expand_shards([str(tmp_path / "gone.tar"), str(tmp_path / "x" / ".." / "gone.tar"), paths[1]]) == [
         str(tmp_path / "gone.tar"), paths[1]]
+
+
+def test_a_member_name_that_is_not_utf8_is_rejected_at_read_time_with_a_storable_key(web_shards, tmp_path):
+    import io
+    import tarfile
+
+    from jestfilter.data import Manifest, SuperBatch, read_manifest
+
+    samples = [s for s in iter_samples([str(web_shards.paths[0])])][:3]
+    path = tmp_path / "latin1.tar"  # GNU tar keeps the name's bytes; tarfile reads é (0xe9) back as \udce9
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape") as tar:
+        for i, sample in enumerate(samples):
+            key = "caf\udce9" if i == 1 else sample.key
+            for ext, data in sorted(sample.members.items()):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    items = list(iter_samples([str(path)]))
+    assert [type(i).__name__ for i in items] == ["RawSample", "Rejected", "RawSample"]
+    assert (items[1].key, items[1].reason) == ("caf\\udce9", "member_name_not_utf8")
+    manifest = Manifest(tmp_path / "out")
+    manifest.record(SuperBatch.undecoded([items[0], items[2]], [items[1]]), step=0, kept=[0])
+    manifest.close()
+    assert read_manifest(tmp_path / "out")["reason"].to_list() == [None, None, "member_name_not_utf8"]

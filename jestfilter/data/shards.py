@@ -48,6 +48,7 @@ UNREADABLE_SHARD = "unreadable_shard"
 TRUNCATED_TAR = "truncated_tar"
 TRAILING_GARBAGE = "trailing_garbage"
 UNSAFE_MEMBER_NAME = "unsafe_member_name"
+MEMBER_NAME_NOT_UTF8 = "member_name_not_utf8"
 SPECIAL_MEMBER = "special_member"
 MEMBER_TOO_LARGE = "member_too_large"
 DUPLICATE_MEMBER = "duplicate_member"
@@ -272,7 +273,7 @@ def iter_shard(shard: str) -> Iterator[RawSample | Rejected]:
             yield Rejected("", shard, EMPTY_SHARD if stream.empty and closed else UNREADABLE_SHARD)
             return
         if current is not None:
-            yield Rejected(current.key, shard, damage)
+            yield Rejected(printable_key(current.key), shard, damage)
         yield Rejected("", shard, damage)
         return
     if current is not None:
@@ -458,10 +459,28 @@ def split_member_name(name: str, current_key: str | None) -> tuple[str, str]:
 
 
 def member_problem(name: str, key: str, ext: str) -> str | None:
-    """``unsafe_member_name`` for a name that must never become a path or a sample: a folder
+    """``member_name_not_utf8`` for a name whose bytes are not UTF-8 (tarfile hands them over
+    as surrogates, which neither a tar we write nor the manifest can hold);
+    ``unsafe_member_name`` for a name that must never become a path or a sample: a folder
     (``/``, ``\\``), no key or extension, or a key starting with a dot (``..jpg``,
     ``.hidden.jpg``: hidden files when untarred, refused by the writer)."""
+    if not _is_utf8(name):
+        return MEMBER_NAME_NOT_UTF8
     return UNSAFE_MEMBER_NAME if unsafe_key(key) or not ext or "/" in name or "\\" in name else None
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def printable_key(key: str) -> str:
+    """``key`` as the manifest can store it: bytes that were not UTF-8 written as escapes
+    (``caf\\udce9``); any other key unchanged."""
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def unsafe_key(key: str) -> bool:
@@ -473,7 +492,7 @@ def _finish(sample: RawSample, bad: str, seen: set[str]) -> RawSample | Rejected
     if not bad and sample.key in seen:
         bad = DUPLICATE_KEY  # the key came back after other samples: not one sample any more
     seen.add(sample.key)
-    return Rejected(sample.key, sample.source_shard, bad) if bad else sample
+    return Rejected(printable_key(sample.key), sample.source_shard, bad) if bad else sample
 
 
 def image_member(sample: RawSample) -> str | None:
