@@ -294,3 +294,18 @@ def test_a_member_name_that_is_not_utf8_is_rejected_at_read_time_with_a_storable
     manifest.record(SuperBatch.undecoded([items[0], items[2]], [items[1]]), step=0, kept=[0])
     manifest.close()
     assert read_manifest(tmp_path / "out")["reason"].to_list() == [None, None, "member_name_not_utf8"]
+
+
+def test_reading_stops_soon_after_the_end_of_archive_blocks(web_shards, tmp_path):
+    import time
+
+    zeros = tmp_path / "zeros.tar"
+    with open(zeros, "wb") as file:
+        file.truncate(20 << 30)  # 20 GB of zeros, sparse: read to its end it takes a minute
+    started = time.perf_counter()
+    assert [(r.key, r.reason) for r in iter_samples([str(zeros)])] == [("", "empty_shard"), ("", "trailing_garbage")]
+    endless = f"pipe:cat {web_shards.paths[0]}; cat /dev/zero"  # a complete tar, then zeros without end
+    items = list(iter_samples([endless]))
+    assert time.perf_counter() - started < 20
+    assert sum(isinstance(i, RawSample) for i in items) == 20
+    assert [(r.key, r.reason) for r in items if isinstance(r, Rejected)] == [("", "trailing_garbage")]

@@ -307,6 +307,7 @@ class _CappedInfo(tarfile.TarInfo):
 _DECOMPRESSORS = ((b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f)), (b"BZh", bz2.BZ2File),
                   (b"\xfd7zXZ\x00", lzma.LZMAFile))
 _BLOCK = tarfile.BLOCKSIZE
+_TAIL = 1 << 20  # bytes read after a tar's end-of-archive block, to tell padding from garbage
 
 
 class _TarStream:
@@ -326,6 +327,7 @@ class _TarStream:
                 stream = _Decompressed(decompressor(stream))
         self.stream = _Recorder(stream)
         self.tar: tarfile.TarFile | None = None
+        self.cut = False  # stopped reading after the end-of-archive, with bytes left
 
     @property
     def empty(self) -> bool:
@@ -348,18 +350,24 @@ class _TarStream:
         if self.stream.bytes_from(offset, _BLOCK) != bytes(_BLOCK):
             return TRUNCATED_TAR
         read_ahead = self.stream.bytes_from(offset + _BLOCK)
-        garbage = read_ahead.count(0) != len(read_ahead)
-        while data := self.stream.read(1 << 16):  # a pipe's command must run to its end
-            garbage = garbage or data.count(0) != len(data)
-        return TRAILING_GARBAGE if garbage or getattr(self.stream.stream, "broken", False) else None
+        garbage, seen = read_ahead.count(0) != len(read_ahead), len(read_ahead)
+        # a pipe's command must run to its end, so read what follows, but only up to _TAIL: a
+        # 20 GB file of zeros (or an endless pipe) would otherwise be read to its end
+        while seen < _TAIL and (data := self.stream.read(min(1 << 16, _TAIL - seen))):
+            garbage, seen = garbage or data.count(0) != len(data), seen + len(data)
+        if seen >= _TAIL and self.stream.read(1):
+            self.cut = True  # left unread: its source's complaint at close is ours, not a failure
+        broken = getattr(self.stream.stream, "broken", False)
+        return TRAILING_GARBAGE if garbage or self.cut or broken else None
 
     def close(self) -> bool:
-        """Close the shard; False when its source reports a failure (a ``pipe:`` command's exit status)."""
+        """Close the shard; False when its source reports a failure (a ``pipe:`` command's exit
+        status), unless reading stopped before its end on purpose."""
         try:
             self.raw.close()
             return True
         except Exception:
-            return False
+            return self.cut
 
 
 def open_shard(shard: str) -> BinaryIO:
