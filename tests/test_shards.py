@@ -309,3 +309,15 @@ def test_reading_stops_soon_after_the_end_of_archive_blocks(web_shards, tmp_path
     assert time.perf_counter() - started < 20
     assert sum(isinstance(i, RawSample) for i in items) == 20
     assert [(r.key, r.reason) for r in items if isinstance(r, Rejected)] == [("", "trailing_garbage")]
+
+
+def test_extensions_match_in_any_case_for_captions_as_for_images(web_shards, tmp_path):
+    from conftest import write_members
+
+    sample = next(s for s in iter_samples([str(web_shards.paths[0])]) if "jpg" in s.members)
+    image, caption = sample.members["jpg"], sample.members["txt"]
+    write_members(tmp_path / "upper.tar", [("a.JPG", image), ("a.TXT", caption),
+                                           ("b.jpg", image), ("b.txt", caption), ("b.TXT", caption)])
+    items = list(iter_samples([str(tmp_path / "upper.tar")]))
+    assert isinstance(items[0], RawSample) and items[0].members == {"JPG": image, "TXT": caption}
+    assert (items[1].key, items[1].reason) == ("b", "duplicate_member")  # two captions

@@ -250,7 +250,7 @@ def iter_shard(shard: str) -> Iterator[RawSample | Rejected]:
                     yield _finish(current, bad_current, seen)
                 current, bad_current, size = RawSample(key, shard, {}), "", 0
             problem = member_problem(info.name, key, ext) or (
-                SPECIAL_MEMBER if not info.isreg() else DUPLICATE_MEMBER if ext in current.members
+                SPECIAL_MEMBER if not info.isreg() else DUPLICATE_MEMBER if _has_member(current, ext)
                 else MEMBER_TOO_LARGE if size + info.size > cap else None)
             if problem:  # its bytes are never read: tarfile skips them in bounded memory
                 bad_current = bad_current or problem
@@ -315,6 +315,7 @@ class _TarStream:
     gzip, bzip2 or xz, and checked at the end for the zero block a complete tar ends with."""
 
     def __init__(self, shard: str):
+        self.cut = False  # stopped reading after the end-of-archive, with bytes left
         self.raw = open_shard(shard)
         try:
             head = self.raw.read(6)
@@ -327,7 +328,6 @@ class _TarStream:
                 stream = _Decompressed(decompressor(stream))
         self.stream = _Recorder(stream)
         self.tar: tarfile.TarFile | None = None
-        self.cut = False  # stopped reading after the end-of-archive, with bytes left
 
     @property
     def empty(self) -> bool:
@@ -496,6 +496,12 @@ def unsafe_key(key: str) -> bool:
     return not key or "/" in key or "\\" in key or key.startswith(".")
 
 
+def _has_member(sample: RawSample, ext: str) -> bool:
+    """``sample`` already has a member with extension ``ext`` (in any case: ``jpg`` and ``JPG``
+    would be two images)."""
+    return any(ext.lower() == held.lower() for held in sample.members)
+
+
 def _finish(sample: RawSample, bad: str, seen: set[str]) -> RawSample | Rejected:
     if not bad and sample.key in seen:
         bad = DUPLICATE_KEY  # the key came back after other samples: not one sample any more
@@ -503,12 +509,23 @@ def _finish(sample: RawSample, bad: str, seen: set[str]) -> RawSample | Rejected
     return Rejected(printable_key(sample.key), sample.source_shard, bad) if bad else sample
 
 
-def image_member(sample: RawSample) -> str | None:
-    """The extension of the sample's image member, if it has one."""
+def member_of(sample: RawSample, extensions: Sequence[str]) -> str | None:
+    """The extension of the sample's first member with one of ``extensions``, in any case
+    (``JPG``, ``TXT``: names keep their case, so the written tar matches the one read)."""
     for ext in sample.members:
-        if ext.lower() in IMAGE_EXTENSIONS:
+        if ext.lower() in extensions:
             return ext
     return None
+
+
+def image_member(sample: RawSample) -> str | None:
+    """The extension of the sample's image member, if it has one."""
+    return member_of(sample, IMAGE_EXTENSIONS)
+
+
+def caption_member(sample: RawSample) -> str | None:
+    """The extension of the sample's caption member (``txt``, in any case), if it has one."""
+    return member_of(sample, (CAPTION_EXTENSION,))
 
 
 def sample_problem(sample: RawSample) -> str | None:
@@ -521,11 +538,11 @@ def sample_problem(sample: RawSample) -> str | None:
         return EMPTY_IMAGE
     if not _has_image_signature(data):
         return CORRUPT_IMAGE
-    caption = sample.members.get(CAPTION_EXTENSION)
+    caption = caption_member(sample)
     if caption is None:
         return MISSING_CAPTION
     try:
-        text = caption.decode("utf-8")
+        text = sample.members[caption].decode("utf-8")
     except UnicodeDecodeError:
         return CAPTION_NOT_UTF8
     if not text.strip():
@@ -542,4 +559,4 @@ def _has_image_signature(data: bytes) -> bool:
 
 
 def caption_of(sample: RawSample) -> str:
-    return sample.members[CAPTION_EXTENSION].decode("utf-8").strip()
+    return sample.members[caption_member(sample)].decode("utf-8").strip()
