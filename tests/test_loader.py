@@ -183,3 +183,33 @@ def test_a_buffer_spanning_few_shards_is_pointed_out(web_shards, tokenizer):
         assert SuperBatchLoader(web_shards.pattern, 4, tokenizer, shuffle_buffer=4 * per_shard).mixing_note() is None
     finally:
         (folder / "sizes.json").unlink()
+
+
+def test_the_shuffle_buffer_is_bounded_in_bytes_as_well_as_in_samples(web_shards, tokenizer, monkeypatch):
+    import random
+
+    from jestfilter.data import RawSample, iter_samples
+    from jestfilter.data.loader import buffer_shuffle, pass_shards
+
+    sizes = [random.Random(i).choice([10, 1_000, 40_000]) for i in range(300)]
+    samples = [RawSample(str(i), "s", {"jpg": bytes(n)}) for i, n in enumerate(sizes)]
+    read = 0
+
+    def source():
+        nonlocal read
+        for sample in samples:
+            read += 1
+            yield sample
+
+    out, most = [], 0
+    for sample in buffer_shuffle(source(), 1_000, random.Random(0), max_bytes=100_000):
+        out.append(sample)
+        most = max(most, sum(sizes[:read]) - sum(len(s.members["jpg"]) for s in out))
+    assert sorted(int(s.key) for s in out) == list(range(300)) and most <= 100_000 + max(sizes)  # one being read
+    # the cap reaches the loader's workers through the environment: at 1 byte nothing is held
+    monkeypatch.setenv("JESTFILTER_SHUFFLE_BUFFER_BYTES", "1")
+    loader = SuperBatchLoader(web_shards.pattern, 8, tokenizer, workers=2, shuffle_buffer=16, seed=3)
+    keys = [s.key for batch in loader for s in batch.samples]
+    in_order = [s.key for shard in pass_shards(loader.shards, 3, 0, True)
+                for s in iter_samples([shard]) if isinstance(s, RawSample)]
+    assert keys == in_order

@@ -38,6 +38,7 @@ from webdataset.shardlists import split_by_node
 
 from jestfilter.data.images import image_reason
 from jestfilter.data.layout import known_sizes, shard_stem
+from jestfilter.data.limits import max_shuffle_bytes
 from jestfilter.data.pixels import decode_checked, stack_pixels
 from jestfilter.data.shards import caption_of, expand_shards, image_member, iter_samples
 from jestfilter.data.tokens import CachedTokenizer, Tokenizer
@@ -61,28 +62,39 @@ def pass_stream(
     """One pass's raw samples and rejections, in order (only the samples ``only`` names, if given)."""
     items = iter_samples(pass_shards(shards, seed, pass_index, shuffle_buffer > 1))
     if shuffle_buffer > 1:
-        items = buffer_shuffle(items, shuffle_buffer, random.Random(f"{seed}/{pass_index}/samples"))
+        items = buffer_shuffle(items, shuffle_buffer, random.Random(f"{seed}/{pass_index}/samples"),
+                               max_shuffle_bytes())
     if only is not None:
         items = (x for x in items if isinstance(x, Rejected) or (shard_stem(x.source_shard), x.key) in only)
     return items
 
 
-def buffer_shuffle(items: Iterable, size: int, rng: random.Random) -> Iterator:
-    """Hold ``size`` items; for each new one, hand out a random held item. Seeded by ``rng``,
-    so the order is a pure function of the input and the seed."""
+def buffer_shuffle(items: Iterable, size: int, rng: random.Random, max_bytes: int | None = None) -> Iterator:
+    """Hold ``size`` items; for each new one, hand out a random held item, and more while the
+    held samples' members come to over ``max_bytes`` (a few huge samples must not fill memory).
+    Seeded by ``rng``, so the order is a pure function of the input and the seed."""
     held: list = []
+    held_bytes = 0
 
     def take() -> object:
+        nonlocal held_bytes
         i = rng.randrange(len(held))
         held[i], held[-1] = held[-1], held[i]
-        return held.pop()
+        item = held.pop()
+        held_bytes -= _raw_bytes(item)
+        return item
 
     for item in items:
         held.append(item)
-        if len(held) >= size:
+        held_bytes += _raw_bytes(item)
+        while held and (len(held) >= size or (max_bytes is not None and held_bytes > max_bytes)):
             yield take()
     while held:
         yield take()
+
+
+def _raw_bytes(item: RawSample | Rejected) -> int:
+    return sum(map(len, item.members.values())) if isinstance(item, RawSample) else 0
 
 
 def group_super_batches(
