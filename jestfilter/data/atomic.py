@@ -21,10 +21,15 @@ class WriteFailed(OSError):
         super().__init__(f"cannot write {path}: {reason}")
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` and move the result to ``path`` in one step."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], tmp_dir: str | os.PathLike | None = None
+                 ) -> None:
+    """Call ``write(tmp_path)`` and move the result to ``path`` in one step. The temporary
+    file sits beside ``path``, or in ``tmp_dir`` (on the same filesystem): a folder that
+    readers take whole, such as a parquet dataset, must never hold a half-written file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # writers in other processes (ranks) race apart
+    # writers in other processes (ranks) race apart by pid
+    tmp = (path.with_name(f".{path.name}.{os.getpid()}.tmp") if tmp_dir is None else
+           Path(tmp_dir) / f".{path.parent.name}-{path.name}.{os.getpid()}.tmp")
     try:
         write(str(tmp))
         with open(tmp, "rb+") as handle:  # the data must be on disk before the rename is

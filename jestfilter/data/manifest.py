@@ -119,7 +119,7 @@ class Manifest:
         if self._fresh:
             self._refuse_old_parts()
         frame = pl.DataFrame(self._rows, schema=self.schema)
-        atomic_write(self.part(self.parts), frame.write_parquet)
+        atomic_write(self.part(self.parts), frame.write_parquet, tmp_dir=self.path.parent)  # readers scan the folder
         self.parts += 1
         self.part_rows.append(frame.height)
         self._rows = {name: [] for name in self.schema}
@@ -142,7 +142,8 @@ class Manifest:
                 what = "is missing" if found is None else f"holds {found:,} rows"
                 raise ValueError(f"cannot resume: {path} {what}; the checkpoint counts {rows:,} rows in it. "
                                  "Restore it or start in a new folder")
-        for path in [*self.path.glob(f"{self.part_prefix}-*"), *self.path.glob(f".{self.part_prefix}-*")]:
+        leftovers = self.path.parent.glob(f".{self.path.name}-{self.part_prefix}-*.tmp")  # a killed write's
+        for path in [*self.path.glob(f"{self.part_prefix}-*"), *self.path.glob(f".{self.part_prefix}-*"), *leftovers]:
             number = path.name.lstrip(".").removeprefix(f"{self.part_prefix}-").removesuffix(".parquet")
             if not number.isdigit() or int(number) >= self.parts:
                 path.unlink()

@@ -119,7 +119,8 @@ class FilteredOutput:
             pool = self._copy_top(pool)
         self.writer.close(summary=False)
         (self.folder / POOL).mkdir(exist_ok=True)
-        atomic_write(self.folder / POOL / f"{self.part_prefix}-00000.parquet", pool.write_parquet)
+        atomic_write(self.folder / POOL / f"{self.part_prefix}-00000.parquet", pool.write_parquet,
+                     tmp_dir=self.folder)  # readers scan pool.parquet/ whole
         sizes = {name: n for part in gather_objects(self.world, self.writer.sizes) for name, n in part.items()}
         if self.world.main:
             mark_complete(self.folder, sizes)
