@@ -40,7 +40,7 @@ from jestfilter.data.images import image_reason
 from jestfilter.data.layout import known_sizes, shard_stem
 from jestfilter.data.limits import max_shuffle_bytes
 from jestfilter.data.pixels import decode_checked, stack_pixels
-from jestfilter.data.shards import caption_of, expand_shards, image_member, iter_samples
+from jestfilter.data.shards import caption_of, expand_shards, image_member, iter_samples, shard_identity
 from jestfilter.data.tokens import CachedTokenizer, Tokenizer
 from jestfilter.data.types import RawSample, Rejected, SuperBatch
 
@@ -153,6 +153,10 @@ def decode(
     return pixels, texts, kept, rejected
 
 
+class NoSamples(ValueError):
+    """A whole pass over the data gave no usable sample: another pass would give none either."""
+
+
 class _StreamDataset(IterableDataset):
     """The stream from (pass, super-batch ``start``) on, over the remaining passes; each worker
     decodes its share, in turn."""
@@ -247,6 +251,7 @@ class SuperBatchLoader:
         self.handed_out = 0  # super-batches of that pass already yielded
         self.total = 0  # super-batches yielded since the run began, over all passes
         self.rows_this_pass = 0  # samples and rejections of that pass already yielded
+        self.samples_this_pass = 0  # samples of that pass already yielded (none in a whole pass: stop)
         self.pass_rows: int | None = None  # samples and rejections in a whole pass, once one ended
         self.rejections: Counter[str] = Counter()  # reason → samples/shards rejected so far
         self.timings: Counter[str] = Counter()  # read/decode/tokenise → worker seconds so far
@@ -282,6 +287,7 @@ class SuperBatchLoader:
                 self.handed_out = batch.index + 1
                 self.total += 1
                 self.rows_this_pass += len(batch.samples) + len(batch.rejected)
+                self.samples_this_pass += len(batch.samples)
                 self.rejections.update(r.reason for r in batch.rejected)
                 self.timings.update(batch.timings)
                 yield batch
@@ -291,8 +297,12 @@ class SuperBatchLoader:
             self._end_pass(self.passes)
 
     def _end_pass(self, next_pass: int) -> None:
+        if self.samples_this_pass == 0 and (self.passes is None or next_pass < self.passes):
+            reasons = ", ".join(f"{n:,} {reason}" for reason, n in self.rejections.most_common(3)) or "nothing"
+            raise NoSamples(f"a whole pass over the {len(self.shards):,} shard(s) gave no usable sample (rejected: "
+                            f"{reasons}); `jestfilter inspect --decode` lists why")
         self.pass_index, self.handed_out = next_pass, 0
-        self.pass_rows, self.rows_this_pass = self.rows_this_pass, 0
+        self.pass_rows, self.rows_this_pass, self.samples_this_pass = self.rows_this_pass, 0, 0
 
     def state_dict(self) -> dict:
         """The stream position: every super-batch already yielded counts as consumed."""
@@ -304,6 +314,8 @@ class SuperBatchLoader:
             "batch_size": _describe(self.batch_size),
             "shuffle_buffer": self.shuffle_buffer,
             "shards": len(self.shards),
+            "inputs": [list(shard_identity(shard)) for shard in self.shards],
+            "samples_this_pass": self.samples_this_pass,
             "rejections": dict(self.rejections),
             "rows_this_pass": self.rows_this_pass,
             "pass_rows": self.pass_rows,
@@ -311,16 +323,37 @@ class SuperBatchLoader:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from ``state``; the loader must be built with the same data and settings."""
+        """Continue from ``state``; the loader must be built with the same data (the same shards,
+        unchanged since) and settings, else ``ValueError``."""
         for name, value in (("seed", self.seed), ("batch_size", _describe(self.batch_size)),
                             ("shuffle_buffer", self.shuffle_buffer), ("shards", len(self.shards))):
             if state[name] != value:
                 raise ValueError(f"cannot resume: {name} was {state[name]}, now {value}")
+        changed = _changed_input(state.get("inputs"), self.shards)
+        if changed:
+            raise ValueError(f"cannot resume: {changed}; give the data the run began with or start in a new folder")
         self.pass_index, self.handed_out = state["pass"], state["batches"]
         self.total = state.get("total", state["batches"])
         self.rows_this_pass, self.pass_rows = state["rows_this_pass"], state["pass_rows"]
+        self.samples_this_pass = state.get("samples_this_pass", self.rows_this_pass)
         self.rejections = Counter(state["rejections"])
         self.timings = Counter(state.get("timings", {}))
+
+
+def _changed_input(saved: list | None, shards: Sequence[str]) -> str | None:
+    """What differs between the shards a checkpoint read (their ``shard_identity``: path, size,
+    modification time) and ``shards`` as they are now; None when nothing does (or the
+    checkpoint predates the record)."""
+    if saved is None:
+        return None
+    for (path, size, mtime), shard in zip(saved, shards):
+        now_path, now_size, now_mtime = shard_identity(shard)
+        if path != now_path:
+            return f"the checkpoint read {path} where this run reads {now_path}"
+        if (size, mtime) != (now_size, now_mtime):
+            sizes = f"{size:,} bytes then, {now_size:,} now" if size != now_size else "same size, other time"
+            return f"{path} changed since the checkpoint read it ({sizes})"
+    return None
 
 
 def _describe(batch_size: BatchSize) -> int | str:
