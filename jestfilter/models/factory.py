@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import inspect
 import json
 import logging
@@ -187,6 +188,19 @@ def save_local_dir(bundle_or_model: ModelBundle | torch.nn.Module, path: str | o
         shutil.rmtree(temp, ignore_errors=True)
         raise
     return path
+
+
+def weights_digest(bundle_or_model: ModelBundle | torch.nn.Module) -> str:
+    """SHA-256 of what makes a model's embeddings: every tensor of its state dict (name, dtype,
+    shape, bytes, on the CPU) and its preprocessing (image size, mean, std). Two models with the
+    same logit scale and bias but other weights differ here; a model saved and loaded again does not."""
+    model = bundle_or_model.model if isinstance(bundle_or_model, ModelBundle) else bundle_or_model
+    digest = hashlib.sha256(json.dumps(open_clip.get_model_preprocess_cfg(model), sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{data.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _umask() -> int:
