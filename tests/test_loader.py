@@ -213,3 +213,12 @@ def test_the_shuffle_buffer_is_bounded_in_bytes_as_well_as_in_samples(web_shards
     in_order = [s.key for shard in pass_shards(loader.shards, 3, 0, True)
                 for s in iter_samples([shard]) if isinstance(s, RawSample)]
     assert keys == in_order
+
+
+@pytest.mark.parametrize("text", ["[]", '"x"', "3", '{"web-000000.tar": "20"}', "{"])
+def test_a_sizes_json_that_is_not_a_table_of_counts_is_ignored(web_shards, tokenizer, tmp_path, text):
+    import shutil
+
+    folder = Path(shutil.copytree(web_shards.folder, tmp_path / "web"))
+    (folder / "sizes.json").write_text(text)
+    assert SuperBatchLoader(str(folder / "*.tar"), 4, tokenizer, shuffle_buffer=2).mixing_note() is None

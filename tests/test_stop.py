@@ -154,3 +154,23 @@ def read_only(folder: Path):
         if immutable:
             subprocess.run(["chattr", "-i", str(folder)], check=True)
         folder.chmod(0o755)
+
+
+def test_a_full_disk_while_saving_a_model_ends_the_run_with_one_line(demo, tmp_path):
+    from jestfilter.models import create_model, save_local_dir
+
+    def small_files():  # writes past 1 MB fail as on a full disk: the model's weights (13 MB) do not fit
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+
+    reference = tmp_path / "reference"
+    save_local_dir(create_model("jest-tiny"), reference)
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    args = ["bootstrap", "--curated", demo.curated, "--web", demo.web, "--eval", str(demo.eval), "--out", str(out),
+            "--reference", str(reference), "--model", "jest-tiny", "--compare", "none", "--no-progress"]
+    run = subprocess.run([sys.executable, "-m", "jestfilter", *args], cwd=ROOT, env=env, text=True,
+                         capture_output=True, preexec_fn=small_files, timeout=600)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == f"jestfilter bootstrap: error: cannot write {out / 'reference'}: File too large"
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".reference")]  # no temporary folder left

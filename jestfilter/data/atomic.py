@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,7 +37,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], tmp_dir:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except Exception as error:  # OSError, torch's RuntimeError, polars' errors: all say "not written"
-        reason = _why(tmp, error)
+        reason = why_not_written(tmp, error)
         tmp.unlink(missing_ok=True)
         raise WriteFailed(path, reason) from error
     except BaseException:  # a stop (SIGTERM, Ctrl-C) in the middle: no temporary file left behind
@@ -44,11 +45,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], tmp_dir:
         raise
 
 
-def _why(tmp: Path, error: Exception) -> str:
-    """What the filesystem said. torch reports a failed write as a RuntimeError of its zip
-    writer; writing a little more to the same file gets the system's own reason."""
+def why_not_written(tmp: str | os.PathLike, error: Exception) -> str:
+    """What the filesystem said. torch (a RuntimeError of its zip writer) and safetensors (a
+    SafetensorError) report a failed write in their own words: the system's reason is the
+    ``(os error N)`` a Rust writer names, or what writing a little more to the same file gets."""
     if isinstance(error, OSError):
         return error.strerror or str(error)
+    named = re.search(r"\(os error (\d+)\)", str(error))
+    if named:
+        return os.strerror(int(named.group(1)))
     try:
         with open(tmp, "ab") as handle:
             handle.write(bytes(1 << 16))
