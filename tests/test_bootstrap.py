@@ -261,6 +261,11 @@ def test_killed_run_resumes_to_the_same_kept_samples(demo, tmp_path, finished_ru
     (["--warmup", "1"], "--warmup"),
     (["--reference", "/some/folder"], "local-dir"),
     (["--config", "/no/such/config.json"], "config file not found"),
+    (["--steps", "99999999999999999999"], "--steps must be at most 1,000,000,000"),
+    (["--seed", "-1"], "--seed must be at least 0"),
+    (["--flexi", "--flexi-patch-size", "0"], "--flexi-patch-size must be positive"),
+    (["--gain", "nan"], "--gain must be a number"),
+    (["--weight-decay", "nan"], "--weight-decay must be 0 or more"),
 ])
 def test_bad_arguments_fail_fast_with_one_line(args, message, tmp_path, capsys):
     assert main(["bootstrap", "--out", str(tmp_path / "o"), *args]) == 2
@@ -359,6 +364,14 @@ def test_a_config_file_runs_no_shell_command_without_allow_pipe(web, demo, share
     error = capsys.readouterr().err.strip()
     assert error.startswith("jestfilter bootstrap: error: ") and "\n" not in error, error
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_config_file_with_a_number_beyond_any_run_fails_at_once_with_one_line(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text("steps = 99999999999999999999\n")  # looped in the plan's count of evaluations
+    assert main(["bootstrap", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "jestfilter bootstrap: error: --steps must be at most 1,000,000,000, got 99999999999999999999"
 
 
 def test_a_config_file_may_run_a_pipe_only_when_it_says_so(tmp_path):

@@ -366,6 +366,8 @@ def test_failures_are_retried_recorded_and_redone(demo, tmp_path, capsys):
     ["filter", "--shards", "{web}", "--scores", "{scores}", "--out", "{tmp}/f", "--keep-fraction", "1.5"],
     ["filter", "--shards", "{web}", "--scores", "{scores}", "--out", "{tmp}/f", "--threshold", "1", "--column", "x"],
     ["filter", "--shards", "{web}", "--scores", "{scores}", "--out", "{tmp}/f", "--threshold", "1"],  # no learner
+    ["filter", "--shards", "{web}", "--scores", "{scores}", "--out", "{tmp}/f", "--threshold", "nan",
+     "--column", "reference_loss"],  # would keep nothing
     ["embed", "--model", "{root}/reference", "--shards", "{tmp}/none-*.tar", "--out", "{tmp}/e"],
     ["embed", "--model", "{root}/reference", "--shards", "{web}", "--out", "{tmp}/e", "--rank", "2",
      "--world-size", "2"],

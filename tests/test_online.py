@@ -179,3 +179,12 @@ def test_a_reference_cache_from_a_model_with_other_weights_but_the_same_scale_an
         cache.check_model(shards, reference.model)
     assert "\n" not in str(error.value)
     build_cache(reference, shards, tmp_path / "own", progress=False).check_model(shards, reference.model)
+
+
+def test_the_plan_counts_evaluations_without_visiting_every_step():
+    from jestfilter.train.schedule import evaluation_due
+
+    for steps in (1, 2, 7, 10, 99, 250, 601):
+        for every in (1, 3, 4, 10, 100):
+            assert evaluations(steps, every) == 1 + sum(evaluation_due(s, steps, every) for s in range(1, steps + 1))
+    assert evaluations(10**18, 100) == 1 + 8 * 10**17 // 100 + (10**18 - 8 * 10**17) // 25  # at once
