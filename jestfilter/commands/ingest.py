@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
                         help="a download fails when the server keeps it waiting S seconds at once (img2dataset's "
                              "timeout)")
-    parser.add_argument("--max-download-seconds", type=float, default=60.0, metavar="S",
+    parser.add_argument("--max-download-seconds", type=float, default=30.0, metavar="S",
                         help="a download fails when it takes over S seconds in all (a server sending a byte at "
                              "a time)")
     parser.add_argument("--max-download-bytes", type=int, metavar="N",

@@ -187,7 +187,7 @@ def ingest(
     options: dict | None = None,
     allow_private: bool = False,
     timeout: float = 10.0,
-    max_seconds: float = 60.0,
+    max_seconds: float = 30.0,
     max_bytes: int | None = None,
     max_pixels: int | None = None,
 ) -> IngestSummary:
