@@ -69,7 +69,9 @@ def wait_until(condition, seconds: float = 60) -> bool:
 def running_with_workers(demo, out, batch_size=8) -> tuple[subprocess.Popen, list[int]]:
     """A training run past its first checkpoint, and its two DataLoader workers."""
     run = start(train_args(demo, out, batch_size=batch_size))
-    assert wait_until(lambda: (out / "checkpoint.pt").exists() or run.poll() is not None, 300), "no checkpoint"
+    # the checkpoint before the first step comes before the workers start: wait for both
+    assert wait_until(lambda: ((out / "checkpoint.pt").exists() and len(children(run.pid)) >= 2)
+                      or run.poll() is not None, 300), "no checkpoint"
     assert run.poll() is None, run.stderr.read()[-2000:]
     workers = children(run.pid)
     assert len(workers) >= 2, workers
