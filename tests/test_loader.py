@@ -222,3 +222,24 @@ def test_a_sizes_json_that_is_not_a_table_of_counts_is_ignored(web_shards, token
     folder = Path(shutil.copytree(web_shards.folder, tmp_path / "web"))
     (folder / "sizes.json").write_text(text)
     assert SuperBatchLoader(str(folder / "*.tar"), 4, tokenizer, shuffle_buffer=2).mixing_note() is None
+
+
+def test_a_super_batch_is_handed_out_as_soon_as_a_sample_follows_it():
+    """Only one group's raw bytes are held: group k goes out when group k+1's first sample comes,
+    not when group k+1 is full; rejections after the last sample still join the last group."""
+    from jestfilter.data import RawSample, Rejected
+    from jestfilter.data.loader import group_super_batches
+
+    items = [RawSample(str(i), "s", {}) for i in range(10)] + [Rejected("x", "s", "corrupt_image")]
+    read = 0
+
+    def source():
+        nonlocal read
+        for item in items:
+            read += 1
+            yield item
+
+    seen = []
+    for samples, rejected in group_super_batches(source(), 4):
+        seen.append((read, [s.key for s in samples], [r.key for r in rejected]))
+    assert seen == [(5, ["0", "1", "2", "3"], []), (9, ["4", "5", "6", "7"], []), (11, ["8", "9"], ["x"])]

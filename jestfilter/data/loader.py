@@ -113,10 +113,11 @@ def group_super_batches(
         if isinstance(item, Rejected):
             rejected.append(item)
             continue
+        if held:  # a sample follows, so the held group is not the last: out with it (one group in memory)
+            yield held
+            held = None
         samples.append(item)
         if len(samples) == target:
-            if held:
-                yield held
             held, samples, rejected = (samples, rejected), [], []
             groups += 1
             target = size_of(groups)
@@ -187,6 +188,7 @@ class _StreamDataset(IterableDataset):
                 timings["read"] += time.perf_counter() - reading
                 images, texts, samples, rejected = decode(samples, rejected, cfg.tokenizer, timings)
                 yield SuperBatch(images, texts, samples, rejected, pass_index, index, dict(timings))
+                del images, texts, samples, rejected  # the batch is the consumer's now: hold no raw bytes of it
                 timings.clear()
                 reading = time.perf_counter()
             first, pass_index, start = first + index + 1, pass_index + 1, 0
@@ -291,6 +293,7 @@ class SuperBatchLoader:
                 self.rejections.update(r.reason for r in batch.rejected)
                 self.timings.update(batch.timings)
                 yield batch
+                del batch  # not held while the next one is read (its raw bytes can be large)
         finally:  # this generator closed (a stop, the last step): end the workers now
             getattr(batches, "_shutdown_workers", lambda: None)()
         if self.passes is not None and self.pass_index < self.passes:

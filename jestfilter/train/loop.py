@@ -118,6 +118,7 @@ class OnlineTrainer:
                 rows, scored, kept, loss = self.step(batch, h.step)
                 checking = self.timer.seconds.get("agreement", 0.0) - checked  # kept apart, as evaluation is
                 self.account(rows, scored, kept, loss, time.perf_counter() - started - checking, bar)
+                del batch  # not held while the next one is read (its raw bytes can be large)
                 started = time.perf_counter()
         except Stopped as stop:  # SIGTERM or Ctrl-C: say where, for the CLI's one line
             stop.where = stop.where or (f" during step {h.step + 1} of {self.name}; the last checkpoint is at step "
