@@ -174,5 +174,6 @@ def test_a_full_disk_while_saving_a_model_ends_the_run_with_one_line(demo, tmp_p
     run = subprocess.run([sys.executable, "-m", "jestfilter", *args], cwd=ROOT, env=env, text=True,
                          capture_output=True, preexec_fn=small_files, timeout=600)
     assert run.returncode == 1
-    assert run.stderr.strip().splitlines()[-1] == f"jestfilter bootstrap: error: cannot write {out / 'reference'}: File too large"
+    last = run.stderr.strip().splitlines()[-1]
+    assert last == f"jestfilter bootstrap: error: cannot write {out / 'reference'}: File too large"
     assert not [p.name for p in out.iterdir() if p.name.startswith(".reference")]  # no temporary folder left

@@ -175,11 +175,8 @@ class FilteredShardWriter:
             raise ValueError(f"cannot resume: the checkpoint wrote {made:,} samples per shard, not "
                              f"{self.samples_per_shard:,}; give the same setting or start in a new folder")
         for name, count in state["sizes"].items():
-            path, size, digest = self.out_dir / name, state.get("bytes", {}).get(name), state.get("sha256", {}).get(name)
-            found = path.stat().st_size if path.exists() else None
-            what = ("is missing" if found is None else f"holds {found:,} bytes, not {size:,}" if size not in (None, found)
-                    else "is not the file the checkpoint saw (its SHA-256 differs)" if digest not in (None, _sha256(path))
-                    else None)
+            path = self.out_dir / name
+            what = _changed(path, state.get("bytes", {}).get(name), state.get("sha256", {}).get(name))
             if what:
                 raise ValueError(f"cannot resume: {path} {what} (the checkpoint counts {count:,} samples "
                                  "in it); restore it or start in a new folder")
@@ -236,6 +233,19 @@ def copy_from_sources(writer: FilteredShardWriter, wanted: set[tuple[str, str]])
             if isinstance(item, RawSample) and uid in wanted and uid not in written:
                 written[uid] = writer.write(item)
     return written
+
+
+def _changed(path: Path, size: int | None, digest: str | None) -> str | None:
+    """How a finished shard differs from what a checkpoint saw (its size, then its SHA-256;
+    either may be unknown to an older checkpoint), or None."""
+    if not path.exists():
+        return "is missing"
+    found = path.stat().st_size
+    if size is not None and found != size:
+        return f"holds {found:,} bytes, not {size:,}"
+    if digest is not None and _sha256(path) != digest:
+        return "is not the file the checkpoint saw (its SHA-256 differs)"
+    return None
 
 
 def _sha256(path: Path) -> str:

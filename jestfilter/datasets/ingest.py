@@ -203,9 +203,9 @@ def ingest(
     """
     max_bytes = max_sample_bytes() if max_bytes is None else max_bytes
     max_pixels = max_image_pixels() if max_pixels is None else max_pixels
-    for name, value in {"image_size": image_size, "samples_per_shard": samples_per_shard,
-                        "processes": processes, "threads": threads, "timeout": timeout,
-                        "max_seconds": max_seconds, "max_bytes": max_bytes, "max_pixels": max_pixels}.items():  # fmt: skip
+    for name, value in {"image_size": image_size, "samples_per_shard": samples_per_shard, "processes": processes,
+                        "threads": threads, "timeout": timeout, "max_seconds": max_seconds, "max_bytes": max_bytes,
+                        "max_pixels": max_pixels}.items():  # fmt: skip
         if not value > 0:
             raise ValueError(f"{name} must be positive, got {value}")
     options = dict(options or {})

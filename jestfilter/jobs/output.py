@@ -45,7 +45,8 @@ class ShardOutput:
         # a shard done again (it changed since) may now have fewer output shards or parts
         new = {*sizes, *(part.name for part in parts)}
         for old in [*self.out_dir.glob("*.tar"), *manifest.glob("*.parquet")]:
-            if old.name not in new and (self.shard_pattern.fullmatch(old.name) or self.part_pattern.fullmatch(old.name)):
+            ours = self.shard_pattern.fullmatch(old.name) or self.part_pattern.fullmatch(old.name)
+            if ours and old.name not in new:
                 old.unlink()
         shutil.rmtree(self.work)
         return sizes

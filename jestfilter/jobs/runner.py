@@ -6,10 +6,10 @@ any rank can tell which shards are its own without talking to the others. A shar
 when its done marker exists: a small JSON written atomically after the shard's outputs
 (img2dataset's ``_stats.json`` convention), so a killed job re-run redoes only what was
 missing. The marker records the shard it was made from (path, size, modification time), so a
-shard replaced or rewritten since is done again. A shard that keeps failing is recorded and skipped; the job goes on. While a
-process works on a shard it holds ``<shard>.lock`` in the output folder
-(``jestfilter.data.lock``), so two processes given the same shard (a requeued job, a rank
-started twice, two world sizes) never write it at once: the second skips it as busy.
+shard replaced or rewritten since is done again. A shard that keeps failing is recorded and
+skipped; the job goes on. While a process works on a shard it holds ``<shard>.lock`` in the
+output folder (``jestfilter.data.lock``), so two processes given the same shard (a requeued
+job, a rank started twice, two world sizes) never write it at once: the second skips it as busy.
 """
 
 from __future__ import annotations
