@@ -9,6 +9,7 @@ builds its flags (``jestfilter.commands._flags``), so a default is written once.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -28,6 +29,8 @@ FILTERED_RULES = {  # which samples bootstrap's filtered/ holds (jestfilter.sink
     "all": "every sample chosen in any pass (several passes: far more than 1−f)",
 }
 SAMPLES_PER_SHARD = 10_000  # every command that writes shards, as img2dataset does (the demo's are smaller)
+MAX_COUNT = 10**9  # the most steps, samples, batch rows, workers, ... a setting may give
+MAX_SEED = 2**63 - 1
 
 PRECISIONS = ("fp32", "bf16")
 FLEXI_MODES = ("off", "score", "train")  # train: the paper's Flexi-JEST; score: its cheap scoring alone
@@ -101,6 +104,7 @@ class TrainSettings:
     def validate(self) -> None:
         """Fail fast, with one line, on settings that cannot work."""
         criterion(self.method)
+        check_bounds(self)
         if not 0.0 < self.filter_ratio < 1.0:
             raise ValueError(f"--filter-ratio must lie strictly between 0 and 1, got {self.filter_ratio}")
         for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "n_chunks"):
@@ -108,8 +112,12 @@ class TrainSettings:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if not self.lr > 0.0:
             raise ValueError(f"--lr must be positive, got {self.lr}")
-        if self.weight_decay < 0.0:
+        if not self.weight_decay >= 0.0:
             raise ValueError(f"--weight-decay must be 0 or more, got {self.weight_decay}")
+        if not math.isfinite(self.gain):
+            raise ValueError(f"--gain must be a number, got {self.gain}")
+        if self.flexi_patch_size is not None and self.flexi_patch_size < 1:
+            raise ValueError(f"--flexi-patch-size must be positive, got {self.flexi_patch_size}")
         if not 0.0 <= self.warmup < 1.0:
             raise ValueError(f"--warmup must be a fraction of the steps in [0, 1), got {self.warmup}")
         if self.workers is not None and self.workers < 0:
@@ -196,6 +204,7 @@ class BootstrapConfig:
 
     def validate(self) -> None:
         """Fail fast, with one line, on arguments that cannot work."""
+        check_bounds(self)
         given = [self.curated is not None, self.web is not None, self.eval is not None]
         if any(given) and not all(given):
             raise ValueError("give --curated, --web and --eval together (or none of them for the demo)")
@@ -235,6 +244,21 @@ class BootstrapConfig:
         return dataclasses.replace(self.train, method="uniform" if offline else method,
                                    flexi=self.train.flexi if main else "off",
                                    score_context=self.train.score_context if main else None)
+
+
+def check_bounds(settings: Any) -> None:
+    """Refuse, in one line, a whole number beyond what a run can mean (``steps = 1e20`` in a
+    config file would loop in the plan, a seed over 2⁶³ fails deep in torch): at most
+    ``MAX_COUNT``, a seed in [0, 2⁶³)."""
+    for item in dataclasses.fields(settings):
+        value = getattr(settings, item.name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        low, high = (0, MAX_SEED) if item.name == "seed" else (-MAX_COUNT, MAX_COUNT)
+        if not low <= value <= high:
+            flag = "--" + item.name.replace("_", "-")
+            raise ValueError(f"{flag} must be {'at most' if value > high else 'at least'} "
+                             f"{high if value > high else low:,}, got {value}")
 
 
 def check_types(cls: type, values: dict[str, Any], where: str) -> None:

@@ -1,8 +1,10 @@
 """Embeddings of whole shards by a model, cached as one ``<shard>.emb.npz`` per input shard.
 
 This module owns the format: ``keys`` (str), ``image`` and ``text`` (fp16 ``[n, d]``, in key
-order), the model's ``scale`` (exponentiated) and ``bias``, and the shard they were made from
-(``source``: its absolute path or URL, ``source_size`` and ``source_mtime_ns``; -1 for a URL).
+order), the model's ``scale`` (exponentiated) and ``bias``, the model that made them (``model``:
+``jestfilter.models.weights_digest``, a SHA-256 of its weights and preprocessing) and the shard
+they were made from (``source``: its absolute path or URL, ``source_size`` and
+``source_mtime_ns``; -1 for a URL).
 ``write_embeddings`` and ``read_embeddings`` are its one writer and reader; bootstrap's
 reference cache and the ``embed``, ``score`` and ``dedup`` jobs all go through them.
 
@@ -38,7 +40,7 @@ from jestfilter.data.loader import decode, group_super_batches
 from jestfilter.data.shards import UnreadableShard, iter_readable_shard, shard_identity
 from jestfilter.data.types import RawSample
 from jestfilter.errors import UsageError
-from jestfilter.models import ModelBundle, embed
+from jestfilter.models import ModelBundle, embed, weights_digest
 from jestfilter.selection import SiglipOutputs
 
 SUFFIX = ".emb.npz"
@@ -56,6 +58,7 @@ class CachedEmbeddings(NamedTuple):
     source: str = ""
     source_size: int = -1
     source_mtime_ns: int = -1
+    model: str = ""  # weights_digest of the model that made them ("" in files written before it was recorded)
 
     def made_from(self, shard: str) -> bool:
         """The file was made from ``shard`` as it is now."""
@@ -73,7 +76,8 @@ def write_embeddings(path: str | os.PathLike, embeddings: CachedEmbeddings) -> N
     arrays = {"keys": np.array(embeddings.keys, dtype=str), "image": embeddings.image.astype(np.float16),
               "text": embeddings.text.astype(np.float16), "scale": np.float32(embeddings.scale),
               "bias": np.float32(embeddings.bias), "source": np.array(embeddings.source),
-              "source_size": np.int64(embeddings.source_size), "source_mtime_ns": np.int64(embeddings.source_mtime_ns)}
+              "source_size": np.int64(embeddings.source_size), "source_mtime_ns": np.int64(embeddings.source_mtime_ns),
+              "model": np.array(embeddings.model)}
 
     def save(tmp: str) -> None:
         with open(tmp, "wb") as file:
@@ -84,13 +88,15 @@ def write_embeddings(path: str | os.PathLike, embeddings: CachedEmbeddings) -> N
 
 def read_embeddings(path: str | os.PathLike, arrays: bool = True) -> CachedEmbeddings:
     """Read one shard's file (written by ``write_embeddings``); ``arrays=False`` reads only the
-    keys and what the file was made from (the embeddings come back empty), cheaply."""
+    keys, the scale and bias and what the file was made from and by (the embeddings come back
+    empty), cheaply."""
     with np.load(path) as data:
-        source = {name: data[name].item() for name in ("source", "source_size", "source_mtime_ns") if name in data}
+        made = {name: data[name].item() for name in ("source", "source_size", "source_mtime_ns", "model")
+                if name in data}
+        scale, bias = float(data["scale"]), float(data["bias"])
         if not arrays:
-            return CachedEmbeddings(data["keys"].tolist(), np.empty((0, 0)), np.empty((0, 0)), 0.0, 0.0, **source)
-        return CachedEmbeddings(data["keys"].tolist(), data["image"], data["text"], float(data["scale"]),
-                                float(data["bias"]), **source)
+            return CachedEmbeddings(data["keys"].tolist(), np.empty((0, 0)), np.empty((0, 0)), scale, bias, **made)
+        return CachedEmbeddings(data["keys"].tolist(), data["image"], data["text"], scale, bias, **made)
 
 
 def load_embeddings(cache_dir: str | os.PathLike, shard: str, path: Path | None = None) -> CachedEmbeddings:
@@ -143,11 +149,14 @@ def _hashed_path(cache_dir: str | os.PathLike, shard: str) -> Path:
 
 
 @torch.no_grad()
-def embed_shard(bundle: ModelBundle, shard: str, out_path: str | os.PathLike, batch_size: int = 256) -> int:
+def embed_shard(bundle: ModelBundle, shard: str, out_path: str | os.PathLike, batch_size: int = 256,
+                model_digest: str | None = None) -> int:
     """Embed every decodable sample of ``shard`` and write them to ``out_path``; returns the count.
     A shard that gives nothing at all (missing, not a file, not a tar) raises ``UnreadableShard``
-    and writes nothing: an empty file would say the shard was done."""
+    and writes nothing: an empty file would say the shard was done. ``model_digest``: the
+    model's ``weights_digest``, when the caller embeds many shards with it (else computed here)."""
     model = bundle.model
+    model_digest = model_digest or weights_digest(model)
     model.eval()
     device = model.logit_scale.device
     identity = shard_identity(shard)  # before reading: a shard rewritten meanwhile no longer matches
@@ -172,6 +181,7 @@ def embed_shard(bundle: ModelBundle, shard: str, out_path: str | os.PathLike, ba
         model.logit_scale.exp().item(),
         0.0 if bias is None else bias.item(),  # softmax CLIP models have none
         *identity,
+        model_digest,
     ))
     return len(keys)
 
@@ -185,9 +195,10 @@ def build_cache(bundle: ModelBundle, shards: Sequence[str], cache_dir: str | os.
     cache.cache_dir.mkdir(parents=True, exist_ok=True)
     todo = [shard for shard in sorted(shards)[rank::world_size] if not cache.holds(shard)]
     unreadable = []
+    digest = weights_digest(bundle) if todo else None
     for shard in tqdm(todo, desc="reference embeddings", unit="shard", disable=not progress or not todo):
         try:
-            embed_shard(bundle, shard, cache.path(shard), batch_size)
+            embed_shard(bundle, shard, cache.path(shard), batch_size, digest)
         except UnreadableShard as error:
             unreadable.append(str(error))
     if unreadable:
@@ -234,17 +245,25 @@ class EmbeddingCache:
                    if self.path(shard).exists())
 
     def check_model(self, shards: Sequence[str], model: torch.nn.Module) -> None:
-        """Refuse a cache written by another model: its stored scale and bias must be the model's."""
-        held = [shard for shard in shards if self.path(shard).exists()]
-        if not held:
-            return  # no shard could be read: nothing will be looked up
-        _, cached = self._shard(held[0])
-        scale, bias = cached.scale, cached.bias
+        """Refuse (``ValueError``) a cache any file of which another model wrote: the file's
+        ``weights_digest`` must be the model's. A file written before the digest was recorded
+        is held to the weaker test it had then: the model's logit scale and bias."""
+        own = weights_digest(model)
         own_scale = model.logit_scale.detach().exp().item()
         own_bias = 0.0 if model.logit_bias is None else model.logit_bias.detach().item()
-        if abs(scale - own_scale) > 1e-3 * scale or abs(bias - own_bias) > 1e-3 * max(1.0, abs(bias)):
-            raise ValueError(f"the embeddings in {self.cache_dir} were made by another model (scale {scale:.4g}, "
-                             f"bias {bias:.4g}; this reference: {own_scale:.4g}, {own_bias:.4g})")
+        for shard in shards:
+            path = self.path(shard)
+            if not path.exists():
+                continue  # a shard that could not be read: nothing will be looked up
+            cached = read_embeddings(path, arrays=False)
+            scale, bias = cached.scale, cached.bias
+            if cached.model and cached.model != own:
+                raise ValueError(f"{path} was made by another model (weights {cached.model[:12]}, this reference's "
+                                 f"{own[:12]}): embed the web shards with this reference (or leave out the cache)")
+            if not cached.model and (abs(scale - own_scale) > 1e-3 * scale
+                                     or abs(bias - own_bias) > 1e-3 * max(1.0, abs(bias))):
+                raise ValueError(f"the embeddings in {self.cache_dir} were made by another model (scale {scale:.4g}, "
+                                 f"bias {bias:.4g}; this reference: {own_scale:.4g}, {own_bias:.4g})")
 
     def lookup(self, samples: Sequence[RawSample], device: torch.device | str = "cpu") -> SiglipOutputs:
         """fp32 embeddings of ``samples`` (in order) with the model's scale and bias."""

@@ -261,6 +261,11 @@ def test_killed_run_resumes_to_the_same_kept_samples(demo, tmp_path, finished_ru
     (["--warmup", "1"], "--warmup"),
     (["--reference", "/some/folder"], "local-dir"),
     (["--config", "/no/such/config.json"], "config file not found"),
+    (["--steps", "99999999999999999999"], "--steps must be at most 1,000,000,000"),
+    (["--seed", "-1"], "--seed must be at least 0"),
+    (["--flexi", "--flexi-patch-size", "0"], "--flexi-patch-size must be positive"),
+    (["--gain", "nan"], "--gain must be a number"),
+    (["--weight-decay", "nan"], "--weight-decay must be 0 or more"),
 ])
 def test_bad_arguments_fail_fast_with_one_line(args, message, tmp_path, capsys):
     assert main(["bootstrap", "--out", str(tmp_path / "o"), *args]) == 2
@@ -347,6 +352,32 @@ def test_a_config_file_with_wrong_types_or_a_pipe_fails_with_one_line(tmp_path, 
     assert message in error and str(config) in error and "\n" not in error, error
 
 
+@pytest.mark.parametrize("web", [
+    "{{pipe:touch PWNED; cat {shard},{shard}}}",  # a brace turns the pattern into a command and a path
+    "{shard}::pipe:touch PWNED; cat {shard}",  # so does webdataset's '::' list
+    "http://127.0.0.1:9/x.tar'; touch PWNED; echo '",  # webdataset runs curl 'URL' in a shell
+    " pipe:touch PWNED; cat {shard}",  # a leading space: a path that is not there
+])
+def test_a_config_file_runs_no_shell_command_without_allow_pipe(web, demo, shared_reference, tmp_path, monkeypatch,
+                                                                capsys):
+    config = tmp_path / "run.toml"
+    config.write_text(f"web = {json.dumps(web.format(shard=expand_shards(demo.web)[0]))}\n")
+    monkeypatch.chdir(tmp_path)  # where the command would leave its file
+    assert main(["bootstrap", "--config", str(config), "--curated", demo.curated, "--eval", str(demo.eval),
+                 "--out", str(tmp_path / "o"), "--reference", shared_reference, *TINY, "--compare", "none"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("jestfilter bootstrap: error: ") and "\n" not in error, error
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_config_file_with_a_number_beyond_any_run_fails_at_once_with_one_line(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text("steps = 99999999999999999999\n")  # looped in the plan's count of evaluations
+    assert main(["bootstrap", "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "jestfilter bootstrap: error: --steps must be at most 1,000,000,000, got 99999999999999999999"
+
+
 def test_a_config_file_may_run_a_pipe_only_when_it_says_so(tmp_path):
     from jestfilter.cli import build_parser
     from jestfilter.commands.bootstrap import config_from
@@ -357,3 +388,84 @@ def test_a_config_file_may_run_a_pipe_only_when_it_says_so(tmp_path):
     assert cfg.web == ["pipe:cat web/00000.tar"]
     flags = build_parser().parse_args(["bootstrap", "--web", "pipe:cat web/00000.tar"])  # your own command line
     assert config_from(flags).web == ["pipe:cat web/00000.tar"]
+
+
+def run_folder(out: Path) -> dict[str, bytes]:
+    """Every file of a run's outputs and checkpoints (not its reference cache, which holds
+    whatever shards the last command embedded)."""
+    return {str(p.relative_to(out)): p.read_bytes() for part in ("filtered", "checkpoints", "runs", "final")
+            for p in sorted((out / part).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def interrupted(demo, shared_reference, tmp_path_factory):
+    """A run whose learner holds a checkpoint and no result, as one killed after a checkpoint,
+    on its own copy of the web shards."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("interrupted")
+    web = shutil.copytree(Path(expand_shards(demo.web)[0]).parent, root / "web")
+    args = ["--web", str(web / "*.tar"), "--reference", shared_reference, "--compare", "none"]
+    assert main([*bootstrap_args(demo, root / "run"), *args, "--keep-checkpoints"]) == 0
+    (root / "run" / "runs" / "learnability.json").unlink()
+    (root / "run" / "metrics.json").unlink()
+    return root, args
+
+
+@pytest.mark.parametrize("change, message", [
+    ("another rule", "rule 'first-pass', not 'top'"),
+    ("another web folder", "where this run reads"),
+    ("a rewritten shard", "changed since the checkpoint read it"),
+])
+def test_a_resume_on_other_data_or_another_rule_is_refused_with_one_line_and_leaves_the_output(
+        interrupted, demo, tmp_path, capsys, change, message):
+    import shutil
+
+    root, args = interrupted
+    out = shutil.copytree(root / "run", tmp_path / "run")
+    before = run_folder(out)
+    shard = root / "web" / "00001.tar"
+    stat = shard.stat()
+    if change == "another rule":
+        args = [*args, "--filtered-rule", "top"]
+    elif change == "another web folder":  # the same bytes, somewhere else
+        args = [*args, "--web", str(shutil.copytree(root / "web", tmp_path / "web") / "*.tar")]
+    else:
+        os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    try:
+        status = main([*bootstrap_args(demo, out), *args])
+    finally:
+        os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and error[-1].startswith("jestfilter bootstrap: error: cannot resume: ") and message in error[-1]
+    assert run_folder(out) == before
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes(demo, finished_run, tmp_path):
+    out = tmp_path / "killed"
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    args = [*bootstrap_args(demo, out), "--checkpoint-every", "100"]  # no periodic checkpoint before the end
+    process = subprocess.Popen([sys.executable, "-m", "jestfilter", *args], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=env)
+    second_shard = out / "filtered" / "filtered-000001.tar"
+    deadline = time.time() + 300
+    while not second_shard.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert second_shard.exists() and not (out / "metrics.json").exists()
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    reference_out, _ = finished_run
+    assert kept_keys(out) == kept_keys(reference_out)
+    assert written_samples(out) == written_samples(reference_out)
+
+
+def test_web_shards_that_give_no_sample_end_the_run_with_one_line(demo, shared_reference, tmp_path, capsys):
+    for name in ("a.tar", "b.tar"):
+        (tmp_path / name).write_bytes(b"")
+    assert main([*bootstrap_args(demo, tmp_path / "out"), "--web", str(tmp_path / "*.tar"),
+                 "--reference", shared_reference, "--compare", "none"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("jestfilter bootstrap: error: a whole pass over the 2 shard(s) gave no usable sample "
+                            "(rejected: 2 empty_shard)"), error

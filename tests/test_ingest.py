@@ -4,7 +4,10 @@ import functools
 import http.server
 import json
 import signal
+import struct
 import threading
+import time
+import zlib
 
 import polars as pl
 import pytest
@@ -164,3 +167,61 @@ def test_a_public_address_is_one_anyone_could_reach():
     names = {"cdn.example": ["93.184.215.14"], "split.example": ["93.184.215.14", "10.0.0.1"]}
     assert check_urls(["https://cdn.example/a.jpg", "https://split.example/b.jpg", "HTTP://cdn.example:8080/c"],
                       resolve=names.__getitem__) == [None, "private_address", None]
+
+
+class HostileHandler(QuietHandler):
+    """An endless body, a body dripping a byte at a time, and what QuietHandler serves."""
+
+    def do_GET(self):
+        if self.path not in ("/endless.jpg", "/drip.jpg"):
+            return super().do_GET()
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(bytes(1 << 16) if self.path == "/endless.jpg" else b"\xff")
+                self.wfile.flush()
+                if self.path == "/drip.jpg":
+                    time.sleep(0.3)  # never long enough for the per-read timeout
+        except OSError:  # the client gave up
+            return
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A grey PNG of zeros: a few hundred KB announcing width × height pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compress(b"".join(b"\x00" + bytes(width) for _ in range(height)), 9)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def test_a_download_is_bounded_in_bytes_seconds_and_pixels(tmp_path, capsys, loopback_only):
+    site = tmp_path / "site"
+    site.mkdir()
+    Image.fromarray(load_fashion_mnist().test_images[0]).save(site / "good.jpg")
+    (site / "huge.png").write_bytes(huge_png(20_000, 20_000))  # 389 KB, 400 million pixels decoded
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(HostileHandler, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    urls = tmp_path / "urls.parquet"
+    names = ["good.jpg", "endless.jpg", "drip.jpg", "huge.png"]
+    pl.DataFrame({"url": [f"{base}/{n}" for n in names], "caption": names}).write_parquet(urls)
+    started = time.monotonic()
+    try:
+        assert main(["ingest", str(urls), "--out", str(tmp_path / "out"), "--threads", "4", "--allow-private-urls",
+                     "--max-download-bytes", "1000000", "--max-download-seconds", "3",
+                     "--max-image-pixels", "10000000"]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert time.monotonic() - started < 60
+    assert "4 urls: 1 downloaded, 2 failed to download, 1 failed to resize" in capsys.readouterr().out
+    status = pl.read_parquet(list((tmp_path / "out").glob("*.parquet")))
+    errors = dict(zip(status["caption"], status["error_message"]))
+    assert errors["good.jpg"] is None
+    assert errors["endless.jpg"] == "response over 1,000,000 bytes"
+    assert errors["drip.jpg"] == "download took over 3 s"
+    assert "CV_IO_MAX_IMAGE_PIXELS" in errors["huge.png"]  # refused from its header, never decoded

@@ -366,6 +366,8 @@ def test_failures_are_retried_recorded_and_redone(demo, tmp_path, capsys):
     ["filter", "--shards", "{web}", "--scores", "{scores}", "--out", "{tmp}/f", "--keep-fraction", "1.5"],
     ["filter", "--shards", "{web}", "--scores", "{scores}", "--out", "{tmp}/f", "--threshold", "1", "--column", "x"],
     ["filter", "--shards", "{web}", "--scores", "{scores}", "--out", "{tmp}/f", "--threshold", "1"],  # no learner
+    ["filter", "--shards", "{web}", "--scores", "{scores}", "--out", "{tmp}/f", "--threshold", "nan",
+     "--column", "reference_loss"],  # would keep nothing
     ["embed", "--model", "{root}/reference", "--shards", "{tmp}/none-*.tar", "--out", "{tmp}/e"],
     ["embed", "--model", "{root}/reference", "--shards", "{web}", "--out", "{tmp}/e", "--rank", "2",
      "--world-size", "2"],
@@ -445,3 +447,31 @@ def test_a_cache_made_from_another_shard_of_the_same_name_is_never_used(demo, tm
         embed_shard(bundle, shard, own)
         looked_up = cache.lookup(samples[shard])
         assert torch.equal(looked_up.image, torch.from_numpy(read_embeddings(own).image.astype(np.float32)))
+
+
+def test_a_shard_replaced_after_it_was_done_is_done_again(demo, tmp_path, capsys):
+    from jestfilter.embeddings import read_embeddings
+
+    root, paths = demo
+    web = Path(shutil.copytree(Path(expand_shards(paths.web)[0]).parent, tmp_path / "web"))
+    shards, out = str(web / "*.tar"), tmp_path / "emb"
+    assert cli("embed", "--model", root / "reference", "--shards", shards, "--out", out) == 0
+    replaced = web / "00001.tar"
+    shutil.copyfile(web / "00002.tar", replaced)  # another download under the same name
+    capsys.readouterr()
+    assert cli("embed", "--model", root / "reference", "--shards", shards, "--out", out) == 0
+    assert "1 done, 5 skipped" in capsys.readouterr().out
+    assert read_embeddings(out / "00001.emb.npz").made_from(str(replaced))
+    assert cli("embed", "--model", root / "reference", "--shards", shards, "--out", out) == 0
+    assert "0 done, 6 skipped" in capsys.readouterr().out
+    # filter redoes it too, and the shard's old output goes
+    scores = tmp_path / "scores"
+    assert cli("score", "--embeddings", out, "--out", scores) == 0
+    base = ["filter", "--shards", shards, "--scores", scores, "--out", tmp_path / "f", "--keep-fraction", "1",
+            "--column", "reference_loss", "--samples-per-shard", "7"]
+    assert cli(*base) == 0
+    (web / "00003.tar").write_bytes(b"")  # now empty: no output shard at all
+    assert cli("score", "--embeddings", out, "--out", scores) == 0 and cli(*base) == 0
+    assert not list((tmp_path / "f").glob("00003-*.tar"))
+    assert set(json.loads((tmp_path / "f" / "sizes.json").read_text())) == {
+        p.name for p in (tmp_path / "f").glob("*.tar")}

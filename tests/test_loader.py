@@ -183,3 +183,63 @@ def test_a_buffer_spanning_few_shards_is_pointed_out(web_shards, tokenizer):
         assert SuperBatchLoader(web_shards.pattern, 4, tokenizer, shuffle_buffer=4 * per_shard).mixing_note() is None
     finally:
         (folder / "sizes.json").unlink()
+
+
+def test_the_shuffle_buffer_is_bounded_in_bytes_as_well_as_in_samples(web_shards, tokenizer, monkeypatch):
+    import random
+
+    from jestfilter.data import RawSample, iter_samples
+    from jestfilter.data.loader import buffer_shuffle, pass_shards
+
+    sizes = [random.Random(i).choice([10, 1_000, 40_000]) for i in range(300)]
+    samples = [RawSample(str(i), "s", {"jpg": bytes(n)}) for i, n in enumerate(sizes)]
+    read = 0
+
+    def source():
+        nonlocal read
+        for sample in samples:
+            read += 1
+            yield sample
+
+    out, most = [], 0
+    for sample in buffer_shuffle(source(), 1_000, random.Random(0), max_bytes=100_000):
+        out.append(sample)
+        most = max(most, sum(sizes[:read]) - sum(len(s.members["jpg"]) for s in out))
+    assert sorted(int(s.key) for s in out) == list(range(300)) and most <= 100_000 + max(sizes)  # one being read
+    # the cap reaches the loader's workers through the environment: at 1 byte nothing is held
+    monkeypatch.setenv("JESTFILTER_SHUFFLE_BUFFER_BYTES", "1")
+    loader = SuperBatchLoader(web_shards.pattern, 8, tokenizer, workers=2, shuffle_buffer=16, seed=3)
+    keys = [s.key for batch in loader for s in batch.samples]
+    in_order = [s.key for shard in pass_shards(loader.shards, 3, 0, True)
+                for s in iter_samples([shard]) if isinstance(s, RawSample)]
+    assert keys == in_order
+
+
+@pytest.mark.parametrize("text", ["[]", '"x"', "3", '{"web-000000.tar": "20"}', "{"])
+def test_a_sizes_json_that_is_not_a_table_of_counts_is_ignored(web_shards, tokenizer, tmp_path, text):
+    import shutil
+
+    folder = Path(shutil.copytree(web_shards.folder, tmp_path / "web"))
+    (folder / "sizes.json").write_text(text)
+    assert SuperBatchLoader(str(folder / "*.tar"), 4, tokenizer, shuffle_buffer=2).mixing_note() is None
+
+
+def test_a_super_batch_is_handed_out_as_soon_as_a_sample_follows_it():
+    """Only one group's raw bytes are held: group k goes out when group k+1's first sample comes,
+    not when group k+1 is full; rejections after the last sample still join the last group."""
+    from jestfilter.data import RawSample, Rejected
+    from jestfilter.data.loader import group_super_batches
+
+    items = [RawSample(str(i), "s", {}) for i in range(10)] + [Rejected("x", "s", "corrupt_image")]
+    read = 0
+
+    def source():
+        nonlocal read
+        for item in items:
+            read += 1
+            yield item
+
+    seen = []
+    for samples, rejected in group_super_batches(source(), 4):
+        seen.append((read, [s.key for s in samples], [r.key for r in rejected]))
+    assert seen == [(5, ["0", "1", "2", "3"], []), (9, ["4", "5", "6", "7"], []), (11, ["8", "9"], ["x"])]

@@ -89,3 +89,19 @@ def test_a_fresh_manifest_refuses_a_folder_holding_one(batches, tmp_path):
 def test_scores_must_match_the_super_batch(batches, tmp_path):
     with pytest.raises(ValueError, match="expected"):
         Manifest(tmp_path, score_columns=SCORE_COLUMNS).record(batches[0], step=0, kept=[0], learner_loss=[1.0])
+
+
+def test_a_part_being_written_never_sits_in_the_folder_readers_scan(batches, tmp_path, monkeypatch):
+    folder, seen = tmp_path / "manifest.parquet", []
+    write = pl.DataFrame.write_parquet
+
+    def write_and_look(frame, file, *args, **kwargs):  # a reader scanning the folder mid-write
+        write(frame, file, *args, **kwargs)
+        seen.append(sorted(p.name for p in folder.iterdir()))
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", write_and_look)
+    manifest = Manifest(tmp_path, rows_per_part=5, score_columns=SCORE_COLUMNS)
+    fill(manifest, batches)
+    manifest.close()
+    assert len(seen) == manifest.parts > 1
+    assert all(name.startswith("part-") and name.endswith(".parquet") for names in seen for name in names)

@@ -168,3 +168,27 @@ def test_bf16_trains_fp32_weights_and_selects_in_fp32(demo, tmp_path, reference_
     pixels = run.bundle.preprocess.to_model(torch.zeros(4, 3, 28, 28, dtype=torch.uint8))
     learner = run.learner_embeddings(pixels, run.bundle.tokenizer(["a dress"] * 4))
     assert learner.image.dtype == learner.text.dtype == torch.float32
+
+
+def test_a_reference_cache_from_a_model_with_other_weights_but_the_same_scale_and_bias_is_refused(
+        demo, tmp_path):
+    torch.manual_seed(1)
+    reference = create_model("jest-tiny")
+    other = create_model("jest-tiny")  # the same scale and bias, another image tower
+    other.model.visual.load_state_dict(create_model("jest-tiny").model.visual.state_dict())
+    assert other.model.logit_bias.item() == reference.model.logit_bias.item()
+    shards = expand_shards(demo.web)
+    cache = build_cache(other, shards, tmp_path / "other", progress=False)
+    with pytest.raises(ValueError, match="was made by another model") as error:
+        cache.check_model(shards, reference.model)
+    assert "\n" not in str(error.value)
+    build_cache(reference, shards, tmp_path / "own", progress=False).check_model(shards, reference.model)
+
+
+def test_the_plan_counts_evaluations_without_visiting_every_step():
+    from jestfilter.train.schedule import evaluation_due
+
+    for steps in (1, 2, 7, 10, 99, 250, 601):
+        for every in (1, 3, 4, 10, 100):
+            assert evaluations(steps, every) == 1 + sum(evaluation_due(s, steps, every) for s in range(1, steps + 1))
+    assert evaluations(10**18, 100) == 1 + 8 * 10**17 // 100 + (10**18 - 8 * 10**17) // 25  # at once

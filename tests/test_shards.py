@@ -243,3 +243,81 @@ def test_docs_data_md_lists_every_reason_with_what_to_do():
                 MISSING_SCORE, MISSING_EMBEDDING, SHORT_SUPER_BATCH, "dedup_exact", "dedup_near", "dedup_eval"]
     assert len(reasons) > 25
     assert [r for r in reasons if f"`{r}`" not in docs] == []
+
+
+def test_each_expanded_name_is_a_url_or_a_path_on_its_own_and_a_url_a_shell_would_cut_is_refused(web_shards):
+    from jestfilter.data.shards import shell_commands
+
+    shard = str(web_shards.paths[0])
+    assert expand_shards(f"{shard}::pipe:cat {shard}") == [shard, f"pipe:cat {shard}"]
+    assert shell_commands([f"{{pipe:touch x; cat {shard},{shard}}}"]) == [f"pipe:touch x; cat {shard}"]
+    assert shell_commands([f"{shard}::pipe:cat {shard}"]) == [f"pipe:cat {shard}"]
+    assert shell_commands([f" pipe:cat {shard}"]) == []  # a path with a leading space, never a pipe
+    with pytest.raises(FileNotFoundError, match="matches no file"):
+        expand_shards(f" pipe:cat {shard}")
+    with pytest.raises(ValueError, match="quote"):  # webdataset runs curl 'URL' in a shell
+        expand_shards("http://127.0.0.1:9/x.tar'; touch PWNED; echo '")
+    with pytest.raises(ValueError, match="lower case"):  # webdataset's pipe: reader asserts it
+        expand_shards(f"PIPE:cat {shard}")
+
+
+def test_a_shard_named_twice_is_read_once(web_shards, tmp_path, monkeypatch):
+    paths = [str(p) for p in web_shards.paths]
+    link = tmp_path / "link.tar"
+    link.symlink_to(paths[0])
+    monkeypatch.chdir(web_shards.folder)
+    again = ["./" + web_shards.paths[0].name, str(link), web_shards.pattern, paths[0]]
+    assert expand_shards([paths[0], *again]) == paths
+    assert expand_shards([str(tmp_path / "gone.tar"), str(tmp_path / "x" / ".." / "gone.tar"), paths[1]]) == [
+        str(tmp_path / "gone.tar"), paths[1]]
+
+
+def test_a_member_name_that_is_not_utf8_is_rejected_at_read_time_with_a_storable_key(web_shards, tmp_path):
+    import io
+    import tarfile
+
+    from jestfilter.data import Manifest, SuperBatch, read_manifest
+
+    samples = [s for s in iter_samples([str(web_shards.paths[0])])][:3]
+    path = tmp_path / "latin1.tar"  # GNU tar keeps the name's bytes; tarfile reads é (0xe9) back as \udce9
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape") as tar:
+        for i, sample in enumerate(samples):
+            key = "caf\udce9" if i == 1 else sample.key
+            for ext, data in sorted(sample.members.items()):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    items = list(iter_samples([str(path)]))
+    assert [type(i).__name__ for i in items] == ["RawSample", "Rejected", "RawSample"]
+    assert (items[1].key, items[1].reason) == ("caf\\udce9", "member_name_not_utf8")
+    manifest = Manifest(tmp_path / "out")
+    manifest.record(SuperBatch.undecoded([items[0], items[2]], [items[1]]), step=0, kept=[0])
+    manifest.close()
+    assert read_manifest(tmp_path / "out")["reason"].to_list() == [None, None, "member_name_not_utf8"]
+
+
+def test_reading_stops_soon_after_the_end_of_archive_blocks(web_shards, tmp_path):
+    import time
+
+    zeros = tmp_path / "zeros.tar"
+    with open(zeros, "wb") as file:
+        file.truncate(20 << 30)  # 20 GB of zeros, sparse: read to its end it takes a minute
+    started = time.perf_counter()
+    assert [(r.key, r.reason) for r in iter_samples([str(zeros)])] == [("", "empty_shard"), ("", "trailing_garbage")]
+    endless = f"pipe:cat {web_shards.paths[0]}; cat /dev/zero"  # a complete tar, then zeros without end
+    items = list(iter_samples([endless]))
+    assert time.perf_counter() - started < 20
+    assert sum(isinstance(i, RawSample) for i in items) == 20
+    assert [(r.key, r.reason) for r in items if isinstance(r, Rejected)] == [("", "trailing_garbage")]
+
+
+def test_extensions_match_in_any_case_for_captions_as_for_images(web_shards, tmp_path):
+    from conftest import write_members
+
+    sample = next(s for s in iter_samples([str(web_shards.paths[0])]) if "jpg" in s.members)
+    image, caption = sample.members["jpg"], sample.members["txt"]
+    write_members(tmp_path / "upper.tar", [("a.JPG", image), ("a.TXT", caption),
+                                           ("b.jpg", image), ("b.txt", caption), ("b.TXT", caption)])
+    items = list(iter_samples([str(tmp_path / "upper.tar")]))
+    assert isinstance(items[0], RawSample) and items[0].members == {"JPG": image, "TXT": caption}
+    assert (items[1].key, items[1].reason) == ("b", "duplicate_member")  # two captions

@@ -70,7 +70,9 @@ def wait_until(condition, seconds: float = 60) -> bool:
 def running_with_workers(demo, out, batch_size=8) -> tuple[subprocess.Popen, list[int]]:
     """A training run past its first checkpoint, and its two DataLoader workers."""
     run = start(train_args(demo, out, batch_size=batch_size))
-    assert wait_until(lambda: (out / "checkpoint.pt").exists() or run.poll() is not None, 300), "no checkpoint"
+    # the checkpoint before the first step comes before the workers start: wait for both
+    assert wait_until(lambda: ((out / "checkpoint.pt").exists() and len(children(run.pid)) >= 2)
+                      or run.poll() is not None, 300), "no checkpoint"
     assert run.poll() is None, run.stderr.read()[-2000:]
     workers = children(run.pid)
     assert len(workers) >= 2, workers
@@ -155,3 +157,24 @@ def read_only(folder: Path):
         if immutable:
             subprocess.run(["chattr", "-i", str(folder)], check=True)
         folder.chmod(0o755)
+
+
+def test_a_full_disk_while_saving_a_model_ends_the_run_with_one_line(demo, tmp_path):
+    from jestfilter.models import create_model, save_local_dir
+
+    def small_files():  # writes past 1 MB fail as on a full disk: the model's weights (13 MB) do not fit
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+
+    reference = tmp_path / "reference"
+    save_local_dir(create_model("jest-tiny"), reference)
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    args = ["bootstrap", "--curated", demo.curated, "--web", demo.web, "--eval", str(demo.eval), "--out", str(out),
+            "--reference", str(reference), "--model", "jest-tiny", "--compare", "none", "--no-progress"]
+    run = subprocess.run([sys.executable, "-m", "jestfilter", *args], cwd=ROOT, env=env, text=True,
+                         capture_output=True, preexec_fn=small_files, timeout=600)
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last == f"jestfilter bootstrap: error: cannot write {out / 'reference'}: File too large"
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".reference")]  # no temporary folder left

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -160,16 +161,32 @@ def checkpointed_sink(web_shards, folder):
     return sink.state_dict()
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda f: (f / "manifest.parquet" / "part-00001.parquet").unlink(), "part-00001.parquet is missing"),
-    (lambda f: (f / "filtered-000000.tar").unlink(), "filtered-000000.tar is missing"),
-    (lambda f: (f / "filtered-000001.tar").write_bytes(b"x" * 10240), "filtered-000001.tar holds 10,240 bytes"),
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[700] ^= 1  # inside the first member's bytes: the size stays, the tar still reads
+    path.write_bytes(bytes(data))
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("damage, settings, message", [
+    (lambda f: (f / "manifest.parquet" / "part-00001.parquet").unlink(), {}, "part-00001.parquet is missing"),
+    (lambda f: (f / "filtered-000000.tar").unlink(), {}, "filtered-000000.tar is missing"),
+    (lambda f: (f / "filtered-000001.tar").write_bytes(b"x" * 10240), {}, "filtered-000001.tar holds 10,240 bytes"),
+    (lambda f: flip_a_byte(f / "filtered-000001.tar"), {}, "filtered-000001.tar is not the file the checkpoint saw"),
+    (lambda f: None, {"rule": "first-pass"}, "rule 'all', not 'first-pass'"),
+    (lambda f: None, {"samples_per_shard": 5}, "4 samples per shard, not 5"),
 ])
-def test_resuming_a_folder_that_lost_what_the_checkpoint_counts_on_is_refused(web_shards, tmp_path, damage, message):
+def test_resuming_a_folder_that_lost_what_the_checkpoint_counts_on_is_refused(web_shards, tmp_path, damage, settings,
+                                                                              message):
     from jestfilter.sinks import FilteredOutput
 
     state = checkpointed_sink(web_shards, tmp_path)
     damage(tmp_path)
+    before = folder_bytes(tmp_path)
     with pytest.raises(ValueError, match=message) as error:
-        FilteredOutput(tmp_path, samples_per_shard=4, extremes=False).load_state_dict(state)
+        FilteredOutput(tmp_path, **{"samples_per_shard": 4, **settings}, extremes=False).load_state_dict(state)
     assert "cannot resume" in str(error.value) and "\n" not in str(error.value)
+    assert folder_bytes(tmp_path) == before  # refused before anything was changed

@@ -75,9 +75,11 @@ def _read_config(path: Path) -> dict:
     allow_pipe = values.pop("allow_pipe", False)
     if not isinstance(allow_pipe, bool):
         raise UsageError(f"{path}: allow_pipe must be true or false, got {allow_pipe!r}")
+    from jestfilter.data.shards import shell_commands  # the data stack only when a file is read
+
     for key in ("curated", "web"):
         patterns = [values[key]] if isinstance(values.get(key), str) else values.get(key) or []
-        piped = [p for p in patterns if p.startswith("pipe:")]
+        piped = shell_commands(patterns)  # what the patterns expand to, as the reader will see it
         if piped and not allow_pipe:
             raise UsageError(f"{path}: {key} runs a shell command ({piped[0]!r}); a config file may only do that "
                              "with allow_pipe = true")

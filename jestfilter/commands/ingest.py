@@ -25,6 +25,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-private-urls", action="store_true",
                         help="also fetch http(s) URLs of loopback, private and link-local addresses (a mirror on "
                              "your own network); by default only public addresses are fetched")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                        help="a download fails when the server keeps it waiting S seconds at once (img2dataset's "
+                             "timeout)")
+    parser.add_argument("--max-download-seconds", type=float, default=30.0, metavar="S",
+                        help="a download fails when it takes over S seconds in all (a server sending a byte at "
+                             "a time)")
+    parser.add_argument("--max-download-bytes", type=int, metavar="N",
+                        help="a download fails when its response holds over N bytes (default: "
+                             "$JESTFILTER_MAX_SAMPLE_BYTES, else 64 MiB)")
+    parser.add_argument("--max-image-pixels", type=int, metavar="N",
+                        help="an image over N pixels fails, refused from its header before it is decoded "
+                             "(img2dataset's max_image_area; default: $JESTFILTER_MAX_IMAGE_PIXELS, else 64 million)")
     parser.add_argument("--i2d", action="append", default=[], metavar="KEY=VALUE",
                         help="any other img2dataset.download option, repeatable, e.g. --i2d retries=2 "
                              "--i2d resize_mode=center_crop (values read as Python literals; "
@@ -46,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
         input_format=args.input_format,
         options=dict(parse_option(text) for text in args.i2d),
         allow_private=args.allow_private_urls,
+        timeout=args.timeout,
+        max_seconds=args.max_download_seconds,
+        max_bytes=args.max_download_bytes,
+        max_pixels=args.max_image_pixels,
     )
     if summary.refused:
         reasons = ", ".join(f"{n:,} {reason}" for reason, n in summary.refused.most_common())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,17 +22,22 @@ class WriteFailed(OSError):
         super().__init__(f"cannot write {path}: {reason}")
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` and move the result to ``path`` in one step."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], tmp_dir: str | os.PathLike | None = None
+                 ) -> None:
+    """Call ``write(tmp_path)`` and move the result to ``path`` in one step. The temporary
+    file sits beside ``path``, or in ``tmp_dir`` (on the same filesystem): a folder that
+    readers take whole, such as a parquet dataset, must never hold a half-written file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # writers in other processes (ranks) race apart
+    # writers in other processes (ranks) race apart by pid
+    tmp = (path.with_name(f".{path.name}.{os.getpid()}.tmp") if tmp_dir is None else
+           Path(tmp_dir) / f".{path.parent.name}-{path.name}.{os.getpid()}.tmp")
     try:
         write(str(tmp))
         with open(tmp, "rb+") as handle:  # the data must be on disk before the rename is
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except Exception as error:  # OSError, torch's RuntimeError, polars' errors: all say "not written"
-        reason = _why(tmp, error)
+        reason = why_not_written(tmp, error)
         tmp.unlink(missing_ok=True)
         raise WriteFailed(path, reason) from error
     except BaseException:  # a stop (SIGTERM, Ctrl-C) in the middle: no temporary file left behind
@@ -39,11 +45,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         raise
 
 
-def _why(tmp: Path, error: Exception) -> str:
-    """What the filesystem said. torch reports a failed write as a RuntimeError of its zip
-    writer; writing a little more to the same file gets the system's own reason."""
+def why_not_written(tmp: str | os.PathLike, error: Exception) -> str:
+    """What the filesystem said. torch (a RuntimeError of its zip writer) and safetensors (a
+    SafetensorError) report a failed write in their own words: the system's reason is the
+    ``(os error N)`` a Rust writer names, or what writing a little more to the same file gets."""
     if isinstance(error, OSError):
         return error.strerror or str(error)
+    named = re.search(r"\(os error (\d+)\)", str(error))
+    if named:
+        return os.strerror(int(named.group(1)))
     try:
         with open(tmp, "ab") as handle:
             handle.write(bytes(1 << 16))

@@ -60,12 +60,15 @@ def write_sizes_json(folder: str | Path, sizes: dict[str, int]) -> None:
 
 
 def known_sizes(shards: list[str]) -> dict[str, int]:
-    """Sample counts of the local ``shards`` that a ``sizes.json`` beside them lists."""
+    """Sample counts of the local ``shards`` that a ``sizes.json`` beside them lists (a file
+    that is not a JSON object of counts is left out: it is only a hint)."""
     sizes: dict[str, int] = {}
     for folder in {os.path.dirname(shard) for shard in shards if "://" not in shard}:
         try:
             listed = json.loads((Path(folder) / SIZES).read_text())
         except (OSError, ValueError):
+            continue
+        if not isinstance(listed, dict):
             continue
         sizes.update({os.path.join(folder, name): n for name, n in listed.items() if isinstance(n, int)})
     return {shard: sizes[shard] for shard in shards if shard in sizes}

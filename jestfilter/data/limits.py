@@ -9,6 +9,9 @@ same values without a flag threaded through every call:
 ``JESTFILTER_MAX_IMAGE_PIXELS`` (default 64 million)
     the most pixels an image's header may announce; a larger one is never decoded and the
     sample is rejected as ``image_too_large`` (a 13,000² PNG of a few KB decodes to 500 MB).
+``JESTFILTER_SHUFFLE_BUFFER_BYTES`` (default 1 GiB)
+    the most bytes of raw samples a loader worker's shuffle buffer holds, whatever its number
+    of samples (``--shuffle-buffer``): 20,000 samples of 50 KB fit, 40 of 60 MB do not.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import os
 
 SAMPLE_BYTES_ENV = "JESTFILTER_MAX_SAMPLE_BYTES"
 IMAGE_PIXELS_ENV = "JESTFILTER_MAX_IMAGE_PIXELS"
+SHUFFLE_BYTES_ENV = "JESTFILTER_SHUFFLE_BUFFER_BYTES"
 DEFAULT_SAMPLE_BYTES = 64 << 20
 DEFAULT_IMAGE_PIXELS = 64_000_000
+DEFAULT_SHUFFLE_BYTES = 1 << 30
 EXTENDED_HEADER_BYTES = 1 << 20  # a tar's long-name / PAX header (tarfile reads it whole)
 
 
@@ -28,6 +33,10 @@ def max_sample_bytes() -> int:
 
 def max_image_pixels() -> int:
     return _positive(IMAGE_PIXELS_ENV, DEFAULT_IMAGE_PIXELS)
+
+
+def max_shuffle_bytes() -> int:
+    return _positive(SHUFFLE_BYTES_ENV, DEFAULT_SHUFFLE_BYTES)
 
 
 def _positive(name: str, default: int) -> int:

@@ -38,8 +38,9 @@ from webdataset.shardlists import split_by_node
 
 from jestfilter.data.images import image_reason
 from jestfilter.data.layout import known_sizes, shard_stem
+from jestfilter.data.limits import max_shuffle_bytes
 from jestfilter.data.pixels import decode_checked, stack_pixels
-from jestfilter.data.shards import caption_of, expand_shards, image_member, iter_samples
+from jestfilter.data.shards import caption_of, expand_shards, image_member, iter_samples, shard_identity
 from jestfilter.data.tokens import CachedTokenizer, Tokenizer
 from jestfilter.data.types import RawSample, Rejected, SuperBatch
 
@@ -61,28 +62,39 @@ def pass_stream(
     """One pass's raw samples and rejections, in order (only the samples ``only`` names, if given)."""
     items = iter_samples(pass_shards(shards, seed, pass_index, shuffle_buffer > 1))
     if shuffle_buffer > 1:
-        items = buffer_shuffle(items, shuffle_buffer, random.Random(f"{seed}/{pass_index}/samples"))
+        items = buffer_shuffle(items, shuffle_buffer, random.Random(f"{seed}/{pass_index}/samples"),
+                               max_shuffle_bytes())
     if only is not None:
         items = (x for x in items if isinstance(x, Rejected) or (shard_stem(x.source_shard), x.key) in only)
     return items
 
 
-def buffer_shuffle(items: Iterable, size: int, rng: random.Random) -> Iterator:
-    """Hold ``size`` items; for each new one, hand out a random held item. Seeded by ``rng``,
-    so the order is a pure function of the input and the seed."""
+def buffer_shuffle(items: Iterable, size: int, rng: random.Random, max_bytes: int | None = None) -> Iterator:
+    """Hold ``size`` items; for each new one, hand out a random held item, and more while the
+    held samples' members come to over ``max_bytes`` (a few huge samples must not fill memory).
+    Seeded by ``rng``, so the order is a pure function of the input and the seed."""
     held: list = []
+    held_bytes = 0
 
     def take() -> object:
+        nonlocal held_bytes
         i = rng.randrange(len(held))
         held[i], held[-1] = held[-1], held[i]
-        return held.pop()
+        item = held.pop()
+        held_bytes -= _raw_bytes(item)
+        return item
 
     for item in items:
         held.append(item)
-        if len(held) >= size:
+        held_bytes += _raw_bytes(item)
+        while held and (len(held) >= size or (max_bytes is not None and held_bytes > max_bytes)):
             yield take()
     while held:
         yield take()
+
+
+def _raw_bytes(item: RawSample | Rejected) -> int:
+    return sum(map(len, item.members.values())) if isinstance(item, RawSample) else 0
 
 
 def group_super_batches(
@@ -101,10 +113,11 @@ def group_super_batches(
         if isinstance(item, Rejected):
             rejected.append(item)
             continue
+        if held:  # a sample follows, so the held group is not the last: out with it (one group in memory)
+            yield held
+            held = None
         samples.append(item)
         if len(samples) == target:
-            if held:
-                yield held
             held, samples, rejected = (samples, rejected), [], []
             groups += 1
             target = size_of(groups)
@@ -141,6 +154,10 @@ def decode(
     return pixels, texts, kept, rejected
 
 
+class NoSamples(ValueError):
+    """A whole pass over the data gave no usable sample: another pass would give none either."""
+
+
 class _StreamDataset(IterableDataset):
     """The stream from (pass, super-batch ``start``) on, over the remaining passes; each worker
     decodes its share, in turn."""
@@ -171,6 +188,7 @@ class _StreamDataset(IterableDataset):
                 timings["read"] += time.perf_counter() - reading
                 images, texts, samples, rejected = decode(samples, rejected, cfg.tokenizer, timings)
                 yield SuperBatch(images, texts, samples, rejected, pass_index, index, dict(timings))
+                del images, texts, samples, rejected  # the batch is the consumer's now: hold no raw bytes of it
                 timings.clear()
                 reading = time.perf_counter()
             first, pass_index, start = first + index + 1, pass_index + 1, 0
@@ -235,6 +253,7 @@ class SuperBatchLoader:
         self.handed_out = 0  # super-batches of that pass already yielded
         self.total = 0  # super-batches yielded since the run began, over all passes
         self.rows_this_pass = 0  # samples and rejections of that pass already yielded
+        self.samples_this_pass = 0  # samples of that pass already yielded (none in a whole pass: stop)
         self.pass_rows: int | None = None  # samples and rejections in a whole pass, once one ended
         self.rejections: Counter[str] = Counter()  # reason → samples/shards rejected so far
         self.timings: Counter[str] = Counter()  # read/decode/tokenise → worker seconds so far
@@ -270,17 +289,23 @@ class SuperBatchLoader:
                 self.handed_out = batch.index + 1
                 self.total += 1
                 self.rows_this_pass += len(batch.samples) + len(batch.rejected)
+                self.samples_this_pass += len(batch.samples)
                 self.rejections.update(r.reason for r in batch.rejected)
                 self.timings.update(batch.timings)
                 yield batch
+                del batch  # not held while the next one is read (its raw bytes can be large)
         finally:  # this generator closed (a stop, the last step): end the workers now
             getattr(batches, "_shutdown_workers", lambda: None)()
         if self.passes is not None and self.pass_index < self.passes:
             self._end_pass(self.passes)
 
     def _end_pass(self, next_pass: int) -> None:
+        if self.samples_this_pass == 0 and (self.passes is None or next_pass < self.passes):
+            reasons = ", ".join(f"{n:,} {reason}" for reason, n in self.rejections.most_common(3)) or "nothing"
+            raise NoSamples(f"a whole pass over the {len(self.shards):,} shard(s) gave no usable sample (rejected: "
+                            f"{reasons}); `jestfilter inspect --decode` lists why")
         self.pass_index, self.handed_out = next_pass, 0
-        self.pass_rows, self.rows_this_pass = self.rows_this_pass, 0
+        self.pass_rows, self.rows_this_pass, self.samples_this_pass = self.rows_this_pass, 0, 0
 
     def state_dict(self) -> dict:
         """The stream position: every super-batch already yielded counts as consumed."""
@@ -292,6 +317,8 @@ class SuperBatchLoader:
             "batch_size": _describe(self.batch_size),
             "shuffle_buffer": self.shuffle_buffer,
             "shards": len(self.shards),
+            "inputs": [list(shard_identity(shard)) for shard in self.shards],
+            "samples_this_pass": self.samples_this_pass,
             "rejections": dict(self.rejections),
             "rows_this_pass": self.rows_this_pass,
             "pass_rows": self.pass_rows,
@@ -299,16 +326,37 @@ class SuperBatchLoader:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from ``state``; the loader must be built with the same data and settings."""
+        """Continue from ``state``; the loader must be built with the same data (the same shards,
+        unchanged since) and settings, else ``ValueError``."""
         for name, value in (("seed", self.seed), ("batch_size", _describe(self.batch_size)),
                             ("shuffle_buffer", self.shuffle_buffer), ("shards", len(self.shards))):
             if state[name] != value:
                 raise ValueError(f"cannot resume: {name} was {state[name]}, now {value}")
+        changed = _changed_input(state.get("inputs"), self.shards)
+        if changed:
+            raise ValueError(f"cannot resume: {changed}; give the data the run began with or start in a new folder")
         self.pass_index, self.handed_out = state["pass"], state["batches"]
         self.total = state.get("total", state["batches"])
         self.rows_this_pass, self.pass_rows = state["rows_this_pass"], state["pass_rows"]
+        self.samples_this_pass = state.get("samples_this_pass", self.rows_this_pass)
         self.rejections = Counter(state["rejections"])
         self.timings = Counter(state.get("timings", {}))
+
+
+def _changed_input(saved: list | None, shards: Sequence[str]) -> str | None:
+    """What differs between the shards a checkpoint read (their ``shard_identity``: path, size,
+    modification time) and ``shards`` as they are now; None when nothing does (or the
+    checkpoint predates the record)."""
+    if saved is None:
+        return None
+    for (path, size, mtime), shard in zip(saved, shards):
+        now_path, now_size, now_mtime = shard_identity(shard)
+        if path != now_path:
+            return f"the checkpoint read {path} where this run reads {now_path}"
+        if (size, mtime) != (now_size, now_mtime):
+            sizes = f"{size:,} bytes then, {now_size:,} now" if size != now_size else "same size, other time"
+            return f"{path} changed since the checkpoint read it ({sizes})"
+    return None
 
 
 def _describe(batch_size: BatchSize) -> int | str:

@@ -119,7 +119,7 @@ class Manifest:
         if self._fresh:
             self._refuse_old_parts()
         frame = pl.DataFrame(self._rows, schema=self.schema)
-        atomic_write(self.part(self.parts), frame.write_parquet)
+        atomic_write(self.part(self.parts), frame.write_parquet, tmp_dir=self.path.parent)  # readers scan the folder
         self.parts += 1
         self.part_rows.append(frame.height)
         self._rows = {name: [] for name in self.schema}
@@ -131,23 +131,30 @@ class Manifest:
         self.flush()
         return {"parts": self.parts, "rows": list(self.part_rows)}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, check: bool = True) -> None:
         """Drop this writer's parts written after the checkpoint (and rows gathered since).
-        Refuses, with ``ValueError``, a folder that lost or changed a part the checkpoint counts."""
+        Refuses, with ``ValueError``, a folder that lost or changed a part the checkpoint counts
+        (``check=False``: the caller ran ``check_state`` already)."""
+        if check:
+            self.check_state(state)
         self.parts, self.part_rows = state["parts"], list(state.get("rows", []))
-        for index, rows in enumerate(self.part_rows):
+        leftovers = self.path.parent.glob(f".{self.path.name}-{self.part_prefix}-*.tmp")  # a killed write's
+        for path in [*self.path.glob(f"{self.part_prefix}-*"), *self.path.glob(f".{self.part_prefix}-*"), *leftovers]:
+            number = path.name.lstrip(".").removeprefix(f"{self.part_prefix}-").removesuffix(".parquet")
+            if not number.isdigit() or int(number) >= self.parts:
+                path.unlink()
+        self._rows = {name: [] for name in self.schema}
+        self._fresh = False
+
+    def check_state(self, state: dict) -> None:
+        """``ValueError`` unless every part the checkpoint counts is there with its rows."""
+        for index, rows in enumerate(state.get("rows", [])):
             path = self.part(index)
             found = pl.scan_parquet(path).select(pl.len()).collect().item() if path.exists() else None
             if found != rows:
                 what = "is missing" if found is None else f"holds {found:,} rows"
                 raise ValueError(f"cannot resume: {path} {what}; the checkpoint counts {rows:,} rows in it. "
                                  "Restore it or start in a new folder")
-        for path in [*self.path.glob(f"{self.part_prefix}-*"), *self.path.glob(f".{self.part_prefix}-*")]:
-            number = path.name.lstrip(".").removeprefix(f"{self.part_prefix}-").removesuffix(".parquet")
-            if not number.isdigit() or int(number) >= self.parts:
-                path.unlink()
-        self._rows = {name: [] for name in self.schema}
-        self._fresh = False
 
     def own_rows(self) -> pl.LazyFrame:
         """Every row this writer has written to its parts (call after ``flush``), read lazily."""

@@ -22,6 +22,7 @@ import glob
 import gzip
 import lzma
 import os
+import re
 import stat
 import tarfile
 import zlib
@@ -47,6 +48,7 @@ UNREADABLE_SHARD = "unreadable_shard"
 TRUNCATED_TAR = "truncated_tar"
 TRAILING_GARBAGE = "trailing_garbage"
 UNSAFE_MEMBER_NAME = "unsafe_member_name"
+MEMBER_NAME_NOT_UTF8 = "member_name_not_utf8"
 SPECIAL_MEMBER = "special_member"
 MEMBER_TOO_LARGE = "member_too_large"
 DUPLICATE_MEMBER = "duplicate_member"
@@ -65,28 +67,28 @@ UNREADABLE = (MISSING_SHARD, NOT_A_FILE, UNREADABLE_SHARD)
 
 def expand_shards(patterns: str | Sequence[str]) -> list[str]:
     """Brace patterns (``web/web-{000000..000039}.tar``), globs, directories (their ``*.tar``)
-    or URLs → the list of shards, in order.
+    or URLs → the list of shards, in order, each file once.
 
     A name given outright (plainly or by a brace range) is kept even when it is not there:
     reading records it as ``missing_shard`` and the run goes on. Raises ``FileNotFoundError``
     when no local name exists at all, or a glob or directory matches nothing, and
-    ``ValueError`` for an unreadable directory, a URL scheme webdataset cannot open or an
-    empty list. Expanding an expanded list gives it back unchanged.
+    ``ValueError`` for an unreadable directory, a URL scheme webdataset cannot open, a URL a
+    shell would cut short (see ``check_url``) or an empty list. A file named twice (``a.tar``
+    and ``./a.tar``, or a link to it) is kept once, where it first comes. Expanding an expanded
+    list gives it back unchanged.
     """
     if isinstance(patterns, (str, os.PathLike)):
         patterns = [patterns]
     shards: list[str] = []
     local: list[str] = []  # local names, to tell a typo from a few missing shards
+    given: list[str] = []  # patterns holding a local name, for the message
     for pattern in map(str, patterns):
-        names = expand_urls(pattern)
-        if is_remote(pattern):
-            scheme = urlparse(pattern).scheme
-            if scheme not in gopen_schemes:
-                raise ValueError(f"no reader for {scheme}:// URLs ({pattern!r}); "
-                                 f"stream them with 'pipe:COMMAND' (e.g. 'pipe:aws s3 cp URL -')")
-            shards.extend(names)
-            continue
-        for name in names:
+        # each name on its own: a brace or a '::' can put a URL and a path in one pattern
+        for name in expand_urls(pattern):
+            if is_remote(name):
+                check_url(name)
+                shards.append(name)
+                continue
             if os.path.isdir(name):
                 found = _tars_in(name)
             elif glob.has_magic(name):
@@ -97,23 +99,80 @@ def expand_shards(patterns: str | Sequence[str]) -> list[str]:
                 found = [name]
             shards.extend(found)
             local.extend(found)
+            given += [pattern] if pattern not in given else []
     if local and not any(os.path.exists(local_path(name)) for name in local):
-        given = [str(p) for p in patterns if not is_remote(str(p))]
         raise FileNotFoundError(f"shard pattern {given[0]!r} matches no file" if len(given) == 1 else
                                 f"shard patterns {', '.join(map(repr, given))} match no file")
     if not shards:
         raise ValueError("no shard pattern given")
-    return shards
+    return _each_once(shards)
+
+
+def shell_commands(patterns: str | Sequence[str]) -> list[str]:
+    """The names ``patterns`` expand to (braces, ``::`` lists, ``${WDS_...}`` variables, as
+    ``expand_shards`` expands them) that run a command of their own in a shell: ``pipe:``."""
+    if isinstance(patterns, (str, os.PathLike)):
+        patterns = [patterns]
+    return [name for pattern in map(str, patterns) for name in expand_urls(pattern) if url_scheme(name) == "pipe"]
+
+
+def url_scheme(name: str) -> str:
+    """The scheme ``name`` starts with, as written (``""`` for none). Read literally: a name
+    starting with a space or a tab is a local path, never a URL (``urlparse`` would strip them,
+    and webdataset then runs ``" pipe:..."`` as a pipe)."""
+    match = _SCHEME.match(name)
+    return match.group(1) if match else ""
+
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def check_url(url: str) -> None:
+    """Refuse, with ``ValueError``, a URL webdataset cannot open as meant: a scheme it has no
+    reader for, or not in lower case (its ``pipe:`` reader asserts it), and a quote in a URL it
+    hands to a shell command inside quotes (``curl '{url}'``, ``gsutil cat '{url}'``): the
+    quote would end the URL there and the shell would run the rest."""
+    scheme = url_scheme(url)
+    if scheme.lower() not in gopen_schemes:
+        raise ValueError(f"no reader for {scheme}:// URLs ({url!r}); "
+                         f"stream them with 'pipe:COMMAND' (e.g. 'pipe:aws s3 cp URL -')")
+    if scheme != scheme.lower():
+        raise ValueError(f"write the URL scheme in lower case: {url!r}")
+    if scheme != "pipe" and "'" in url:
+        raise ValueError(f"{url!r} holds a quote, which would end the URL in the shell command that fetches it "
+                         "and run the rest: write it as %27")
+
+
+def _each_once(shards: list[str]) -> list[str]:
+    """``shards`` without a file named a second time (by its device and inode, or its real path
+    when it is not there), or a URL given twice."""
+    seen: set[tuple] = set()
+    kept = []
+    for shard in shards:
+        if is_remote(shard):
+            identity: tuple = ("url", shard)
+        else:
+            path = local_path(shard)
+            try:
+                info = os.stat(path)
+                identity = ("file", info.st_dev, info.st_ino)
+            except OSError:
+                identity = ("path", os.path.realpath(path))
+        if identity not in seen:
+            seen.add(identity)
+            kept.append(shard)
+    return kept
 
 
 def is_remote(url: str) -> bool:
-    scheme = urlparse(url).scheme
+    """A URL webdataset opens (``pipe:``, ``http:``, ...), not a local path or ``file:`` URL."""
+    scheme = url_scheme(url).lower()
     return len(scheme) > 1 and scheme != "file"  # one letter: a Windows drive
 
 
 def local_path(shard: str) -> str:
     """The file a local shard names (``file:`` URLs included)."""
-    return urlparse(shard).path if urlparse(shard).scheme == "file" else shard
+    return urlparse(shard).path if url_scheme(shard).lower() == "file" else shard
 
 
 def shard_identity(shard: str) -> tuple[str, int, int]:
@@ -191,7 +250,7 @@ def iter_shard(shard: str) -> Iterator[RawSample | Rejected]:
                     yield _finish(current, bad_current, seen)
                 current, bad_current, size = RawSample(key, shard, {}), "", 0
             problem = member_problem(info.name, key, ext) or (
-                SPECIAL_MEMBER if not info.isreg() else DUPLICATE_MEMBER if ext in current.members
+                SPECIAL_MEMBER if not info.isreg() else DUPLICATE_MEMBER if _has_member(current, ext)
                 else MEMBER_TOO_LARGE if size + info.size > cap else None)
             if problem:  # its bytes are never read: tarfile skips them in bounded memory
                 bad_current = bad_current or problem
@@ -214,7 +273,7 @@ def iter_shard(shard: str) -> Iterator[RawSample | Rejected]:
             yield Rejected("", shard, EMPTY_SHARD if stream.empty and closed else UNREADABLE_SHARD)
             return
         if current is not None:
-            yield Rejected(current.key, shard, damage)
+            yield Rejected(printable_key(current.key), shard, damage)
         yield Rejected("", shard, damage)
         return
     if current is not None:
@@ -248,6 +307,7 @@ class _CappedInfo(tarfile.TarInfo):
 _DECOMPRESSORS = ((b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f)), (b"BZh", bz2.BZ2File),
                   (b"\xfd7zXZ\x00", lzma.LZMAFile))
 _BLOCK = tarfile.BLOCKSIZE
+_TAIL = 1 << 20  # bytes read after a tar's end-of-archive block, to tell padding from garbage
 
 
 class _TarStream:
@@ -255,6 +315,7 @@ class _TarStream:
     gzip, bzip2 or xz, and checked at the end for the zero block a complete tar ends with."""
 
     def __init__(self, shard: str):
+        self.cut = False  # stopped reading after the end-of-archive, with bytes left
         self.raw = open_shard(shard)
         try:
             head = self.raw.read(6)
@@ -289,18 +350,24 @@ class _TarStream:
         if self.stream.bytes_from(offset, _BLOCK) != bytes(_BLOCK):
             return TRUNCATED_TAR
         read_ahead = self.stream.bytes_from(offset + _BLOCK)
-        garbage = read_ahead.count(0) != len(read_ahead)
-        while data := self.stream.read(1 << 16):  # a pipe's command must run to its end
-            garbage = garbage or data.count(0) != len(data)
-        return TRAILING_GARBAGE if garbage or getattr(self.stream.stream, "broken", False) else None
+        garbage, seen = read_ahead.count(0) != len(read_ahead), len(read_ahead)
+        # a pipe's command must run to its end, so read what follows, but only up to _TAIL: a
+        # 20 GB file of zeros (or an endless pipe) would otherwise be read to its end
+        while seen < _TAIL and (data := self.stream.read(min(1 << 16, _TAIL - seen))):
+            garbage, seen = garbage or data.count(0) != len(data), seen + len(data)
+        if seen >= _TAIL and self.stream.read(1):
+            self.cut = True  # left unread: its source's complaint at close is ours, not a failure
+        broken = getattr(self.stream.stream, "broken", False)
+        return TRAILING_GARBAGE if garbage or self.cut or broken else None
 
     def close(self) -> bool:
-        """Close the shard; False when its source reports a failure (a ``pipe:`` command's exit status)."""
+        """Close the shard; False when its source reports a failure (a ``pipe:`` command's exit
+        status), unless reading stopped before its end on purpose."""
         try:
             self.raw.close()
             return True
         except Exception:
-            return False
+            return self.cut
 
 
 def open_shard(shard: str) -> BinaryIO:
@@ -400,10 +467,28 @@ def split_member_name(name: str, current_key: str | None) -> tuple[str, str]:
 
 
 def member_problem(name: str, key: str, ext: str) -> str | None:
-    """``unsafe_member_name`` for a name that must never become a path or a sample: a folder
+    """``member_name_not_utf8`` for a name whose bytes are not UTF-8 (tarfile hands them over
+    as surrogates, which neither a tar we write nor the manifest can hold);
+    ``unsafe_member_name`` for a name that must never become a path or a sample: a folder
     (``/``, ``\\``), no key or extension, or a key starting with a dot (``..jpg``,
     ``.hidden.jpg``: hidden files when untarred, refused by the writer)."""
+    if not _is_utf8(name):
+        return MEMBER_NAME_NOT_UTF8
     return UNSAFE_MEMBER_NAME if unsafe_key(key) or not ext or "/" in name or "\\" in name else None
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def printable_key(key: str) -> str:
+    """``key`` as the manifest can store it: bytes that were not UTF-8 written as escapes
+    (``caf\\udce9``); any other key unchanged."""
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def unsafe_key(key: str) -> bool:
@@ -411,19 +496,36 @@ def unsafe_key(key: str) -> bool:
     return not key or "/" in key or "\\" in key or key.startswith(".")
 
 
+def _has_member(sample: RawSample, ext: str) -> bool:
+    """``sample`` already has a member with extension ``ext`` (in any case: ``jpg`` and ``JPG``
+    would be two images)."""
+    return any(ext.lower() == held.lower() for held in sample.members)
+
+
 def _finish(sample: RawSample, bad: str, seen: set[str]) -> RawSample | Rejected:
     if not bad and sample.key in seen:
         bad = DUPLICATE_KEY  # the key came back after other samples: not one sample any more
     seen.add(sample.key)
-    return Rejected(sample.key, sample.source_shard, bad) if bad else sample
+    return Rejected(printable_key(sample.key), sample.source_shard, bad) if bad else sample
+
+
+def member_of(sample: RawSample, extensions: Sequence[str]) -> str | None:
+    """The extension of the sample's first member with one of ``extensions``, in any case
+    (``JPG``, ``TXT``: names keep their case, so the written tar matches the one read)."""
+    for ext in sample.members:
+        if ext.lower() in extensions:
+            return ext
+    return None
 
 
 def image_member(sample: RawSample) -> str | None:
     """The extension of the sample's image member, if it has one."""
-    for ext in sample.members:
-        if ext.lower() in IMAGE_EXTENSIONS:
-            return ext
-    return None
+    return member_of(sample, IMAGE_EXTENSIONS)
+
+
+def caption_member(sample: RawSample) -> str | None:
+    """The extension of the sample's caption member (``txt``, in any case), if it has one."""
+    return member_of(sample, (CAPTION_EXTENSION,))
 
 
 def sample_problem(sample: RawSample) -> str | None:
@@ -436,11 +538,11 @@ def sample_problem(sample: RawSample) -> str | None:
         return EMPTY_IMAGE
     if not _has_image_signature(data):
         return CORRUPT_IMAGE
-    caption = sample.members.get(CAPTION_EXTENSION)
+    caption = caption_member(sample)
     if caption is None:
         return MISSING_CAPTION
     try:
-        text = caption.decode("utf-8")
+        text = sample.members[caption].decode("utf-8")
     except UnicodeDecodeError:
         return CAPTION_NOT_UTF8
     if not text.strip():
@@ -457,4 +559,4 @@ def _has_image_signature(data: bytes) -> bool:
 
 
 def caption_of(sample: RawSample) -> str:
-    return sample.members[CAPTION_EXTENSION].decode("utf-8").strip()
+    return sample.members[caption_member(sample)].decode("utf-8").strip()

@@ -8,6 +8,7 @@ that sample, and resuming truncates the temporary shard there and appends.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
@@ -46,6 +47,7 @@ class FilteredShardWriter:
         self.count = 0  # samples in it
         self.sizes: dict[str, int] = {}  # finished shards: samples
         self.bytes: dict[str, int] = {}  # finished shards: file sizes, checked on resume
+        self.sha256: dict[str, str] = {}  # finished shards: digests, checked on resume (a flipped byte)
         self.closed = False
         self._where: dict[tuple[str, str], int] = {}  # (source shard, key) → shard index
         self._open_keys: dict[str, None] = {}  # keys in the shard being filled, in order
@@ -119,21 +121,26 @@ class FilteredShardWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             offset = self._tar.offset
-        return {"shard": self.shard, "count": self.count, "offset": offset,
-                "sizes": dict(self.sizes), "bytes": dict(self.bytes), "closed": self.closed}
+        return {"shard": self.shard, "count": self.count, "offset": offset, "sizes": dict(self.sizes),
+                "bytes": dict(self.bytes), "sha256": dict(self.sha256), "closed": self.closed,
+                "samples_per_shard": self.samples_per_shard}
 
-    def load_state_dict(self, state: dict, written: Iterable[tuple[str, str, str]] | None = None) -> None:
+    def load_state_dict(self, state: dict, written: Iterable[tuple[str, str, str]] | None = None,
+                        check: bool = True) -> None:
         """Make the folder match ``state``: drop shards begun after it, cut the open shard back
         to its offset (un-renaming it if it was finished after the checkpoint). Refuses, with
-        ``ValueError``, a folder that lost or changed a shard the checkpoint counts on.
+        ``ValueError``, a folder that lost or changed a shard the checkpoint counts on
+        (``check=False``: the caller ran ``check_state`` already).
 
         ``written``: (source shard, key, output shard name) of every sample the folder holds
         (the manifest's kept rows), so a sample is still written once after the resume;
         without it, the shards' keys are matched by key alone."""
-        self._check_folder(state)
+        if check:
+            self.check_state(state)
         self._close_file()
         self.shard, self.count, self.closed = state["shard"], state["count"], state["closed"]
         self.sizes, self.bytes = dict(state["sizes"]), dict(state.get("bytes", {}))
+        self.sha256 = dict(state.get("sha256", {}))
         for path in self.out_dir.glob(f"*{self.prefix}-*.tar*"):
             index = _shard_index(path.name, self.prefix)
             if index is not None and (index > self.shard or (index == self.shard and not self.count)):
@@ -159,14 +166,18 @@ class FilteredShardWriter:
     def _path_of(self, index: int) -> Path:
         return self._tmp(index) if index == self.shard else self.out_dir / self.name(index)
 
-    def _check_folder(self, state: dict) -> None:
-        """Every shard the checkpoint counts as finished is there with its size, and the open
-        one holds at least what was flushed; else ``ValueError``."""
+    def check_state(self, state: dict) -> None:
+        """The checkpoint was made with these settings, every shard it counts as finished is
+        there with its size and SHA-256, and the open one holds at least what was flushed; else
+        ``ValueError``."""
+        made = state.get("samples_per_shard", self.samples_per_shard)
+        if made != self.samples_per_shard:
+            raise ValueError(f"cannot resume: the checkpoint wrote {made:,} samples per shard, not "
+                             f"{self.samples_per_shard:,}; give the same setting or start in a new folder")
         for name, count in state["sizes"].items():
-            path, size = self.out_dir / name, state.get("bytes", {}).get(name)
-            found = path.stat().st_size if path.exists() else None
-            if found is None or (size is not None and found != size):
-                what = "is missing" if found is None else f"holds {found:,} bytes, not {size:,}"
+            path = self.out_dir / name
+            what = _changed(path, state.get("bytes", {}).get(name), state.get("sha256", {}).get(name))
+            if what:
                 raise ValueError(f"cannot resume: {path} {what} (the checkpoint counts {count:,} samples "
                                  "in it); restore it or start in a new folder")
         if state["count"]:
@@ -193,6 +204,7 @@ class FilteredShardWriter:
         os.replace(self._tmp(self.shard), self.out_dir / name)
         self.sizes[name] = self.count
         self.bytes[name] = (self.out_dir / name).stat().st_size
+        self.sha256[name] = _sha256(self.out_dir / name)  # read back once, from the page cache
         self.shard, self.count = self.shard + 1, 0
         self._open_keys = {}
 
@@ -221,6 +233,24 @@ def copy_from_sources(writer: FilteredShardWriter, wanted: set[tuple[str, str]])
             if isinstance(item, RawSample) and uid in wanted and uid not in written:
                 written[uid] = writer.write(item)
     return written
+
+
+def _changed(path: Path, size: int | None, digest: str | None) -> str | None:
+    """How a finished shard differs from what a checkpoint saw (its size, then its SHA-256;
+    either may be unknown to an older checkpoint), or None."""
+    if not path.exists():
+        return "is missing"
+    found = path.stat().st_size
+    if size is not None and found != size:
+        return f"holds {found:,} bytes, not {size:,}"
+    if digest is not None and _sha256(path) != digest:
+        return "is not the file the checkpoint saw (its SHA-256 differs)"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _shard_index(filename: str, prefix: str) -> int | None:

@@ -8,6 +8,12 @@ Re-running into the same folder resumes: img2dataset skips shards whose ``_stats
 Only http(s) URLs of public addresses are handed to img2dataset (``url_check``): the others
 are left out before it starts, counted by reason, and listed with their reason in
 ``OUT/_urls/refused.parquet``; ``allow_private=True`` admits a mirror on your own network.
+
+What one URL may cost is bounded: img2dataset's own ``timeout`` (seconds a connection may wait
+for the server at any one time) and ``max_image_area`` (pixels; OpenCV is told the same through
+``OPENCV_IO_MAX_IMAGE_PIXELS``, so it refuses a larger image from its header instead of
+decoding it first), and, through ``jestfilter.datasets.download``, the bytes a response may
+hold and the seconds a download may take in all (img2dataset has no setting for these two).
 img2dataset starts its workers with ``spawn``: call :func:`ingest` from a script's
 ``if __name__ == "__main__":`` block.
 """
@@ -15,6 +21,7 @@ img2dataset starts its workers with ``spawn``: call :func:`ingest` from a script
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import json
 import os
@@ -22,15 +29,18 @@ import signal
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import polars as pl
 
 from jestfilter.config import SAMPLES_PER_SHARD
 from jestfilter.data.layout import brace_pattern, write_sizes_json
+from jestfilter.data.limits import max_image_pixels, max_sample_bytes
 from jestfilter.datasets.url_check import ALLOWED_DIR, filter_url_lists
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset imports albumentations, which phones home
 
+OPENCV_PIXELS_ENV = "OPENCV_IO_MAX_IMAGE_PIXELS"  # OpenCV checks an image's header against it before decoding
 URLS_DIR = "_urls"  # the checked url lists img2dataset reads, and the refused urls
 
 INPUT_FORMATS = ["parquet", "csv", "csv.gz", "tsv", "tsv.gz", "jsonl", "jsonl.gz", "json", "json.gz", "txt", "txt.gz"]
@@ -111,8 +121,9 @@ def check_arguments(
         raise ValueError(f"unknown input format {input_format!r}: use one of {', '.join(INPUT_FORMATS)}")
     known = set(inspect.signature(img2dataset.download).parameters)
     for key in options:
-        if key in ("url_list", "output_folder", "input_format", "url_col", "caption_col"):
-            flag = {"url_list": "the URLS argument", "output_folder": "--out"}.get(key, f"--{key.replace('_', '-')}")
+        if key in ("url_list", "output_folder", "input_format", "url_col", "caption_col", "timeout", "max_image_area"):
+            flag = {"url_list": "the URLS argument", "output_folder": "--out",
+                    "max_image_area": "--max-image-pixels"}.get(key, f"--{key.replace('_', '-')}")
             raise ValueError(f"img2dataset option {key} is set by {flag}")
         if key not in known:
             raise ValueError(f"img2dataset.download has no option {key!r}")
@@ -132,6 +143,20 @@ def url_files(urls: Path, input_format: str) -> list[Path]:
     if not files:
         raise ValueError(f"no *.{input_format} files in {urls}")
     return files
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` while the block runs (processes started in it inherit it)."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
 
 def read_stats(out_dir: str | Path) -> IngestSummary:
@@ -161,16 +186,27 @@ def ingest(
     input_format: str | None = None,
     options: dict | None = None,
     allow_private: bool = False,
+    timeout: float = 10.0,
+    max_seconds: float = 30.0,
+    max_bytes: int | None = None,
+    max_pixels: int | None = None,
 ) -> IngestSummary:
     """Download ``urls`` (a file or folder of url lists) into img2dataset shards in ``out_dir``.
 
     ``options`` go to ``img2dataset.download`` as they are and win over our defaults. Only
-    http(s) URLs of public addresses (any address with ``allow_private``) are downloaded.
-    Writes ``sizes.json`` (for open_clip_train) and returns the totals of all shards in ``out_dir``.
+    http(s) URLs of public addresses (any address with ``allow_private``) are downloaded. A
+    download fails (recorded by img2dataset with its reason) when the server keeps it waiting
+    ``timeout`` seconds at once, when it takes over ``max_seconds`` in all, when its response
+    holds over ``max_bytes`` (default: ``JESTFILTER_MAX_SAMPLE_BYTES``) or its image over
+    ``max_pixels`` (default: ``JESTFILTER_MAX_IMAGE_PIXELS``). Writes ``sizes.json`` (for
+    open_clip_train) and returns the totals of all shards in ``out_dir``.
     """
-    for name, value in {"image_size": image_size, "samples_per_shard": samples_per_shard,
-                        "processes": processes, "threads": threads}.items():  # fmt: skip
-        if value < 1:
+    max_bytes = max_sample_bytes() if max_bytes is None else max_bytes
+    max_pixels = max_image_pixels() if max_pixels is None else max_pixels
+    for name, value in {"image_size": image_size, "samples_per_shard": samples_per_shard, "processes": processes,
+                        "threads": threads, "timeout": timeout, "max_seconds": max_seconds, "max_bytes": max_bytes,
+                        "max_pixels": max_pixels}.items():  # fmt: skip
+        if not value > 0:
             raise ValueError(f"{name} must be positive, got {value}")
     options = dict(options or {})
     urls = Path(urls)
@@ -181,6 +217,8 @@ def ingest(
 
     import img2dataset
 
+    from jestfilter.datasets.download import Limits, limited_downloads  # imports img2dataset
+
     kwargs = {
         **JEST_DEFAULTS,
         "output_folder": str(out_dir),
@@ -190,6 +228,8 @@ def ingest(
         "thread_count": threads,
         "url_col": url_col,
         "caption_col": caption_col,
+        "timeout": timeout,
+        "max_image_area": max_pixels,
         **options,
         "url_list": str(checked.folder / ALLOWED_DIR),
         "input_format": "parquet",  # the checked rows, every column kept
@@ -198,8 +238,10 @@ def ingest(
     (Path(out_dir) / "sizes.json").unlink(missing_ok=True)
     sigint = signal.getsignal(signal.SIGINT)
     try:
-        if checked.allowed:
-            img2dataset.download(**kwargs)
+        # OpenCV reads its pixel cap when it loads, in img2dataset's spawned workers: they inherit it
+        with _environment(OPENCV_PIXELS_ENV, str(max_pixels)), limited_downloads(Limits(max_bytes, max_seconds)):
+            if checked.allowed:
+                img2dataset.download(**kwargs)
     finally:
         signal.signal(signal.SIGINT, sigint)  # img2dataset leaves its own Ctrl-C handler (sys.exit(0)) behind
     summary = read_stats(out_dir)

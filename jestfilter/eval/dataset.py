@@ -15,7 +15,7 @@ import torch
 
 from jestfilter.data.images import image_reason
 from jestfilter.data.pixels import Pixels, decode_checked, stack_pixels
-from jestfilter.data.shards import CAPTION_EXTENSION, image_member, iter_samples
+from jestfilter.data.shards import caption_of, image_member, iter_samples, member_of
 from jestfilter.data.types import RawSample, Rejected
 
 DEFAULT_TEMPLATES = ["a photo of a {}.", "a picture of a {}.", "an image of a {}."]
@@ -77,10 +77,11 @@ def load_eval_set(eval_dir: str | Path) -> EvalSet:
 def _decode(sample: RawSample, n_classes: int) -> tuple[torch.Tensor, str, int] | str:
     """(image, caption, label) of a sample that passed the data plane's checks, or the reason
     it cannot be used (the data plane's reasons, docs/data.md, and the class index's own)."""
-    if "cls" not in sample.members:
+    cls = member_of(sample, ("cls",))
+    if cls is None:
         return "missing_class"
     try:
-        label = int(sample.members["cls"].decode().strip())
+        label = int(sample.members[cls].decode().strip())
     except (UnicodeDecodeError, ValueError):
         return "unreadable_class"
     if not 0 <= label < n_classes:
@@ -89,7 +90,7 @@ def _decode(sample: RawSample, n_classes: int) -> tuple[torch.Tensor, str, int] 
         image = decode_checked(sample.members[image_member(sample)])
     except Exception as error:  # each decoder raises its own types for damaged files
         return image_reason(error)
-    return image, sample.members[CAPTION_EXTENSION].decode("utf-8").strip(), label
+    return image, caption_of(sample), label
 
 
 def _lines(path: Path) -> list[str] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jestfilter.embeddings import CachedEmbeddings, cache_path, embed_shard, load_embeddings
+from jestfilter.embeddings import CachedEmbeddings, cache_path, embed_shard, load_embeddings, read_embeddings
 from jestfilter.models import ModelBundle
 from jestfilter.models.factory import LOCAL_DIR
 
@@ -25,6 +25,7 @@ def learner_embeddings(learner: ModelBundle, shard: str, out_dir: str | os.PathL
     embed job's format, so a retried or resumed shard is not embedded twice."""
     folder = Path(out_dir) / LEARNER_CACHE
     folder.mkdir(parents=True, exist_ok=True)
-    if not cache_path(folder, shard).exists():
-        embed_shard(learner, shard, cache_path(folder, shard), batch_size)
+    path = cache_path(folder, shard)
+    if not (path.exists() and read_embeddings(path, arrays=False).made_from(shard)):  # missing, or of another file
+        embed_shard(learner, shard, path, batch_size)
     return load_embeddings(folder, shard)

@@ -9,7 +9,7 @@ from jestfilter.distributed import resolve_device
 from jestfilter.embeddings import cache_path, embed_shard
 from jestfilter.jobs.common import absolute
 from jestfilter.jobs.runner import Placement, run_shards, unique_stems
-from jestfilter.models import create_model
+from jestfilter.models import create_model, weights_digest
 
 
 def run_embed(model: str, patterns: Sequence[str], out: str, placement: Placement, retries: int = 2,
@@ -19,9 +19,10 @@ def run_embed(model: str, patterns: Sequence[str], out: str, placement: Placemen
         raise ValueError(f"--batch-size must be positive, got {batch_size}")
     shards = unique_stems(expand_shards(patterns))
     bundle = create_model(model, device=resolve_device(device))
+    digest = weights_digest(bundle)  # recorded in every file: which weights made it
 
     def work(shard: str) -> int:
-        return embed_shard(bundle, shard, cache_path(out, shard), batch_size)
+        return embed_shard(bundle, shard, cache_path(out, shard), batch_size, digest)
 
     settings = {"model": absolute(model)}
     return run_shards("embed", shards, work, out, placement, retries, settings=settings).exit_status

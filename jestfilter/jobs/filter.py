@@ -11,6 +11,7 @@ cover them all.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,8 @@ def run_filter(patterns: Sequence[str], scores_dir: str, out: str, placement: Pl
         return 0
     if threshold is None and keep_fraction is None:
         raise UsageError("give --threshold X or --keep-fraction F")
+    if threshold is not None and math.isnan(threshold):  # every comparison with it is false: nothing kept
+        raise UsageError(f"--threshold must be a number, got {threshold}")
     if keep_fraction is not None and not 0.0 <= keep_fraction <= 1.0:
         raise UsageError(f"--keep-fraction must be in [0, 1], got {keep_fraction}")
     if samples_per_shard < 1:

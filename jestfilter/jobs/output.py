@@ -10,6 +10,7 @@ half-written and a killed attempt leaves nothing behind. When every shard is don
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -29,14 +30,24 @@ class ShardOutput:
         shutil.rmtree(self.work, ignore_errors=True)  # what a killed attempt left
         self.sink = FilteredOutput(self.work, samples_per_shard, prefix=stem, part_prefix=f"part-{stem}",
                                    extremes=False)
+        self.shard_pattern = re.compile(rf"{re.escape(stem)}-\d{{6}}\.tar")  # the writer's names for this shard
+        self.part_pattern = re.compile(rf"part-{re.escape(stem)}-\d{{5}}\.parquet")
 
     def close(self) -> dict[str, int]:
         sizes = self.sink.close()
-        (self.out_dir / "manifest.parquet").mkdir(exist_ok=True)
-        for part in self.sink.manifest.path.glob("*.parquet"):
-            os.replace(part, self.out_dir / "manifest.parquet" / part.name)
+        manifest = self.out_dir / "manifest.parquet"
+        manifest.mkdir(exist_ok=True)
+        parts = sorted(self.sink.manifest.path.glob("*.parquet"))
+        for part in parts:
+            os.replace(part, manifest / part.name)
         for name in sizes:
             os.replace(self.work / name, self.out_dir / name)
+        # a shard done again (it changed since) may now have fewer output shards or parts
+        new = {*sizes, *(part.name for part in parts)}
+        for old in [*self.out_dir.glob("*.tar"), *manifest.glob("*.parquet")]:
+            ours = self.shard_pattern.fullmatch(old.name) or self.part_pattern.fullmatch(old.name)
+            if ours and old.name not in new:
+                old.unlink()
         shutil.rmtree(self.work)
         return sizes
 

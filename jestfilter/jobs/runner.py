@@ -5,10 +5,11 @@ from flags; there is no scheduler here. Shard i of the sorted list goes to rank 
 any rank can tell which shards are its own without talking to the others. A shard is done
 when its done marker exists: a small JSON written atomically after the shard's outputs
 (img2dataset's ``_stats.json`` convention), so a killed job re-run redoes only what was
-missing. A shard that keeps failing is recorded and skipped; the job goes on. While a
-process works on a shard it holds ``<shard>.lock`` in the output folder
-(``jestfilter.data.lock``), so two processes given the same shard (a requeued job, a rank
-started twice, two world sizes) never write it at once: the second skips it as busy.
+missing. The marker records the shard it was made from (path, size, modification time), so a
+shard replaced or rewritten since is done again. A shard that keeps failing is recorded and
+skipped; the job goes on. While a process works on a shard it holds ``<shard>.lock`` in the
+output folder (``jestfilter.data.lock``), so two processes given the same shard (a requeued
+job, a rank started twice, two world sizes) never write it at once: the second skips it as busy.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from jestfilter.data.atomic import atomic_write, atomic_write_json
 from jestfilter.data.layout import shard_stem
 from jestfilter.data.lock import FolderLock, LockHeld
+from jestfilter.data.shards import shard_identity
 from jestfilter.errors import UsageError
 
 DONE_SUFFIX = ".done.json"
@@ -114,13 +116,23 @@ def done_path(out_dir: str | os.PathLike, shard: str) -> Path:
 
 
 def read_done(out_dir: str | os.PathLike, shard: str) -> dict | None:
-    """The done marker's record of ``shard``, or None when it is not done."""
+    """The done marker's record of ``shard``, or None when it is not done: no marker, or one
+    made from another file than ``shard`` is now (replaced, rewritten: it is done again).
+    A marker from before markers recorded their shard counts as done."""
     path = done_path(out_dir, shard)
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    made_from = record.get("source")
+    return record if made_from is None or made_from == list(shard_identity(shard)) else None
+
+
+def is_done(out_dir: str | os.PathLike, shard: str) -> bool:
+    return read_done(out_dir, shard) is not None
 
 
 def all_done(out_dir: str | os.PathLike, shards: Sequence[str]) -> bool:
-    return all(done_path(out_dir, shard).exists() for shard in shards)
+    return all(is_done(out_dir, shard) for shard in shards)
 
 
 @dataclass
@@ -182,7 +194,7 @@ def run_shards(name: str, shards: Sequence[str], work: Work, out_dir: str | os.P
     mine = my_shards(shards, placement)
     bar = tqdm(mine, desc=f"{name} rank {placement.rank}", unit="shard", disable=not progress)
     for shard in bar:
-        if done_path(out_dir, shard).exists():
+        if is_done(out_dir, shard):
             summary.skipped.append(shard)
             continue
         lock = FolderLock(out_dir / f"{shard_stem(shard)}{LOCK_SUFFIX}", f"shard {shard}")
@@ -209,11 +221,12 @@ def run_shards(name: str, shards: Sequence[str], work: Work, out_dir: str | os.P
 def _attempt(shard: str, work: Work, out_dir: Path, placement: Placement, retries: int,
              failures: "_FailureTable", summary: JobSummary) -> None:
     """Up to ``retries + 1`` attempts at one shard, under its lock."""
-    if done_path(out_dir, shard).exists():  # finished by another process while we waited
+    if is_done(out_dir, shard):  # finished by another process while we waited
         summary.skipped.append(shard)
         return
     for attempt in range(1, retries + 2):
         shard_start = time.perf_counter()
+        source = list(shard_identity(shard))  # before reading: a shard rewritten meanwhile is not done
         try:
             result = work(shard)
         except Exception as error:  # any failure of one shard is recorded, never fatal
@@ -223,7 +236,7 @@ def _attempt(shard: str, work: Work, out_dir: Path, placement: Placement, retrie
                 summary.failed.append(shard)
             continue
         record = result if isinstance(result, dict) else {"samples": int(result)}
-        record = {**record, "shard": shard, "rank": placement.rank, "attempt": attempt,
+        record = {**record, "shard": shard, "source": source, "rank": placement.rank, "attempt": attempt,
                   "seconds": round(time.perf_counter() - shard_start, 3), "time": _now().isoformat()}
         atomic_write_json(done_path(out_dir, shard), record)  # last: the shard is done
         summary.done.append(shard)

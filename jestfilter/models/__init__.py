@@ -9,6 +9,7 @@ from jestfilter.models.factory import (
     model_spec,
     save_local_dir,
     start_model,
+    weights_digest,
 )
 from jestfilter.models.flexi import FlopCounts, coarse_patch_size, encode_image, forward_flops, native_patch_size
 from jestfilter.models.normalise import PixelStats, pixel_stats, stats_for_new_model
@@ -37,4 +38,5 @@ __all__ = [
     "start_model",
     "siglip_outputs",
     "stats_for_new_model",
+    "weights_digest",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import inspect
 import json
 import logging
@@ -171,8 +172,8 @@ def save_local_dir(bundle_or_model: ModelBundle | torch.nn.Module, path: str | o
     config = {"model_cfg": model_cfg, "preprocess_cfg": open_clip.get_model_preprocess_cfg(model)}
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    temp.mkdir()  # not tempfile.mkdtemp: its 0700 would hide the model from the user's group (umask applies here)
     try:
+        temp.mkdir()  # not tempfile.mkdtemp: its 0700 would hide the model from the user's group (umask applies)
         (temp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         save_file(state, temp / WEIGHTS_FILE)
         os.chmod(temp / WEIGHTS_FILE, 0o666 & ~_umask())  # safetensors creates it 0600
@@ -183,10 +184,29 @@ def save_local_dir(bundle_or_model: ModelBundle | torch.nn.Module, path: str | o
             shutil.rmtree(old)
         else:
             os.replace(temp, path)
-    except BaseException:
+    except Exception as error:  # a full disk: OSError, or safetensors' own SafetensorError; one line either way
+        from jestfilter.data.atomic import WriteFailed, why_not_written  # polars and webdataset: only when needed
+
+        reason = why_not_written(temp / WEIGHTS_FILE, error) if temp.is_dir() else why_not_written(temp, error)
+        shutil.rmtree(temp, ignore_errors=True)
+        raise WriteFailed(path, reason) from error
+    except BaseException:  # a stop: no temporary folder left behind
         shutil.rmtree(temp, ignore_errors=True)
         raise
     return path
+
+
+def weights_digest(bundle_or_model: ModelBundle | torch.nn.Module) -> str:
+    """SHA-256 of what makes a model's embeddings: every tensor of its state dict (name, dtype,
+    shape, bytes, on the CPU) and its preprocessing (image size, mean, std). Two models with the
+    same logit scale and bias but other weights differ here; a model saved and loaded again does not."""
+    model = bundle_or_model.model if isinstance(bundle_or_model, ModelBundle) else bundle_or_model
+    digest = hashlib.sha256(json.dumps(open_clip.get_model_preprocess_cfg(model), sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{data.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _umask() -> int:

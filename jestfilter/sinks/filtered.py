@@ -96,16 +96,22 @@ class FilteredOutput:
             self.extremes.add_batch(batch.samples, selection.learnability)
 
     def state_dict(self) -> dict:
-        """Flush shards and manifest to disk; their position (and the extremes) as a dict."""
-        state = {"writer": self.writer.state_dict(), "manifest": self.manifest.state_dict()}
+        """Flush shards and manifest to disk; their position, the rule (and the extremes) as a dict."""
+        state = {"writer": self.writer.state_dict(), "manifest": self.manifest.state_dict(), "rule": self.rule}
         if self.extremes is not None:
             state["extremes"] = self.extremes.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        """Make the folder match ``state`` (or refuse one that lost a shard or a manifest part)."""
-        self.manifest.load_state_dict(state["manifest"])
-        self.writer.load_state_dict(state["writer"], written=self.manifest.written())
+        """Make the folder match ``state``. Every check comes first, so a refusal (another rule, a
+        shard or a manifest part lost or changed) leaves the folder as it was."""
+        if state.get("rule", self.rule) != self.rule:
+            raise ValueError(f"cannot resume: the checkpoint's filtered/ holds the samples of rule {state['rule']!r}, "
+                             f"not {self.rule!r}; give the same rule or start in a new folder")
+        self.manifest.check_state(state["manifest"])
+        self.writer.check_state(state["writer"])
+        self.manifest.load_state_dict(state["manifest"], check=False)
+        self.writer.load_state_dict(state["writer"], written=self.manifest.written(), check=False)
         if self.extremes is not None and "extremes" in state:
             self.extremes.load_state_dict(state["extremes"])
 
@@ -119,7 +125,8 @@ class FilteredOutput:
             pool = self._copy_top(pool)
         self.writer.close(summary=False)
         (self.folder / POOL).mkdir(exist_ok=True)
-        atomic_write(self.folder / POOL / f"{self.part_prefix}-00000.parquet", pool.write_parquet)
+        atomic_write(self.folder / POOL / f"{self.part_prefix}-00000.parquet", pool.write_parquet,
+                     tmp_dir=self.folder)  # readers scan pool.parquet/ whole
         sizes = {name: n for part in gather_objects(self.world, self.writer.sizes) for name, n in part.items()}
         if self.world.main:
             mark_complete(self.folder, sizes)

@@ -106,10 +106,12 @@ class OnlineTrainer:
 
     def run(self) -> dict:
         """Train (or resume) to the last step; returns the run's summary."""
-        self.restore()
+        resumed = self.restore()
         s, h = self.settings, self.history
         if h.step == 0 and not h.curve:
             self.evaluate_now()
+        if not resumed:  # before any output: a run killed before its first periodic checkpoint resumes here
+            self.save()
         bar = tqdm(total=s.steps, initial=h.step, desc=self.name, unit="step",
                    disable=not self.progress or not self.world.main)
         started = time.perf_counter()
@@ -123,6 +125,7 @@ class OnlineTrainer:
                 rows, scored, kept, loss = self.step(batch, h.step)
                 checking = self.timer.seconds.get("agreement", 0.0) - checked  # kept apart, as evaluation is
                 self.account(rows, scored, kept, loss, time.perf_counter() - started - checking, bar)
+                del batch  # not held while the next one is read (its raw bytes can be large)
                 started = time.perf_counter()
         except Stopped as stop:  # SIGTERM or Ctrl-C: say where, for the CLI's one line
             stop.where = stop.where or (f" during step {h.step + 1} of {self.name}; the last checkpoint is at step "
@@ -137,6 +140,10 @@ class OnlineTrainer:
         """One step of the paper's Algorithm 2 on a super-batch; returns the rows it read,
         scored and trained on, and the loss."""
         batch, surplus = self.common_rows(batch)  # every rank the same number of rows
+        if not len(batch):  # no image of it decoded (on some rank): record what was read, train on nothing
+            if self.sink is not None:
+                self.record(batch, None, surplus, step)
+            return len(surplus) + len(batch.rejected), 0, 0, None
         with self.timer("preprocess"):  # decoded in the workers; resized and normalised here
             pixels = self.bundle.preprocess.to_model(batch.images, self.device)
             texts = batch.texts.to(self.device, non_blocking=True)
@@ -344,11 +351,12 @@ class OnlineTrainer:
         self.checkpoint.save(shared, own)
         self.saved_step = self.history.step
 
-    def restore(self) -> None:
-        """Resume from the checkpoint when there is one (every part at the same step)."""
+    def restore(self) -> bool:
+        """Resume from the checkpoint when there is one (every part at the same step); False
+        when there is none."""
         saved = self.checkpoint.load(self.device)
         if saved is None:
-            return
+            return False
         shared, own = saved
         _, extra = restore_training_state(shared, self.model, self.optimizer, self.scheduler)
         self.history = History(**extra["history"])
@@ -360,3 +368,4 @@ class OnlineTrainer:
         self.loader.load_state_dict(own["loader"])
         if self.sink is not None:
             self.sink.load_state_dict(own["sink"])
+        return True
