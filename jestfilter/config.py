@@ -30,6 +30,13 @@ FILTERED_RULES = {  # which samples bootstrap's filtered/ holds (jestfilter.sink
 SAMPLES_PER_SHARD = 10_000  # every command that writes shards, as img2dataset does (the demo's are smaller)
 
 PRECISIONS = ("fp32", "bf16")
+DECODES = {  # where and how the images are decoded (jestfilter.data.pixels)
+    "auto": "gpu on a CUDA device, else cpu",
+    "cpu": "in the loader's workers; a JPEG at least twice the model's input is decoded at 1/2, 1/4 or 1/8 scale "
+           "(libjpeg's DCT scaling), then resized as any other image",
+    "full": "in the loader's workers, every image at its stored size (the exact pixels of a plain decode; slower)",
+    "gpu": "as cpu, except that the JPEGs that would be decoded at full scale go to the GPU (nvjpeg) as bytes",
+}
 PIXEL_NORMS = ("data", "half", "clip")  # how a new model normalises its pixels (jestfilter.models.normalise)
 # jest-tiny at 4-px patches: 49 tokens a 28-px image, 16 at Flexi's 7-px patches (jest-tiny's
 # 7-px patches leave Flexi 2×2 = 4 tokens); see docs/benchmarks.md
@@ -77,6 +84,8 @@ class TrainSettings:
     compile: bool = option(False, "torch.compile the transformer blocks (slow first steps, then faster)")
     eval_every: int = option(100, "evaluate every N steps")
     checkpoint_every: int = option(50, "checkpoint every N steps")
+    decode: str = option("auto", "where and how images are decoded: " + "; ".join(
+        f"{name}: {text}" for name, text in DECODES.items()), choices=tuple(DECODES))
     workers: int | None = option(None, "decoding workers (default: from the cores, see --threads)")
     threads: int | None = option(None, "torch CPU threads (default: $OMP_NUM_THREADS, else the cores left "
                                         "after the loader's workers, at least 1)")
