@@ -147,3 +147,23 @@ def test_jpegs_deferred_to_the_device_decode_to_the_workers_pixels(web_shards):
     pixels, failed = decode_deferred(held, "cpu")
     assert failed == [] and isinstance(pixels, list)
     assert all(torch.equal(a, decode_image(d, 28)) for a, d in zip(pixels, datas))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_a_reduced_decode_gives_libjpegs_scaled_pixels_for_colour_grey_and_cmyk_jpegs(mode):
+    rgb = PIL.Image.open(io.BytesIO(photo(517, 301)))
+    out = io.BytesIO()
+    rgb.convert(mode).save(out, format="JPEG", quality=90)
+    data = out.getvalue()
+    with PIL.Image.open(io.BytesIO(data)) as image:  # libjpeg's own 1/4-scale decode, through PIL
+        image.draft("RGB", (64, 64))
+        expected = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    assert expected.shape[-2:] == (76, 130)
+    assert torch.equal(decode_image(data, 64), expected[:, :, 27:103])  # its central square
+
+
+def test_a_truncated_large_jpeg_is_still_refused_when_decoded_at_reduced_scale():
+    data = photo(512, 512)
+    for cut in (0.5, 0.99):
+        with pytest.raises(Exception):
+            decode_image(data[: int(len(data) * cut)], 28)
