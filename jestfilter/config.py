@@ -27,6 +27,11 @@ FILTERED_RULES = {  # which samples bootstrap's filtered/ holds (jestfilter.sink
     "top": "the (1−f) of the web samples read with the highest mean score over the passes (e.g. learnability)",
     "all": "every sample chosen in any pass (several passes: far more than 1−f)",
 }
+MANIFESTS = {  # what the manifest records (jestfilter.data.manifest)
+    "all": "a row for every sample read, in every pass: kept, dropped (with its scores) or rejected",
+    "kept": "rows for kept and rejected samples only; dropped ones are counted per shard, pass and reason in "
+            "dropped.parquet/ (5× fewer rows at f = 0.8; not with --filtered-rule top)",
+}
 SAMPLES_PER_SHARD = 10_000  # every command that writes shards, as img2dataset does (the demo's are smaller)
 
 PRECISIONS = ("fp32", "bf16")
@@ -185,6 +190,8 @@ class BootstrapConfig:
     filtered_rule: str = option("first-pass", "which samples filtered/ holds: " + "; ".join(
         f"{name}: {text}" for name, text in FILTERED_RULES.items()), choices=tuple(FILTERED_RULES))
     samples_per_shard: int = option(SAMPLES_PER_SHARD, "samples per filtered shard")
+    manifest: str = option("all", "what filtered/manifest.parquet records: " + "; ".join(
+        f"{name}: {text}" for name, text in MANIFESTS.items()), choices=tuple(MANIFESTS))
     device: str = option("auto", DEVICE_HELP)
     progress: bool = option(True, "hide progress bars", flag="--no-progress")
     keep_checkpoints: bool = option(False, "keep the checkpoints after a successful run (an unfinished run "
@@ -209,6 +216,9 @@ class BootstrapConfig:
             raise ValueError("--reference-steps must be positive (or pass --reference DIR)")
         if self.rounds < 1:
             raise ValueError(f"--rounds must be positive, got {self.rounds}")
+        if self.manifest != "all" and self.filtered_rule == "top":
+            raise ValueError("--filtered-rule top ranks every sample by its scores in every pass: it needs "
+                             "--manifest all")
         if self.rounds > 1 and not criterion(self.train.method).needs_reference:
             raise ValueError(f"--rounds {self.rounds} needs a --method that uses the reference; "
                              f"{self.train.method} does not")

@@ -27,7 +27,8 @@ import torch
 from tqdm import tqdm
 
 from jestfilter.config import BootstrapConfig, TrainSettings
-from jestfilter.data import RawSample, atomic_write_json, expand_shards, iter_samples, read_manifest
+from jestfilter.data import RawSample, atomic_write_json, expand_shards, iter_samples
+from jestfilter.data.manifest import scan_dropped_counts, scan_manifest
 from jestfilter.distributed import barrier, broadcast_object, init_distributed, lock_folder, main_first, resolve_device
 from jestfilter.embeddings import EmbeddingCache, build_cache, cache_path
 from jestfilter.eval import evaluate, load_eval_set
@@ -36,8 +37,8 @@ from jestfilter.models import (ModelBundle, PixelStats, coarse_patch_size, creat
                                save_local_dir, start_model, stats_for_new_model)
 from jestfilter.plan import Plan, Stage, Timing
 from jestfilter.report import write_report, write_rounds_report
-from jestfilter.results import (costs, filtered_counts, filtered_line, manifest_counts, round_summary, rounds_table,
-                                speedups, summary_table)
+from jestfilter.results import (costs, filtered_counts, filtered_line, manifest_counts, pool_size, round_summary,
+                                rounds_table, speedups, summary_table)
 from jestfilter.scores import pool_scores, top_fraction
 from jestfilter.selection.criteria import criterion
 from jestfilter.sinks import ExtremesTracker, FilteredOutput, read_pool
@@ -232,7 +233,7 @@ class Bootstrap:
         main = method == cfg.train.method
         sink = FilteredOutput(out / "filtered", cfg.samples_per_shard, world=world, rule=cfg.filtered_rule,
                               keep_fraction=1 - cfg.train.filter_ratio, criterion=method,
-                              seed=cfg.train.seed) if main else None
+                              seed=cfg.train.seed, manifest=cfg.manifest) if main else None
         offline = criterion(method).offline is not None
         kept = self.offline_keep(method, cache) if offline else None
         summary = self.trainer(learner, self.web, cfg.settings_for(method), method, reference=cache,
@@ -302,21 +303,22 @@ class Bootstrap:
     def report(self, reference_metrics: dict, runs: dict[str, dict], embedding: dict, pool: int | None,
                seconds: float) -> dict:
         cfg, out = self.cfg, self.out
-        manifest = read_manifest(out / "filtered")
+        manifest, dropped = scan_manifest(out / "filtered"), scan_dropped_counts(out / "filtered")  # read lazily
         for run in runs.values():  # passes over the web pool (before a whole pass: over the samples cached)
             run["web_passes"] = run["passes"] if run["passes"] is not None or not pool else run["rows_read"] / pool
         needs_reference = {m: criterion(m).needs_reference for m in runs}
         cost = costs(runs, reference_metrics, embedding, needs_reference)
         truth = self.inputs.truth
         filtered = filtered_counts(read_pool(out / "filtered"), cfg.filtered_rule,
-                                   pl.read_parquet(truth) if truth is not None else None)
+                                   pl.read_parquet(truth) if truth is not None else None,
+                                   pool_size(manifest, dropped) if dropped is not None else None)
         metrics = {
             "reference": {**reference_metrics, "web_passes": 0.0},  # trained on the curated data
             "final": runs[cfg.train.method],
             "compare": {m: r for m, r in runs.items() if m != cfg.train.method},
             "costs": cost,
             "speedup": speedups(runs, cost),
-            "data": {**manifest_counts(manifest), "filtered": filtered},
+            "data": {**manifest_counts(manifest, dropped), "filtered": filtered},
             "config": asdict(cfg),
             "seconds": seconds,
         }

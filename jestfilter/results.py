@@ -5,21 +5,51 @@ from __future__ import annotations
 
 import polars as pl
 
+from jestfilter.data.manifest import DROPPED, KEPT, REJECTED
 
-def manifest_counts(manifest: pl.DataFrame) -> dict:
-    """Kept / dropped / rejected counts, and rejections and unscored drops by reason."""
-    counts = {row["decision"]: row["len"] for row in manifest.group_by("decision").len().iter_rows(named=True)}
+
+def decision_counts(manifest: pl.LazyFrame | pl.DataFrame, dropped: pl.LazyFrame | None = None) -> dict:
+    """Kept / dropped / rejected sample-passes and rejections and unscored drops by reason,
+    aggregated lazily by polars' streaming engine (memory stays flat however many rows the
+    manifest has). ``dropped``: a ``--manifest kept`` run's counts of the drops it did not
+    record (``scan_dropped_counts``), added in."""
+    groups = manifest.lazy().group_by("decision", "reason").agg(pl.len().cast(pl.Int64).alias("rows"))
+    if dropped is not None:
+        groups = pl.concat([groups, dropped.select(pl.lit(DROPPED).alias("decision"), "reason", "rows")])
+    table = groups.group_by("decision", "reason").agg(pl.col("rows").sum()).collect(engine="streaming")
+    counts = {row["decision"]: row["rows"] for row in table.group_by("decision").agg(pl.col("rows").sum())
+              .iter_rows(named=True)}
 
     def by_reason(decision: str) -> dict:
-        rows = manifest.filter(manifest["decision"] == decision, manifest["reason"].is_not_null())
-        return {row["reason"]: row["len"] for row in rows.group_by("reason").len().iter_rows(named=True)}
+        found = table.filter(pl.col("decision") == decision, pl.col("reason").is_not_null())
+        return {row["reason"]: row["rows"] for row in found.iter_rows(named=True)}
 
-    return {"rows": manifest.height, "decisions": counts, "rejected_by_reason": by_reason("rejected"),
-            "dropped_by_reason": by_reason("dropped"),  # short_super_batch under torchrun
-            "unique_kept": manifest.filter(manifest["decision"] == "kept").select("source_shard", "key").n_unique()}
+    result = {"rows": sum(counts.values()), "decisions": counts, "rejected_by_reason": by_reason(REJECTED),
+              "dropped_by_reason": by_reason(DROPPED)}  # short_super_batch under torchrun
+    if dropped is not None:
+        result["dropped_counted_not_recorded"] = int(dropped.select(pl.col("rows").sum()).collect().item() or 0)
+    return result
 
 
-def with_kind(rows: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
+def manifest_counts(manifest: pl.LazyFrame | pl.DataFrame, dropped: pl.LazyFrame | None = None) -> dict:
+    """``decision_counts`` and the distinct samples kept (memory: one entry per distinct kept
+    sample, not per row)."""
+    unique_kept = (manifest.lazy().filter(pl.col("decision") == KEPT).select("source_shard", "key").unique()
+                   .select(pl.len()).collect(engine="streaming").item())
+    return {**decision_counts(manifest, dropped), "unique_kept": unique_kept}
+
+
+def pool_size(manifest: pl.LazyFrame, dropped: pl.LazyFrame | None = None) -> int:
+    """Distinct samples read unrejected, from the first pass's rows (every later pass reads the
+    same pool again): what the pool table counts, also for a ``--manifest kept`` run."""
+    first = manifest.lazy().filter(pl.col("pass") == 0, pl.col("decision").is_in([KEPT, DROPPED]))
+    read = first.select(pl.len()).collect(engine="streaming").item()
+    if dropped is not None:
+        read += int(dropped.filter(pl.col("pass") == 0).select(pl.col("rows").sum()).collect().item() or 0)
+    return read
+
+
+def with_kind(rows: pl.DataFrame | pl.LazyFrame, truth: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
     """``rows`` (``source_shard``, ``key``, ...) with the demo's noise ``kind`` of each sample
     from ``web_truth.parquet``, matched on (shard file name, key): keys repeat across shards."""
     kinds = truth.select(pl.col("shard").alias("shard_name"), "key", "kind")
@@ -27,19 +57,24 @@ def with_kind(rows: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
     return named.join(kinds, on=["shard_name", "key"], how="left").drop("shard_name")
 
 
-def filtered_counts(pool: pl.DataFrame, rule: str, truth: pl.DataFrame | None = None) -> dict:
+def filtered_counts(pool: pl.DataFrame, rule: str, truth: pl.DataFrame | None = None,
+                    pool_samples: int | None = None) -> dict:
     """What ``filtered/`` holds against the pool it was chosen from (``jestfilter.sinks.read_pool``):
     the unique fraction written and, with the demo's ``web_truth.parquet``, each kind's share
-    of the web pool and of the written samples."""
+    of the web pool and of the written samples. ``pool_samples``: the pool's size when the
+    table lists only the samples chosen (``--manifest kept``: ``pool_size``); each kind's pool
+    share then comes from the whole web data in ``truth``."""
     written = pool.filter(pl.col("output_shard").is_not_null())
-    counts = {"rule": rule, "pool": pool.height, "written": written.height,
-              "fraction": written.height / max(1, pool.height)}
+    size = pool.height if pool_samples is None else pool_samples
+    counts = {"rule": rule, "pool": size, "written": written.height, "fraction": written.height / max(1, size)}
     if truth is not None:
         def share(frame: pl.DataFrame) -> dict[str, float]:
             by_kind = with_kind(frame, truth).group_by("kind").len()
             return {row["kind"]: row["len"] / max(1, frame.height) for row in by_kind.iter_rows(named=True)}
 
-        pool_share, written_share = share(pool), share(written)
+        pool_share = share(pool) if pool_samples is None else {
+            row["kind"]: row["len"] / truth.height for row in truth.group_by("kind").len().iter_rows(named=True)}
+        written_share = share(written)
         counts["by_kind"] = {kind: {"pool_share": pool_share[kind], "written_share": written_share.get(kind, 0.0)}
                              for kind in sorted(pool_share, key=str)}
     return counts

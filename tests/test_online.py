@@ -180,3 +180,21 @@ def test_bf16_trains_fp32_weights_and_selects_in_fp32(demo, tmp_path, reference_
     pixels = run.bundle.preprocess.to_model(torch.zeros(4, 3, 28, 28, dtype=torch.uint8))
     learner = run.learner_embeddings(pixels, run.bundle.tokenizer(["a dress"] * 4))
     assert learner.image.dtype == learner.text.dtype == torch.float32
+
+
+def test_a_kept_manifest_run_records_kept_rows_and_counts_every_drop(demo, tmp_path, reference_cache):
+    from jestfilter.data.manifest import scan_dropped_counts, scan_manifest
+    from jestfilter.results import manifest_counts, pool_size
+    from jestfilter.sinks import read_pool
+
+    run = trainer(demo, tmp_path, "learnability", reference_cache, steps=7)  # 7 × 80 rows: more than one pass
+    run.sink = FilteredOutput(tmp_path / "kept", 1000, rule="first-pass", manifest="kept")
+    summary = run.run()
+    run.sink.close()
+    manifest, dropped = scan_manifest(tmp_path / "kept"), scan_dropped_counts(tmp_path / "kept")
+    assert set(manifest.collect()["decision"]) == {"kept"}
+    counts = manifest_counts(manifest, dropped)
+    assert counts["decisions"] == {"kept": 7 * 16, "dropped": 7 * 64} and counts["rows"] == summary["rows_read"]
+    assert pool_size(manifest, dropped) == 400  # the demo's web pool, read whole in the first pass
+    pool = read_pool(tmp_path / "kept")
+    assert pool.height == counts["unique_kept"] and pool["passes"].null_count() == pool.height

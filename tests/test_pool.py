@@ -42,3 +42,22 @@ def test_top_keeps_the_best_mean_score_of_the_criterion_then_the_most_often_chos
     top = choose_top(pool_table(MANIFEST, CRITERIA[method]), keep_fraction=0.67, seed=0)
     # easy_reference: all three score −1; c is chosen in every pass, a in half, b never
     assert set(top["key"]) == expected
+
+
+def test_a_kept_only_manifest_gives_a_pool_table_of_the_chosen_samples_with_unknown_passes():
+    kept_rows = MANIFEST.filter(pl.col("decision") != "dropped")  # what --manifest kept records
+    pool = {row["key"]: row for row in pool_table(kept_rows, CRITERIA["learnability"], every_pass=False)
+            .iter_rows(named=True)}
+    assert set(pool) == {"a", "c"}  # b was never chosen: counted as a drop, not listed
+    assert pool["c"]["chosen"] == 2 and pool["c"]["passes"] is None and pool["c"]["chosen_share"] is None
+    assert pool["a"]["score"] == 4.0  # its mean score over the passes that chose it
+
+
+def test_the_top_rule_refuses_a_manifest_without_the_dropped_rows(tmp_path):
+    from jestfilter.config import BootstrapConfig
+    from jestfilter.sinks import FilteredOutput
+
+    with pytest.raises(ValueError, match="needs --manifest all"):
+        FilteredOutput(tmp_path / "f", rule="top", keep_fraction=0.2, manifest="kept")
+    with pytest.raises(ValueError, match="needs --manifest all"):
+        BootstrapConfig(filtered_rule="top", manifest="kept").validate()

@@ -6,11 +6,19 @@ not grow with the pool. polars (``pl.read_parquet("…/manifest.parquet/*.parque
 (``pd.read_parquet("…/manifest.parquet")``) and duckdb (``read_parquet('…/*.parquet')``) read it.
 Under torchrun every rank writes its own parts (``rank-00001-part-NNNNN.parquet``) into the
 same folder, so the folder still reads as one table.
+
+With ``keep_dropped=False`` (``--manifest kept``) only kept and rejected samples get rows; the
+dropped ones are counted per (source shard, pass, reason) in ``dropped.parquet/``, a part beside
+each manifest part, which is 80 % fewer rows at f = 0.8 for users who do not need every drop.
+
+Readers that must not hold the whole table (the report, the pool table, the ``top`` rule) scan it
+lazily (``scan_manifest``) and aggregate with polars' streaming engine.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -33,6 +41,8 @@ SCHEMA = {
     "chunk": pl.Int32,  # the chunk of the step's selection a kept sample was drawn in
 }
 # Score columns (Float32, null where a score was not computed) follow, named by the caller.
+DROPPED_COUNTS = "dropped.parquet"  # with keep_dropped=False: the dropped samples, counted
+DROPPED_SCHEMA = {"source_shard": pl.String, "pass": pl.Int32, "reason": pl.String, "rows": pl.Int64}
 
 
 class Manifest:
@@ -40,12 +50,19 @@ class Manifest:
 
     ``score_columns`` names the per-sample scores the rows carry (e.g. the Selector's
     ``learner_loss``, ``reference_loss``, ``learnability``); a score not given is null.
+    ``keep_dropped=False``: dropped samples are counted in ``out_dir/dropped.parquet/`` (one
+    part per manifest part, same name) instead of getting rows.
     """
 
     def __init__(self, out_dir: str | os.PathLike, rows_per_part: int = 100_000, part_prefix: str = "part",
-                 score_columns: Sequence[str] = ()):
+                 score_columns: Sequence[str] = (), keep_dropped: bool = True):
         self.path = Path(out_dir) / "manifest.parquet"
         self.path.mkdir(parents=True, exist_ok=True)
+        self.keep_dropped = keep_dropped
+        self.dropped_path = Path(out_dir) / DROPPED_COUNTS
+        self._dropped: Counter[tuple[str, int, str | None]] = Counter()  # (shard, pass, reason) → rows
+        if not keep_dropped:
+            self.dropped_path.mkdir(exist_ok=True)
         self.rows_per_part, self.part_prefix = rows_per_part, part_prefix
         self.schema = {**SCHEMA, **{name: pl.Float32 for name in score_columns}}
         self.parts = 0
@@ -61,13 +78,27 @@ class Manifest:
         return len(self._rows["key"])
 
     def append(self, **columns: Sequence) -> None:
-        """Add rows given as equal-length columns; a column left out is null."""
+        """Add rows given as equal-length columns; a column left out is null. Without
+        ``keep_dropped`` a dropped row is counted instead."""
+        if not self.keep_dropped:
+            columns = self._count_dropped(columns)
         n = len(columns["key"])
         for name, values in self._rows.items():
             given = columns.get(name)
             values.extend([None] * n if given is None else list(given))
         if len(self) >= self.rows_per_part:
             self.flush()
+
+    def _count_dropped(self, columns: dict[str, Sequence]) -> dict[str, Sequence]:
+        """``columns`` without their dropped rows, which are added to the counts."""
+        decisions = columns["decision"]
+        keep = [i for i, decision in enumerate(decisions) if decision != DROPPED]
+        if len(keep) == len(decisions):
+            return columns
+        reasons = columns.get("reason") or [None] * len(decisions)
+        self._dropped.update((columns["source_shard"][i], int(columns["pass"][i]), reasons[i])
+                             for i, decision in enumerate(decisions) if decision == DROPPED)
+        return {name: None if values is None else [values[i] for i in keep] for name, values in columns.items()}
 
     def record(
         self,
@@ -113,12 +144,18 @@ class Manifest:
                         reason=[reason] * len(samples), **{"pass": [pass_index] * len(samples)})
 
     def flush(self) -> None:
-        """Write the gathered rows as the next part."""
-        if not len(self):
+        """Write the gathered rows as the next part (and the dropped samples counted since the
+        last part, under the same name in ``dropped.parquet/``)."""
+        if not len(self) and not self._dropped:
             return
         if self._fresh:
             self._refuse_old_parts()
         frame = pl.DataFrame(self._rows, schema=self.schema)
+        if self._dropped:
+            counts = pl.DataFrame([(*group, rows) for group, rows in sorted(self._dropped.items(), key=str)],
+                                  schema=DROPPED_SCHEMA, orient="row")
+            atomic_write(self.dropped_path / self.part(self.parts).name, counts.write_parquet)
+            self._dropped.clear()
         atomic_write(self.part(self.parts), frame.write_parquet)
         self.parts += 1
         self.part_rows.append(frame.height)
@@ -142,11 +179,13 @@ class Manifest:
                 what = "is missing" if found is None else f"holds {found:,} rows"
                 raise ValueError(f"cannot resume: {path} {what}; the checkpoint counts {rows:,} rows in it. "
                                  "Restore it or start in a new folder")
-        for path in [*self.path.glob(f"{self.part_prefix}-*"), *self.path.glob(f".{self.part_prefix}-*")]:
-            number = path.name.lstrip(".").removeprefix(f"{self.part_prefix}-").removesuffix(".parquet")
-            if not number.isdigit() or int(number) >= self.parts:
-                path.unlink()
+        for folder in (self.path, self.dropped_path):
+            for path in [*folder.glob(f"{self.part_prefix}-*"), *folder.glob(f".{self.part_prefix}-*")]:
+                number = path.name.lstrip(".").removeprefix(f"{self.part_prefix}-").removesuffix(".parquet")
+                if not number.isdigit() or int(number) >= self.parts:
+                    path.unlink()
         self._rows = {name: [] for name in self.schema}
+        self._dropped.clear()
         self._fresh = False
 
     def own_rows(self) -> pl.LazyFrame:
@@ -178,8 +217,27 @@ def _scores(values, n: int, rejected: int) -> list:
 
 
 def read_manifest(out_dir: str | os.PathLike) -> pl.DataFrame:
-    """All rows of ``out_dir/manifest.parquet`` (empty, with the schema, when there are none)."""
+    """All rows of ``out_dir/manifest.parquet`` (empty, with the schema, when there are none).
+    Holds the whole table in memory: for a large one use ``scan_manifest``."""
+    return scan_manifest(out_dir).collect()
+
+
+def scan_manifest(out_dir: str | os.PathLike) -> pl.LazyFrame:
+    """The rows of ``out_dir/manifest.parquet``, read lazily (aggregate them with
+    ``collect(engine="streaming")`` and memory stays flat however many rows there are)."""
     path = Path(out_dir) / "manifest.parquet"
     if not any(path.glob("*part-*.parquet")):
-        return pl.DataFrame(schema=SCHEMA)
-    return pl.read_parquet(path / "*part-*.parquet")
+        return pl.LazyFrame(schema=SCHEMA)
+    return pl.scan_parquet(path / "*part-*.parquet")
+
+
+def scan_dropped_counts(out_dir: str | os.PathLike) -> pl.LazyFrame | None:
+    """``out_dir/dropped.parquet``'s counts of the dropped samples a ``--manifest kept`` run did
+    not record (``source_shard, pass, reason, rows``), lazily; None when the manifest has a row
+    for every dropped sample."""
+    path = Path(out_dir) / DROPPED_COUNTS
+    if not path.is_dir():
+        return None
+    if not any(path.glob("*part-*.parquet")):
+        return pl.LazyFrame(schema=DROPPED_SCHEMA)
+    return pl.scan_parquet(path / "*part-*.parquet")

@@ -23,18 +23,20 @@ class ShardOutput:
     """``sink`` takes the shard's selections; ``close()`` moves the finished files in and
     returns their sizes (output shard name → samples)."""
 
-    def __init__(self, out_dir: str | os.PathLike, shard: str, samples_per_shard: int):
+    def __init__(self, out_dir: str | os.PathLike, shard: str, samples_per_shard: int, manifest: str = "all"):
         self.out_dir, stem = Path(out_dir), shard_stem(shard)
         self.work = self.out_dir / f".work-{stem}"
         shutil.rmtree(self.work, ignore_errors=True)  # what a killed attempt left
         self.sink = FilteredOutput(self.work, samples_per_shard, prefix=stem, part_prefix=f"part-{stem}",
-                                   extremes=False)
+                                   extremes=False, manifest=manifest)
 
     def close(self) -> dict[str, int]:
         sizes = self.sink.close()
-        (self.out_dir / "manifest.parquet").mkdir(exist_ok=True)
-        for part in self.sink.manifest.path.glob("*.parquet"):
-            os.replace(part, self.out_dir / "manifest.parquet" / part.name)
+        for folder in (self.sink.manifest.path, self.sink.manifest.dropped_path):  # dropped: --manifest kept
+            if folder.is_dir():
+                (self.out_dir / folder.name).mkdir(exist_ok=True)
+                for part in folder.glob("*.parquet"):
+                    os.replace(part, self.out_dir / folder.name / part.name)
         for name in sizes:
             os.replace(self.work / name, self.out_dir / name)
         shutil.rmtree(self.work)

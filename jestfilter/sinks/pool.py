@@ -33,11 +33,16 @@ POOL_SCHEMA = {"source_shard": pl.String, "key": pl.String, "passes": pl.Int32, 
                "chosen_share": pl.Float64, "score": pl.Float64, "output_shard": pl.String}
 
 
-def pool_table(rows: pl.LazyFrame, criterion: Criterion) -> pl.DataFrame:
+def pool_table(rows: pl.LazyFrame, criterion: Criterion, every_pass: bool = True) -> pl.DataFrame:
     """One row per (source_shard, key) read unrejected: passes read, passes chosen, their share,
     the mean of the criterion's own-pair score (null where it scores nothing) and the filtered
     shard that already holds it (written online), sorted by (source_shard, key). The rows are
-    the manifest's (a LazyFrame: many passes over a large pool need not fit in memory)."""
+    the manifest's, read lazily and aggregated by polars' streaming engine: memory grows with
+    the pool (one group per sample), not with the passes over it.
+
+    ``every_pass=False``: the manifest has rows for kept samples only (``--manifest kept``), so
+    the table lists the samples chosen at least once, their mean score over those passes, and
+    null ``passes`` and ``chosen_share`` (the passes that dropped them were counted, not recorded)."""
     terms = [weight * pl.col(column) for weight, column in ((criterion.learner_weight, "learner_loss"),
                                                              (criterion.reference_weight, "reference_loss"))
              if weight]
@@ -49,7 +54,9 @@ def pool_table(rows: pl.LazyFrame, criterion: Criterion) -> pl.DataFrame:
                  (pl.col("decision") == KEPT).sum().cast(pl.Int32).alias("chosen"),
                  pl.col("score").mean().alias("score"),
                  pl.col("output_shard").drop_nulls().first().alias("output_shard"))
-            .with_columns((pl.col("chosen") / pl.col("passes")).alias("chosen_share"))
+            .with_columns((pl.col("chosen") / pl.col("passes")).alias("chosen_share") if every_pass else
+                          pl.lit(None, pl.Float64).alias("chosen_share"),
+                          pl.col("passes") if every_pass else pl.lit(None, pl.Int32).alias("passes"))
             .select(list(POOL_SCHEMA)).cast(POOL_SCHEMA)  # type: ignore[arg-type]
             .sort("source_shard", "key")
             .collect(engine="streaming"))  # a manifest can be far larger than memory
