@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from jestfilter.data.manifest import DROPPED, KEPT, REJECTED
+from jestfilter.data.manifest import DROPPED, KEPT, REJECTED, reduce_in_chunks
 
 
 def decision_counts(manifest: pl.LazyFrame | pl.DataFrame, dropped: pl.LazyFrame | None = None) -> dict:
@@ -31,12 +31,16 @@ def decision_counts(manifest: pl.LazyFrame | pl.DataFrame, dropped: pl.LazyFrame
     return result
 
 
+def kept_per_sample(manifest: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+    """(source_shard, key, kept): how many passes kept each sample kept at least once, read a
+    chunk at a time (``reduce_in_chunks``): memory grows with the samples, not the passes."""
+    return reduce_in_chunks(manifest.lazy(), ["source_shard", "key"], [pl.len().alias("kept")],
+                            [pl.col("kept").sum()], prepare=lambda rows: rows.filter(pl.col("decision") == KEPT))
+
+
 def manifest_counts(manifest: pl.LazyFrame | pl.DataFrame, dropped: pl.LazyFrame | None = None) -> dict:
-    """``decision_counts`` and the distinct samples kept (memory: one entry per distinct kept
-    sample, not per row)."""
-    unique_kept = (manifest.lazy().filter(pl.col("decision") == KEPT).select("source_shard", "key").unique()
-                   .select(pl.len()).collect(engine="streaming").item())
-    return {**decision_counts(manifest, dropped), "unique_kept": unique_kept}
+    """``decision_counts`` and the distinct samples kept."""
+    return {**decision_counts(manifest, dropped), "unique_kept": kept_per_sample(manifest).height}
 
 
 def pool_size(manifest: pl.LazyFrame, dropped: pl.LazyFrame | None = None) -> int:

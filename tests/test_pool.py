@@ -61,3 +61,21 @@ def test_the_top_rule_refuses_a_manifest_without_the_dropped_rows(tmp_path):
         FilteredOutput(tmp_path / "f", rule="top", keep_fraction=0.2, manifest="kept")
     with pytest.raises(ValueError, match="needs --manifest all"):
         BootstrapConfig(filtered_rule="top", manifest="kept").validate()
+
+
+def test_the_pool_table_is_the_same_read_in_one_go_or_a_few_rows_at_a_time(monkeypatch):
+    import numpy as np
+
+    from jestfilter.data import manifest as manifest_module
+
+    rng = np.random.default_rng(0)
+    entries = [(f"k{rng.integers(40)}", p, str(rng.choice(["kept", "dropped", "rejected"], p=[0.3, 0.65, 0.05])),
+                None, float(rng.normal(3)), float(rng.normal(2))) for p in range(6) for _ in range(50)]
+    manifest = rows(*entries)
+    whole = pool_table(manifest, CRITERIA["learnability"])
+    monkeypatch.setattr(manifest_module, "CHUNK_ROWS", 7)  # 43 chunks, spilled to disk in 43 buckets
+    chunked = pool_table(manifest, CRITERIA["learnability"])
+    assert chunked.height == whole.height == 40
+    assert chunked.drop("score").equals(whole.drop("score"))
+    assert np.allclose(chunked["score"].to_numpy(), whole["score"].to_numpy())  # summed in another order
+    assert choose_top(chunked, 0.3, seed=1).equals(choose_top(whole, 0.3, seed=1))

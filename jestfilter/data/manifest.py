@@ -18,9 +18,10 @@ lazily (``scan_manifest``) and aggregate with polars' streaming engine.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import polars as pl
 import torch
@@ -229,6 +230,42 @@ def scan_manifest(out_dir: str | os.PathLike) -> pl.LazyFrame:
     if not any(path.glob("*part-*.parquet")):
         return pl.LazyFrame(schema=SCHEMA)
     return pl.scan_parquet(path / "*part-*.parquet")
+
+
+CHUNK_ROWS = 2_000_000  # manifest rows a chunked reduction reads at a time
+
+
+def reduce_in_chunks(rows: pl.LazyFrame, by: Sequence[str], partial: Sequence[pl.Expr], merge: Sequence[pl.Expr],
+                     prepare: Callable[[pl.LazyFrame], pl.LazyFrame] = lambda rows: rows,
+                     chunk_rows: int | None = None, spill: str | os.PathLike | None = None) -> pl.DataFrame:
+    """``prepare(rows).group_by(by).agg(partial)``, merged with ``merge``, in memory that does
+    not grow with the rows: an out-of-core group-by for a manifest far larger than memory.
+
+    ``partial`` aggregates ``chunk_rows`` (default ``CHUNK_ROWS``) of ``rows`` at a time (a slice of the scan, read from
+    its files alone; ``prepare`` filters it or adds columns), and each chunk's groups are split by
+    a hash of ``by`` into as many buckets as there are chunks and written to ``spill`` (a
+    temporary folder there; default: the system's). Each bucket's pieces are then merged with
+    ``merge``, which must therefore be associative (sums, counts, min, max). Memory: one chunk,
+    one bucket and the result (one row per group), however many rows there are; temporary disk:
+    the chunks' groups. (polars' streaming group-by on its own kept state for every row it had
+    read: 9 GB for 50M manifest rows over 1M samples; docs/benchmarks.md.)"""
+    chunk_rows = chunk_rows or CHUNK_ROWS
+    total = rows.select(pl.len()).collect().item()
+    chunks = max(1, -(-total // chunk_rows))
+    if chunks == 1:
+        return prepare(rows).group_by(*by).agg(*partial).collect(engine="streaming")
+    if spill is not None:
+        Path(spill).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".reduce-", dir=spill) as folder:
+        for chunk, start in enumerate(range(0, total, chunk_rows)):
+            groups = prepare(rows.slice(start, chunk_rows)).group_by(*by).agg(*partial).collect(engine="streaming")
+            bucket = (pl.struct(*by).hash(seed=0) % chunks).alias("_bucket")
+            for (index,), piece in groups.with_columns(bucket).partition_by("_bucket", as_dict=True).items():
+                piece.drop("_bucket").write_parquet(Path(folder) / f"{index:06d}-{chunk:06d}.parquet")
+        merged = [pl.scan_parquet(Path(folder) / f"{index:06d}-*.parquet").group_by(*by).agg(*merge)
+                  .collect(engine="streaming")
+                  for index in range(chunks) if any(Path(folder).glob(f"{index:06d}-*.parquet"))]
+    return pl.concat(merged) if merged else prepare(rows).group_by(*by).agg(*partial).collect()
 
 
 def scan_dropped_counts(out_dir: str | os.PathLike) -> pl.LazyFrame | None:

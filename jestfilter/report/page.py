@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from jestfilter.report.plots import plot_curves, plot_extremes, plot_score_histograms
-from jestfilter.results import decision_counts, with_kind
+from jestfilter.results import decision_counts, kept_per_sample, with_kind
 from jestfilter.sinks import ExtremesTracker
 
 
@@ -95,11 +95,9 @@ def cost_table(metrics: dict, runs: dict[str, dict]) -> str:
 def kept_by_kind(manifest: pl.LazyFrame | pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
     """For data with known noise kinds (the demo): each kind's share of the web data against its
     share of the examples the learner trained on (kept sample-passes, counted with repeats).
-    The manifest is read lazily: only the kept rows' (shard, key) pass, aggregated by kind."""
+    The manifest is read a chunk at a time (``kept_per_sample``)."""
     web = truth.group_by("kind").len("samples").with_columns(web_share=pl.col("samples") / pl.col("samples").sum())
-    kept_rows = manifest.lazy().filter(pl.col("decision") == "kept").select("source_shard", "key")
-    kept = (with_kind(kept_rows, truth.lazy()).group_by("kind").len("trained")
-            .collect(engine="streaming")
+    kept = (with_kind(kept_per_sample(manifest), truth).group_by("kind").agg(pl.col("kept").sum().alias("trained"))
             .with_columns(trained_share=pl.col("trained") / pl.col("trained").sum()))
     return (web.join(kept, on="kind", how="left").fill_null(0)
             .sort("trained_share", descending=True))
