@@ -41,7 +41,7 @@ from jestfilter.results import (costs, filtered_counts, filtered_line, manifest_
                                 rounds_table, speedups, summary_table)
 from jestfilter.scores import pool_scores, top_fraction
 from jestfilter.selection.criteria import criterion
-from jestfilter.sinks import ExtremesTracker, FilteredOutput, read_pool
+from jestfilter.sinks import ExtremesTracker, FilteredOutput, scan_pool
 from jestfilter.train.loop import OnlineTrainer
 from jestfilter.train.schedule import evaluations
 from jestfilter.train.stall import verdict
@@ -309,7 +309,7 @@ class Bootstrap:
         needs_reference = {m: criterion(m).needs_reference for m in runs}
         cost = costs(runs, reference_metrics, embedding, needs_reference)
         truth = self.inputs.truth
-        filtered = filtered_counts(read_pool(out / "filtered"), cfg.filtered_rule,
+        filtered = filtered_counts(scan_pool(out / "filtered"), cfg.filtered_rule,
                                    pl.read_parquet(truth) if truth is not None else None,
                                    pool_size(manifest, dropped) if dropped is not None else None)
         metrics = {
@@ -318,7 +318,7 @@ class Bootstrap:
             "compare": {m: r for m, r in runs.items() if m != cfg.train.method},
             "costs": cost,
             "speedup": speedups(runs, cost),
-            "data": {**manifest_counts(manifest, dropped), "filtered": filtered},
+            "data": {**manifest_counts(manifest, dropped, scan_pool(out / "filtered")), "filtered": filtered},
             "config": asdict(cfg),
             "seconds": seconds,
         }

@@ -38,9 +38,16 @@ def kept_per_sample(manifest: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
                             [pl.col("kept").sum()], prepare=lambda rows: rows.filter(pl.col("decision") == KEPT))
 
 
-def manifest_counts(manifest: pl.LazyFrame | pl.DataFrame, dropped: pl.LazyFrame | None = None) -> dict:
-    """``decision_counts`` and the distinct samples kept."""
-    return {**decision_counts(manifest, dropped), "unique_kept": kept_per_sample(manifest).height}
+def manifest_counts(manifest: pl.LazyFrame | pl.DataFrame, dropped: pl.LazyFrame | None = None,
+                    pool: pl.LazyFrame | None = None) -> dict:
+    """``decision_counts`` and the distinct samples kept: counted from the run's ``pool`` table
+    (``scan_pool``: its samples chosen at least once, nothing held) when given, else from the
+    manifest (memory: one entry per distinct kept sample)."""
+    if pool is not None:
+        unique = pool.filter(pl.col("chosen") > 0).select(pl.len()).collect(engine="streaming").item()
+    else:
+        unique = kept_per_sample(manifest).height
+    return {**decision_counts(manifest, dropped), "unique_kept": unique}
 
 
 def pool_size(manifest: pl.LazyFrame, dropped: pl.LazyFrame | None = None) -> int:
@@ -61,17 +68,21 @@ def with_kind(rows: pl.DataFrame | pl.LazyFrame, truth: pl.DataFrame | pl.LazyFr
     return named.join(kinds, on=["shard_name", "key"], how="left").drop("shard_name")
 
 
-def filtered_counts(pool: pl.DataFrame, rule: str, truth: pl.DataFrame | None = None,
+def filtered_counts(pool: pl.DataFrame | pl.LazyFrame, rule: str, truth: pl.DataFrame | None = None,
                     pool_samples: int | None = None) -> dict:
     """What ``filtered/`` holds against the pool it was chosen from (``jestfilter.sinks.read_pool``):
     the unique fraction written and, with the demo's ``web_truth.parquet``, each kind's share
     of the web pool and of the written samples. ``pool_samples``: the pool's size when the
     table lists only the samples chosen (``--manifest kept``: ``pool_size``); each kind's pool
     share then comes from the whole web data in ``truth``."""
-    written = pool.filter(pl.col("output_shard").is_not_null())
-    size = pool.height if pool_samples is None else pool_samples
-    counts = {"rule": rule, "pool": size, "written": written.height, "fraction": written.height / max(1, size)}
-    if truth is not None:
+    pool = pool.lazy()
+    sizes = pool.select(pl.len().alias("pool"), pl.col("output_shard").is_not_null().sum().alias("written"))
+    sizes = sizes.collect(engine="streaming").row(0, named=True)  # counted as it is read: nothing held
+    size = sizes["pool"] if pool_samples is None else pool_samples
+    counts = {"rule": rule, "pool": size, "written": sizes["written"], "fraction": sizes["written"] / max(1, size)}
+    if truth is not None:  # the demo's: its pool is small
+        pool = pool.collect()
+        written = pool.filter(pl.col("output_shard").is_not_null())
         def share(frame: pl.DataFrame) -> dict[str, float]:
             by_kind = with_kind(frame, truth).group_by("kind").len()
             return {row["kind"]: row["len"] / max(1, frame.height) for row in by_kind.iter_rows(named=True)}

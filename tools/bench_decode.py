@@ -17,6 +17,8 @@ resizes it to the input:
   on a GPU run this half runs on the device): the loader and the model's preprocessing as they
   were, ``--decode full`` now.
 * ``after``: the same with ``decode_checked(data, size)``, what the loader does now.
+* ``workers' half``: ``after`` without the resize, i.e. what a loader worker does on a GPU run
+  (where the resize runs on the GPU): the rate one CPU core feeds a GPU with.
 
 The three run interleaved, best of ``--repeats``; ``samples/s`` is per core.
 
@@ -73,16 +75,18 @@ def plain_pil(shards: list[str], size: int) -> int:
     return count
 
 
-def loader_path(shards: list[str], size: int, reduced: bool) -> int:
-    """The loader's worker half (decode to uint8) and the model's half (resize, normalise) on the CPU."""
+def loader_path(shards: list[str], size: int, reduced: bool, resize: bool = True) -> int:
+    """The loader's worker half (decode to uint8) and, with ``resize``, the model's half (resize,
+    normalise) on the CPU."""
     preprocess = ImagePreprocess(size, CLIP_MEAN, CLIP_STD)
     count, held = 0, []
     for data in images(shards):
         held.append(decode_checked(data, size if reduced else None))
         if len(held) == BATCH:
-            preprocess.to_model(stack_pixels(held))
+            if resize:
+                preprocess.to_model(stack_pixels(held))
             count, held = count + len(held), []
-    if held:
+    if held and resize:
         preprocess.to_model(stack_pixels(held))
     return count + len(held)
 
@@ -107,8 +111,8 @@ def main() -> None:
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"Pillow {PIL.__version__}; one thread, best of {args.repeats}, interleaved\n")
     print("| source | stored px | input px | kB/sample | PIL samples/s | before samples/s | after samples/s "
-          "| after / before | after / PIL | before / PIL |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| after / before | after / PIL | before / PIL | workers' half samples/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for source in args.sources:
         for stored in args.sizes:
             per_shard = min(1000, args.samples)
@@ -118,7 +122,8 @@ def main() -> None:
             for size in args.targets:
                 ways = {"PIL": lambda: plain_pil(shards, size),
                         "before": lambda: loader_path(shards, size, reduced=False),
-                        "after": lambda: loader_path(shards, size, reduced=True)}
+                        "after": lambda: loader_path(shards, size, reduced=True),
+                        "workers": lambda: loader_path(shards, size, reduced=True, resize=False)}
                 best = {name: float("inf") for name in ways}
                 for _ in range(args.repeats):
                     for name, run in ways.items():
@@ -128,7 +133,7 @@ def main() -> None:
                 rate = {name: args.samples / seconds for name, seconds in best.items()}
                 print(f"| {source} | {stored} | {size} | {kilobytes:.1f} | {rate['PIL']:,.0f} | {rate['before']:,.0f} "
                       f"| {rate['after']:,.0f} | {rate['after'] / rate['before']:.2f}× | {rate['after'] / rate['PIL']:.2f}× "
-                      f"| {rate['before'] / rate['PIL']:.2f}× |", flush=True)
+                      f"| {rate['before'] / rate['PIL']:.2f}× | {rate['workers']:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":

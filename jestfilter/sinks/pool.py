@@ -81,5 +81,10 @@ def choose_top(pool: pl.DataFrame, keep_fraction: float, seed: int) -> pl.DataFr
 
 def read_pool(folder: str | os.PathLike) -> pl.DataFrame:
     """Every rank's pool table of a filtered folder (empty, with the schema, when there is none)."""
+    return scan_pool(folder).collect()
+
+
+def scan_pool(folder: str | os.PathLike) -> pl.LazyFrame:
+    """``read_pool``, lazily: count it with the streaming engine and nothing of it is held."""
     parts = sorted((Path(folder) / POOL).glob("*.parquet"))
-    return pl.read_parquet(parts) if parts else pl.DataFrame(schema=POOL_SCHEMA)
+    return pl.scan_parquet(parts) if parts else pl.LazyFrame(schema=POOL_SCHEMA)
