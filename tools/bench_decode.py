@@ -20,9 +20,12 @@ resizes it to the input:
 * ``workers' half``: ``after`` without the resize, i.e. what a loader worker does on a GPU run
   (where the resize runs on the GPU): the rate one CPU core feeds a GPU with.
 
-The three run interleaved, best of ``--repeats``; ``samples/s`` is per core.
+The ways run interleaved, best of ``--repeats``; ``samples/s`` is per core. With ``--device
+cuda`` a last column, ``GPU``, is ``--decode gpu``'s path: the worker reads and checks each JPEG
+(``decode_checked(..., defer_jpeg=True)``), then ``decode_deferred`` decodes batches of 256 with
+nvjpeg and ``to_model`` resizes them on the GPU: samples a second for one core and the GPU.
 
-    OMP_NUM_THREADS=1 python tools/bench_decode.py [--samples 1000] [--sources fashion photos]
+    OMP_NUM_THREADS=1 python tools/bench_decode.py [--samples 1000] [--sources fashion photos] [--device cuda]
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_shards import build_shards  # noqa: E402
 
 from jestfilter.data import RawSample, iter_samples  # noqa: E402
-from jestfilter.data.pixels import central_square, decode_checked, stack_pixels  # noqa: E402
+from jestfilter.data.pixels import central_square, decode_checked, decode_deferred, stack_pixels  # noqa: E402
 from jestfilter.data.shards import image_member  # noqa: E402
 from jestfilter.models import ImagePreprocess  # noqa: E402
 
@@ -91,6 +94,28 @@ def loader_path(shards: list[str], size: int, reduced: bool, resize: bool = True
     return count + len(held)
 
 
+def gpu_path(shards: list[str], size: int, device: torch.device) -> int:
+    """``--decode gpu``: bytes from the worker, nvjpeg and the resize on ``device``."""
+    preprocess = ImagePreprocess(size, CLIP_MEAN, CLIP_STD)
+    count, held = 0, []
+
+    def flush() -> None:
+        pixels, failed = decode_deferred(held, device)
+        assert not failed
+        preprocess.to_model(pixels, device)
+
+    for data in images(shards):
+        held.append(decode_checked(data, size, defer_jpeg=True))
+        if len(held) == BATCH:
+            flush()
+            count, held = count + len(held), []
+    if held:
+        flush()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return count + len(held)
+
+
 def timed(run) -> tuple[float, int]:
     started = time.perf_counter()
     count = run()
@@ -104,15 +129,18 @@ def main() -> None:
     parser.add_argument("--targets", type=int, nargs="+", default=list(TARGETS), help="model input sizes")
     parser.add_argument("--sources", nargs="+", default=["fashion", "photos"], choices=["fashion", "photos"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cuda: also time --decode gpu's path (nvjpeg)")
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "jestfilter-bench-shards")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one core, as in a loader worker
+    device = torch.device(args.device)
 
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"Pillow {PIL.__version__}; one thread, best of {args.repeats}, interleaved\n")
     print("| source | stored px | input px | kB/sample | PIL samples/s | before samples/s | after samples/s "
-          "| after / before | after / PIL | before / PIL | workers' half samples/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| after / before | after / PIL | before / PIL | workers' half samples/s |"
+          + (" GPU samples/s |" if device.type == "cuda" else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if device.type == "cuda" else ""))
     for source in args.sources:
         for stored in args.sizes:
             per_shard = min(1000, args.samples)
@@ -124,6 +152,8 @@ def main() -> None:
                         "before": lambda: loader_path(shards, size, reduced=False),
                         "after": lambda: loader_path(shards, size, reduced=True),
                         "workers": lambda: loader_path(shards, size, reduced=True, resize=False)}
+                if device.type == "cuda":
+                    ways["GPU"] = lambda: gpu_path(shards, size, device)
                 best = {name: float("inf") for name in ways}
                 for _ in range(args.repeats):
                     for name, run in ways.items():
@@ -133,7 +163,8 @@ def main() -> None:
                 rate = {name: args.samples / seconds for name, seconds in best.items()}
                 print(f"| {source} | {stored} | {size} | {kilobytes:.1f} | {rate['PIL']:,.0f} | {rate['before']:,.0f} "
                       f"| {rate['after']:,.0f} | {rate['after'] / rate['before']:.2f}× | {rate['after'] / rate['PIL']:.2f}× "
-                      f"| {rate['before'] / rate['PIL']:.2f}× | {rate['workers']:,.0f} |", flush=True)
+                      f"| {rate['before'] / rate['PIL']:.2f}× | {rate['workers']:,.0f} |"
+                      + (f" {rate['GPU']:,.0f} |" if "GPU" in rate else ""), flush=True)
 
 
 if __name__ == "__main__":
