@@ -15,8 +15,8 @@ FORWARD_GFLOPS = {  # M: forward_flops, one image + one 77-token caption (open_c
 }
 EMBED_DIM = 512  # M: both configs' embedding width (SigLIP B/16's is 768)
 SHARD_KB = {256: 28.8, 512: 87.6}  # M: bytes a sample of OpenCV's photographs, JPEG q95 (bench_decode)
-WORKER_RATE = {256: 520.0, 512: 330.0}  # M: read + decode per core for a 224-px model (bench_decode, workers' half)
-CPU_RATE = {256: 288.0, 512: 179.0}  # M: read + decode + resize to 224 on one core (bench_decode, after)
+WORKER_RATE = {256: 1694.0, 512: 602.0}  # M: read + decode per core for a 224-px model (bench_decode run 3, workers' half)
+CPU_RATE = {256: 317.0, 512: 249.0}  # M: read + decode + resize to 224 on one core (bench_decode run 3, after)
 CACHE_BYTES_PER_DIM = 4  # M: fp16 image + text embedding: 2 · 2 bytes per dimension, plus the key
 CACHE_KEY_BYTES = 36  # M: the .emb.npz's key column per sample (292 B a sample at d = 64)
 MANIFEST_BYTES_PER_ROW = 15.8  # M: the demo run's manifest on disk (parquet, zstd)
@@ -70,7 +70,7 @@ def human(n: float, unit: str = "") -> str:
 def main() -> None:
     print("| scale (samples seen = pool) | model | method | learner GPU-h | + reference GPU-h | + embedding GPU-h "
           "| selector GPU-h | wall-clock on 64 GPUs | images decoded | decode core-h (GPU run) | cores per GPU "
-          "to keep up | learner wall-clock with 12 cores per GPU | manifest (all / kept) |")
+          "to keep up (256 / 512 px) | learner stage with 12 cores per GPU | manifest (all / kept) |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for scale, seen in SCALES.items():
         for model in FORWARD_GFLOPS:
@@ -87,12 +87,13 @@ def main() -> None:
                 clock = (learner_h + reference_h + embed_h + select_h) / GPUS
                 per_gpu_rate = run["decoded"] / (run["flops"] / GPU_FLOPS + run["select_s"])  # samples/s a GPU takes
                 cores = per_gpu_rate / WORKER_RATE[256]
+                cores_512 = per_gpu_rate / WORKER_RATE[512]
                 core_h = run["decoded"] / WORKER_RATE[256] / 3600
                 manifest = (f"{human(run['rows'] * MANIFEST_BYTES_PER_ROW, 'B')} / "
                             f"{human(seen * MANIFEST_BYTES_PER_ROW, 'B')}" if uses_reference else "–")
                 print(f"| {scale} ({human(seen)}) | {model} | {method} | {hours(learner_h)} | {hours(reference_h)} "
                       f"| {hours(embed_h)} | {hours(select_h)} | {wall(clock)} | {human(run['decoded'])} "
-                      f"| {hours(core_h)} | {math.ceil(cores)} "
+                      f"| {hours(core_h)} | {math.ceil(cores)} / {math.ceil(cores_512)} "
                       f"| {wall(max(learner_h + select_h, core_h / CORES_PER_GPU) / GPUS)} | {manifest} |")
     print()
     print("| scale | pool shards (256 px / 512 px) | reference cache (d = 512 / 768) | filtered/ (first-pass) "
