@@ -28,12 +28,24 @@ FILTERED_RULES = {  # which samples bootstrap's filtered/ holds (jestfilter.sink
     "top": "the (1−f) of the web samples read with the highest mean score over the passes (e.g. learnability)",
     "all": "every sample chosen in any pass (several passes: far more than 1−f)",
 }
+MANIFESTS = {  # what the manifest records (jestfilter.data.manifest)
+    "all": "a row for every sample read, in every pass: kept, dropped (with its scores) or rejected",
+    "kept": "rows for kept and rejected samples only; dropped ones are counted per shard, pass and reason in "
+            "dropped.parquet/ (5× fewer rows at f = 0.8; not with --filtered-rule top)",
+}
 SAMPLES_PER_SHARD = 10_000  # every command that writes shards, as img2dataset does (the demo's are smaller)
 MAX_COUNT = 10**9  # the most steps, samples, batch rows, workers, ... a setting may give
 MAX_SEED = 2**63 - 1
 
 PRECISIONS = ("fp32", "bf16")
 FLEXI_MODES = ("off", "score", "train")  # train: the paper's Flexi-JEST; score: its cheap scoring alone
+DECODES = {  # where and how the images are decoded (jestfilter.data.pixels)
+    "auto": "gpu on a CUDA device, else cpu",
+    "cpu": "in the loader's workers; a JPEG at least twice the model's input is decoded at 1/2, 1/4 or 1/8 scale "
+           "(libjpeg's DCT scaling), then resized as any other image",
+    "full": "in the loader's workers, every image at its stored size (the exact pixels of a plain decode; slower)",
+    "gpu": "as cpu, except that the JPEGs that would be decoded at full scale go to the GPU (nvjpeg) as bytes",
+}
 PIXEL_NORMS = ("data", "half", "clip")  # how a new model normalises its pixels (jestfilter.models.normalise)
 # jest-tiny at 4-px patches: 49 tokens a 28-px image, 16 at Flexi's 7-px patches (jest-tiny's
 # 7-px patches leave Flexi 2×2 = 4 tokens); see docs/benchmarks.md
@@ -90,6 +102,8 @@ class TrainSettings:
     compile: bool = option(False, "torch.compile the transformer blocks (slow first steps, then faster)")
     eval_every: int = option(100, "evaluate every N steps")
     checkpoint_every: int = option(50, "checkpoint every N steps")
+    decode: str = option("auto", "where and how images are decoded: " + "; ".join(
+        f"{name}: {text}" for name, text in DECODES.items()), choices=tuple(DECODES))
     workers: int | None = option(None, "decoding workers (default: from the cores, see --threads)")
     threads: int | None = option(None, "torch CPU threads (default: $OMP_NUM_THREADS, else the cores left "
                                         "after the loader's workers, at least 1)")
@@ -196,6 +210,8 @@ class BootstrapConfig:
     filtered_rule: str = option("first-pass", "which samples filtered/ holds: " + "; ".join(
         f"{name}: {text}" for name, text in FILTERED_RULES.items()), choices=tuple(FILTERED_RULES))
     samples_per_shard: int = option(SAMPLES_PER_SHARD, "samples per filtered shard")
+    manifest: str = option("all", "what filtered/manifest.parquet records: " + "; ".join(
+        f"{name}: {text}" for name, text in MANIFESTS.items()), choices=tuple(MANIFESTS))
     device: str = option("auto", DEVICE_HELP)
     progress: bool = option(True, "hide progress bars", flag="--no-progress")
     keep_checkpoints: bool = option(False, "keep the checkpoints after a successful run (an unfinished run "
@@ -221,6 +237,9 @@ class BootstrapConfig:
             raise ValueError("--reference-steps must be positive (or pass --reference DIR)")
         if self.rounds < 1:
             raise ValueError(f"--rounds must be positive, got {self.rounds}")
+        if self.manifest != "all" and self.filtered_rule == "top":
+            raise ValueError("--filtered-rule top ranks every sample by its scores in every pass: it needs "
+                             "--manifest all")
         if self.rounds > 1 and not criterion(self.train.method).needs_reference:
             raise ValueError(f"--rounds {self.rounds} needs a --method that uses the reference; "
                              f"{self.train.method} does not")

@@ -36,9 +36,10 @@ from tqdm import tqdm
 
 from jestfilter.data.atomic import atomic_write
 from jestfilter.data.layout import shard_stem
-from jestfilter.data.loader import decode, group_super_batches
+from jestfilter.data.loader import decode as decode_samples, decode_on_device, group_super_batches
+from jestfilter.data.pixels import decode_options
 from jestfilter.data.shards import UnreadableShard, iter_readable_shard, shard_identity
-from jestfilter.data.types import RawSample
+from jestfilter.data.types import RawSample, SuperBatch
 from jestfilter.errors import UsageError
 from jestfilter.models import ModelBundle, embed, weights_digest
 from jestfilter.selection import SiglipOutputs
@@ -150,21 +151,27 @@ def _hashed_path(cache_dir: str | os.PathLike, shard: str) -> Path:
 
 @torch.no_grad()
 def embed_shard(bundle: ModelBundle, shard: str, out_path: str | os.PathLike, batch_size: int = 256,
-                model_digest: str | None = None) -> int:
+                model_digest: str | None = None, decode: str = "auto") -> int:
     """Embed every decodable sample of ``shard`` and write them to ``out_path``; returns the count.
     A shard that gives nothing at all (missing, not a file, not a tar) raises ``UnreadableShard``
     and writes nothing: an empty file would say the shard was done. ``model_digest``: the
-    model's ``weights_digest``, when the caller embeds many shards with it (else computed here)."""
+    model's ``weights_digest``, when the caller embeds many shards with it (else computed here).
+    ``decode``: as the training run's ``--decode`` (``jestfilter.config.DECODES``), so the cache
+    sees the loop's pixels."""
     model = bundle.model
     model_digest = model_digest or weights_digest(model)
     model.eval()
     device = model.logit_scale.device
+    image_size, defer_jpeg = decode_options(decode, device, bundle.preprocess.size)
     identity = shard_identity(shard)  # before reading: a shard rewritten meanwhile no longer matches
     keys, images, texts = [], [], []
     # Read the shard directly: SuperBatchLoader splits its shard list by RANK/WORLD_SIZE, which
     # would leave a one-shard list empty on every rank but 0 under torchrun or SLURM.
     for samples, rejected in group_super_batches(iter_readable_shard(shard), batch_size):
-        pixels, tokens, samples, _ = decode(samples, rejected, bundle.tokenizer)
+        batch = SuperBatch(*decode_samples(samples, rejected, bundle.tokenizer, image_size=image_size,
+                                          defer_jpeg=defer_jpeg))
+        batch = decode_on_device(batch, device) if defer_jpeg else batch
+        pixels, tokens, samples = batch.images, batch.texts, batch.samples
         if not samples:
             continue
         # the same preprocessing as the training loop's, so cached embeddings match it exactly
@@ -187,7 +194,8 @@ def embed_shard(bundle: ModelBundle, shard: str, out_path: str | os.PathLike, ba
 
 
 def build_cache(bundle: ModelBundle, shards: Sequence[str], cache_dir: str | os.PathLike,
-                batch_size: int = 256, progress: bool = True, rank: int = 0, world_size: int = 1) -> "EmbeddingCache":
+                batch_size: int = 256, progress: bool = True, rank: int = 0, world_size: int = 1,
+                decode: str = "auto") -> "EmbeddingCache":
     """Embed every shard (``expand_shards``'s list) whose file in ``cache_dir`` is missing or was
     made from another shard (this rank's share: every ``world_size``-th of the sorted list);
     returns the cache of all of them. Shards that cannot be read are left out: the run records them."""
@@ -198,7 +206,7 @@ def build_cache(bundle: ModelBundle, shards: Sequence[str], cache_dir: str | os.
     digest = weights_digest(bundle) if todo else None
     for shard in tqdm(todo, desc="reference embeddings", unit="shard", disable=not progress or not todo):
         try:
-            embed_shard(bundle, shard, cache.path(shard), batch_size, digest)
+            embed_shard(bundle, shard, cache.path(shard), batch_size, digest, decode)
         except UnreadableShard as error:
             unreadable.append(str(error))
     if unreadable:

@@ -27,19 +27,21 @@ import torch
 from tqdm import tqdm
 
 from jestfilter.config import BootstrapConfig, TrainSettings
-from jestfilter.data import RawSample, atomic_write_json, expand_shards, iter_samples, read_manifest
+from jestfilter.data import RawSample, atomic_write_json, expand_shards, iter_samples
+from jestfilter.data.manifest import scan_dropped_counts, scan_manifest
 from jestfilter.distributed import barrier, broadcast_object, init_distributed, lock_folder, main_first, resolve_device
 from jestfilter.embeddings import EmbeddingCache, build_cache, cache_path
 from jestfilter.eval import evaluate, load_eval_set
-from jestfilter.models import (ModelBundle, PixelStats, create_model, forward_flops, save_local_dir, start_model,
-                               stats_for_new_model)
+from jestfilter.machine import default_workers
+from jestfilter.models import (ModelBundle, PixelStats, coarse_patch_size, create_model, forward_flops, input_size,
+                               save_local_dir, start_model, stats_for_new_model)
 from jestfilter.plan import Plan, Stage, Timing
 from jestfilter.report import write_report, write_rounds_report
 from jestfilter.results import (break_even, break_even_lines, costs, filtered_counts, filtered_line, manifest_counts,
-                                round_summary, rounds_table, speedups, summary_table)
+                                pool_size, round_summary, rounds_table, speedups, summary_table)
 from jestfilter.scores import pool_scores, top_fraction
 from jestfilter.selection.criteria import criterion
-from jestfilter.sinks import ExtremesTracker, FilteredOutput, read_pool
+from jestfilter.sinks import ExtremesTracker, FilteredOutput, scan_pool
 from jestfilter.train.loop import OnlineTrainer
 from jestfilter.train.precision import Phases, choose_phases
 from jestfilter.train.schedule import evaluations
@@ -89,7 +91,8 @@ class Bootstrap:
             (self.out / "runs").mkdir(parents=True, exist_ok=True)
             self.inputs = inputs or prepare_data(cfg)
         self.curated, self.web = self.inputs.curated, self.inputs.web
-        self.eval_set = load_eval_set(self.inputs.eval)
+        # decoded for the learner's input size, as its training data (--decode full: as stored)
+        self.eval_set = load_eval_set(self.inputs.eval, None if cfg.train.decode == "full" else input_size(cfg.model))
         self.plan = Plan([])  # run() makes the real one; a stage called on its own (a tool) has none
 
     def evaluator(self):
@@ -118,8 +121,12 @@ class Bootstrap:
     # 0. what will happen, and for how long (rank 0 prints it)
     def make_plan(self) -> Plan:
         cfg, s = self.cfg, self.cfg.train
-        timing = Timing.measure(self.new_model("learner"), self.web[0], score_precision=s.score_precision or "fp32",
-                                train_precision=s.train_precision or "fp32")
+        learner = self.new_model("learner")
+        flexi = (s.flexi_patch_size or coarse_patch_size(learner.model)) if s.flexi != "off" else None
+        timing = self.timing = Timing.measure(learner, self.web[0], decode=s.decode, score_patch_size=flexi,
+                                              score_precision=s.score_precision or "fp32",
+                                              train_precision=s.train_precision or "fp32")
+        del learner
         n_eval, done = len(self.eval_set), lambda name: (self.out / "runs" / f"{name}.json").exists()  # noqa: E731
         if cfg.reference:
             stages = [Stage("reference", f"reuse {cfg.reference}", timing.evaluations(1, n_eval), done("reference"))]
@@ -135,7 +142,7 @@ class Bootstrap:
             per_shard = sum(isinstance(x, RawSample) for x in iter_samples(self.web[:1]))
             stages.append(Stage("reference embeddings", f"embed {len(todo)} of {len(self.web)} web shard(s), "
                                 f"~{per_shard * len(todo):,} samples", per_shard * len(todo) *
-                                (timing.forward + timing.decode), not todo))
+                                (timing.forward + timing.preprocess + timing.decode + timing.read), not todo))
         for method in cfg.methods:
             settings = cfg.settings_for(method)  # an offline criterion trains uniformly on its kept part
             chosen = criterion(settings.method)
@@ -151,6 +158,25 @@ class Bootstrap:
                        + timing.evaluations(evaluations(settings.steps, s.eval_every), n_eval))
             stages.append(Stage(method, what, seconds, done(method)))
         return Plan(stages)
+
+    def workers_line(self) -> str:
+        """How many loader workers the main method needs to keep up with its device, from the
+        timed step of ``make_plan``, against the number it has."""
+        s, timing = self.cfg.train, self.timing
+        b = s.batch_size // self.world.size
+        chosen = criterion(s.method)
+        big = s.selector(self.world.size).super_batch // self.world.size if not chosen.random else b
+        have = s.workers if s.workers is not None else default_workers(self.device)
+        needed = timing.workers_needed(big, b, chosen.needs_learner)
+        costs = (f"a loader worker reads a sample in {1e3 * timing.read:.2f} ms and decodes it in "
+                 f"{1e3 * timing.decode:.2f} ms; this rank's device scores {big} and trains on {b} in "
+                 f"{timing.step(big, b, chosen.needs_learner):.3f} s a step")
+        if needed is None:
+            return (f"loader: {costs}; no number of workers keeps up, since each one parses every sample's tar "
+                    f"header: expect the device to wait (more, smaller ranks help)")
+        verdict = "enough" if have >= needed else "too few: expect the device to wait (--workers)"
+        return (f"loader: {costs}; keeping up needs {needed} worker{'s' * (needed != 1)} per rank, this run has "
+                f"{have} ({verdict})")
 
     # 1. the reference: trained on the curated shards (or reused), evaluated, saved
     def reference(self) -> tuple[ModelBundle, dict]:
@@ -187,7 +213,7 @@ class Bootstrap:
         # each rank embeds every world-th shard; after the barrier every rank's cache finds them all
         started = time.perf_counter()
         cache = build_cache(reference, self.web, folder, progress=self.progress, rank=world.rank,
-                            world_size=world.size)
+                            world_size=world.size, decode=self.cfg.train.decode)
         barrier(world)
         cache.check_model(self.web, reference.model)
         if record.exists():
@@ -210,7 +236,7 @@ class Bootstrap:
         main = method == cfg.train.method
         sink = FilteredOutput(out / "filtered", cfg.samples_per_shard, world=world, rule=cfg.filtered_rule,
                               keep_fraction=1 - cfg.train.filter_ratio, criterion=method,
-                              seed=cfg.train.seed) if main else None
+                              seed=cfg.train.seed, manifest=cfg.manifest) if main else None
         offline = criterion(method).offline is not None
         kept = self.offline_keep(method, cache) if offline else None
         summary = self.trainer(learner, self.web, cfg.settings_for(method), method, reference=cache,
@@ -264,7 +290,7 @@ class Bootstrap:
         self.plan = self.make_plan() if main else Plan([])
         if main:
             print("\n".join([*self.plan.lines(f"bootstrap → {out}, on {self.device} × {self.world.size} rank(s):"),
-                             f"  {cfg.train.batch_summary(self.world.size)}"]), flush=True)
+                             f"  {cfg.train.batch_summary(self.world.size)}", f"  {self.workers_line()}"]), flush=True)
         with self.stage("reference"):
             reference, reference_metrics = self.reference()
         if main:
@@ -299,14 +325,15 @@ class Bootstrap:
     def report(self, reference_metrics: dict, runs: dict[str, dict], embedding: dict, pool: int | None,
                seconds: float) -> dict:
         cfg, out = self.cfg, self.out
-        manifest = read_manifest(out / "filtered")
+        manifest, dropped = scan_manifest(out / "filtered"), scan_dropped_counts(out / "filtered")  # read lazily
         for run in runs.values():  # passes over the web pool (before a whole pass: over the samples cached)
             run["web_passes"] = run["passes"] if run["passes"] is not None or not pool else run["rows_read"] / pool
         needs_reference = {m: criterion(m).needs_reference for m in runs}
         cost = costs(runs, reference_metrics, embedding, needs_reference)
         truth = self.inputs.truth
-        filtered = filtered_counts(read_pool(out / "filtered"), cfg.filtered_rule,
-                                   pl.read_parquet(truth) if truth is not None else None)
+        filtered = filtered_counts(scan_pool(out / "filtered"), cfg.filtered_rule,
+                                   pl.read_parquet(truth) if truth is not None else None,
+                                   pool_size(manifest, dropped) if dropped is not None else None)
         speedup = speedups(runs, cost)
         cost["break_even"] = break_even(runs, cost, speedup)
         metrics = {
@@ -315,7 +342,7 @@ class Bootstrap:
             "compare": {m: r for m, r in runs.items() if m != cfg.train.method},
             "costs": cost,
             "speedup": speedup,
-            "data": {**manifest_counts(manifest), "filtered": filtered},
+            "data": {**manifest_counts(manifest, dropped, scan_pool(out / "filtered")), "filtered": filtered},
             "config": asdict(cfg),
             "seconds": seconds,
         }

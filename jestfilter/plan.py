@@ -8,14 +8,17 @@ after it from their estimate scaled by how the run's measured time has compared 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
-from jestfilter.data.loader import decode
+from jestfilter.data.loader import decode as decode_samples, decode_on_device
+from jestfilter.data.pixels import decode_options
 from jestfilter.data.shards import iter_samples
-from jestfilter.data.types import RawSample
+from jestfilter.data.types import RawSample, SuperBatch
 from jestfilter.machine import autocast
 from jestfilter.models import ModelBundle, embed
 
@@ -24,50 +27,84 @@ EVAL_COST = 1.5  # forward passes per eval sample: its image, its caption, a sha
 
 @dataclass(frozen=True)
 class Timing:
-    """Seconds per example of a no-grad forward, a training pass and reading an input sample
-    (decoding, tokenising and preprocessing it)."""
+    """Seconds per example of a no-grad forward (``score``: the learner's scoring forward, at the
+    Flexi patch size where the run uses it), a training pass, and the input's path: a loader
+    worker reading it (``read``: tar parsing, which every worker does for every sample) and
+    decoding and tokenising it (``decode``), then the device's resize and normalisation
+    (``preprocess``)."""
 
     forward: float
     train: float
     decode: float
+    read: float = 0.0
+    preprocess: float = 0.0
+    score: float | None = None
 
     @classmethod
-    def measure(cls, bundle: ModelBundle, shard: str, batch: int = 32, score_precision: str = "fp32",
+    def measure(cls, bundle: ModelBundle, shard: str, batch: int = 32, decode: str = "auto",
+                score_patch_size: int | None = None, score_precision: str = "fp32",
                 train_precision: str = "fp32") -> "Timing":
-        """Time ``batch`` samples of ``shard`` through decoding, a forward and a forward+backward
-        (each in the precision the run gives that phase)."""
+        """Time ``batch`` samples of ``shard`` through reading, decoding as the run will
+        (``--decode``), preprocessing, a forward and a forward+backward (each in the precision
+        the run gives that phase)."""
+        model, device = bundle.model, bundle.model.logit_scale.device
+        image_size, defer_jpeg = decode_options(decode, device, bundle.preprocess.size)
+        started = time.perf_counter()
         samples = [s for s, _ in zip((x for x in iter_samples([shard]) if isinstance(x, RawSample)), range(batch))]
         if not samples:
             return cls(0.0, 0.0, 0.0)
+        seconds_read = (time.perf_counter() - started) / len(samples)
         started = time.perf_counter()
-        pixels, texts, decoded, _ = decode(samples, [], bundle.tokenizer)
-        model, device = bundle.model, bundle.model.logit_scale.device
-        images = bundle.preprocess.to_model(pixels, device) if decoded else None
+        decoded = SuperBatch(*decode_samples(samples, [], bundle.tokenizer, image_size=image_size,
+                                             defer_jpeg=defer_jpeg))
         seconds_decode = (time.perf_counter() - started) / len(samples)
-        if not decoded:
-            return cls(0.0, 0.0, seconds_decode)
-        texts = texts.to(device)
+        if not decoded.samples:
+            return cls(0.0, 0.0, seconds_decode, seconds_read)
+        started = time.perf_counter()
+        if defer_jpeg:
+            decoded = decode_on_device(decoded, device)
+        images = bundle.preprocess.to_model(decoded.images, device)
+        _synchronize(device)
+        seconds_preprocess = (time.perf_counter() - started) / len(decoded)
+        texts = decoded.texts.to(device)
         was_training = model.training
         with torch.no_grad(), autocast(score_precision, device):
             embed(model, images, texts)  # warm-up
-            started = time.perf_counter()
-            embed(model, images, texts)
-            seconds_forward = (time.perf_counter() - started) / len(decoded)
-        started = time.perf_counter()
-        with autocast(train_precision, device):
-            image, text, *_ = embed(model, images, texts)
-        (image.float().sum() + text.float().sum()).backward()
-        seconds_train = (time.perf_counter() - started) / len(decoded)
+            seconds_forward = _timed(lambda: embed(model, images, texts), device) / len(decoded)
+            seconds_score = None
+            if score_patch_size is not None:
+                embed(model, images, texts, score_patch_size)
+                seconds_score = _timed(lambda: embed(model, images, texts, score_patch_size), device) / len(decoded)
+
+        def train():
+            with autocast(train_precision, device):
+                image, text, *_ = embed(model, images, texts)
+            (image.float().sum() + text.float().sum()).backward()
+
+        seconds_train = _timed(train, device) / len(decoded)
         model.zero_grad(set_to_none=True)
         model.train(was_training)
-        return cls(seconds_forward, seconds_train, seconds_decode)
+        return cls(seconds_forward, seconds_train, seconds_decode, seconds_read, seconds_preprocess, seconds_score)
+
+    def step(self, read: int, trained: int, scored: bool) -> float:
+        """Seconds the model's device spends on one step that reads ``read`` samples and trains
+        on ``trained``: preprocessing, the scoring forward if ``scored``, the training pass."""
+        scoring = read * (self.forward if self.score is None else self.score) if scored else 0.0
+        return trained * self.train + scoring + read * self.preprocess
 
     def training(self, steps: int, read: int, trained: int, scored: bool, workers: int | None) -> float:
         """Seconds of ``steps`` steps that each read ``read`` samples and train on ``trained``
         (``workers`` decoding in parallel; None: as many as the machine gives, counted as one)."""
-        scoring = read * self.forward if scored else 0.0
-        per_step = trained * self.train + scoring + read * self.decode / max(1, workers or 1)
-        return steps * per_step
+        return steps * (self.step(read, trained, scored) + read * self.decode / max(1, workers or 1))
+
+    def workers_needed(self, read: int, trained: int, scored: bool) -> int | None:
+        """Loader workers that hand out ``read`` decoded samples in the time the device spends on
+        a step (``step``), or None when no number can: each worker reads every sample of the
+        stream and decodes its share, so W workers give W / (W·read + decode) samples a second."""
+        demand = read / max(self.step(read, trained, scored), 1e-9)  # samples a second the device takes
+        if demand * self.read >= 1.0:
+            return None
+        return max(1, math.ceil(demand * self.decode / (1.0 - demand * self.read)))
 
     def evaluations(self, count: int, eval_samples: int) -> float:
         return count * eval_samples * EVAL_COST * self.forward
@@ -142,3 +179,17 @@ def duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(run: Callable[[], object], device: torch.device) -> float:
+    """Seconds of one call of ``run``, the device's queued work included."""
+    _synchronize(device)
+    started = time.perf_counter()
+    run()
+    _synchronize(device)
+    return time.perf_counter() - started

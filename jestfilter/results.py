@@ -5,21 +5,62 @@ from __future__ import annotations
 
 import polars as pl
 
+from jestfilter.data.manifest import DROPPED, KEPT, REJECTED, reduce_in_chunks
 
-def manifest_counts(manifest: pl.DataFrame) -> dict:
-    """Kept / dropped / rejected counts, and rejections and unscored drops by reason."""
-    counts = {row["decision"]: row["len"] for row in manifest.group_by("decision").len().iter_rows(named=True)}
+
+def decision_counts(manifest: pl.LazyFrame | pl.DataFrame, dropped: pl.LazyFrame | None = None) -> dict:
+    """Kept / dropped / rejected sample-passes and rejections and unscored drops by reason,
+    aggregated lazily by polars' streaming engine (memory stays flat however many rows the
+    manifest has). ``dropped``: a ``--manifest kept`` run's counts of the drops it did not
+    record (``scan_dropped_counts``), added in."""
+    groups = manifest.lazy().group_by("decision", "reason").agg(pl.len().cast(pl.Int64).alias("rows"))
+    if dropped is not None:
+        groups = pl.concat([groups, dropped.select(pl.lit(DROPPED).alias("decision"), "reason", "rows")])
+    table = groups.group_by("decision", "reason").agg(pl.col("rows").sum()).collect(engine="streaming")
+    counts = {row["decision"]: row["rows"] for row in table.group_by("decision").agg(pl.col("rows").sum())
+              .iter_rows(named=True)}
 
     def by_reason(decision: str) -> dict:
-        rows = manifest.filter(manifest["decision"] == decision, manifest["reason"].is_not_null())
-        return {row["reason"]: row["len"] for row in rows.group_by("reason").len().iter_rows(named=True)}
+        found = table.filter(pl.col("decision") == decision, pl.col("reason").is_not_null())
+        return {row["reason"]: row["rows"] for row in found.iter_rows(named=True)}
 
-    return {"rows": manifest.height, "decisions": counts, "rejected_by_reason": by_reason("rejected"),
-            "dropped_by_reason": by_reason("dropped"),  # short_super_batch under torchrun
-            "unique_kept": manifest.filter(manifest["decision"] == "kept").select("source_shard", "key").n_unique()}
+    result = {"rows": sum(counts.values()), "decisions": counts, "rejected_by_reason": by_reason(REJECTED),
+              "dropped_by_reason": by_reason(DROPPED)}  # short_super_batch under torchrun
+    if dropped is not None:
+        result["dropped_counted_not_recorded"] = int(dropped.select(pl.col("rows").sum()).collect().item() or 0)
+    return result
 
 
-def with_kind(rows: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
+def kept_per_sample(manifest: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+    """(source_shard, key, kept): how many passes kept each sample kept at least once, read a
+    chunk at a time (``reduce_in_chunks``): memory grows with the samples, not the passes."""
+    return reduce_in_chunks(manifest.lazy(), ["source_shard", "key"], [pl.len().alias("kept")],
+                            [pl.col("kept").sum()], prepare=lambda rows: rows.filter(pl.col("decision") == KEPT))
+
+
+def manifest_counts(manifest: pl.LazyFrame | pl.DataFrame, dropped: pl.LazyFrame | None = None,
+                    pool: pl.LazyFrame | None = None) -> dict:
+    """``decision_counts`` and the distinct samples kept: counted from the run's ``pool`` table
+    (``scan_pool``: its samples chosen at least once, nothing held) when given, else from the
+    manifest (memory: one entry per distinct kept sample)."""
+    if pool is not None:
+        unique = pool.filter(pl.col("chosen") > 0).select(pl.len()).collect(engine="streaming").item()
+    else:
+        unique = kept_per_sample(manifest).height
+    return {**decision_counts(manifest, dropped), "unique_kept": unique}
+
+
+def pool_size(manifest: pl.LazyFrame, dropped: pl.LazyFrame | None = None) -> int:
+    """Distinct samples read unrejected, from the first pass's rows (every later pass reads the
+    same pool again): what the pool table counts, also for a ``--manifest kept`` run."""
+    first = manifest.lazy().filter(pl.col("pass") == 0, pl.col("decision").is_in([KEPT, DROPPED]))
+    read = first.select(pl.len()).collect(engine="streaming").item()
+    if dropped is not None:
+        read += int(dropped.filter(pl.col("pass") == 0).select(pl.col("rows").sum()).collect().item() or 0)
+    return read
+
+
+def with_kind(rows: pl.DataFrame | pl.LazyFrame, truth: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
     """``rows`` (``source_shard``, ``key``, ...) with the demo's noise ``kind`` of each sample
     from ``web_truth.parquet``, matched on (shard file name, key): keys repeat across shards."""
     kinds = truth.select(pl.col("shard").alias("shard_name"), "key", "kind")
@@ -27,19 +68,28 @@ def with_kind(rows: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
     return named.join(kinds, on=["shard_name", "key"], how="left").drop("shard_name")
 
 
-def filtered_counts(pool: pl.DataFrame, rule: str, truth: pl.DataFrame | None = None) -> dict:
+def filtered_counts(pool: pl.DataFrame | pl.LazyFrame, rule: str, truth: pl.DataFrame | None = None,
+                    pool_samples: int | None = None) -> dict:
     """What ``filtered/`` holds against the pool it was chosen from (``jestfilter.sinks.read_pool``):
     the unique fraction written and, with the demo's ``web_truth.parquet``, each kind's share
-    of the web pool and of the written samples."""
-    written = pool.filter(pl.col("output_shard").is_not_null())
-    counts = {"rule": rule, "pool": pool.height, "written": written.height,
-              "fraction": written.height / max(1, pool.height)}
-    if truth is not None:
+    of the web pool and of the written samples. ``pool_samples``: the pool's size when the
+    table lists only the samples chosen (``--manifest kept``: ``pool_size``); each kind's pool
+    share then comes from the whole web data in ``truth``."""
+    pool = pool.lazy()
+    sizes = pool.select(pl.len().alias("pool"), pl.col("output_shard").is_not_null().sum().alias("written"))
+    sizes = sizes.collect(engine="streaming").row(0, named=True)  # counted as it is read: nothing held
+    size = sizes["pool"] if pool_samples is None else pool_samples
+    counts = {"rule": rule, "pool": size, "written": sizes["written"], "fraction": sizes["written"] / max(1, size)}
+    if truth is not None:  # the demo's: its pool is small
+        pool = pool.collect()
+        written = pool.filter(pl.col("output_shard").is_not_null())
         def share(frame: pl.DataFrame) -> dict[str, float]:
             by_kind = with_kind(frame, truth).group_by("kind").len()
             return {row["kind"]: row["len"] / max(1, frame.height) for row in by_kind.iter_rows(named=True)}
 
-        pool_share, written_share = share(pool), share(written)
+        pool_share = share(pool) if pool_samples is None else {
+            row["kind"]: row["len"] / truth.height for row in truth.group_by("kind").len().iter_rows(named=True)}
+        written_share = share(written)
         counts["by_kind"] = {kind: {"pool_share": pool_share[kind], "written_share": written_share.get(kind, 0.0)}
                              for kind in sorted(pool_share, key=str)}
     return counts

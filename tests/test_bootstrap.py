@@ -198,6 +198,7 @@ def test_start_shows_the_plan_batch_sizes_and_a_line_per_evaluation(finished_run
     assert "estimated time:" in out
     assert "b=16 trained on per step over 1 rank(s), 16 per rank (open_clip_train --batch-size 16)" in out
     assert "B=80" in out
+    assert "loader: a loader worker reads a sample in" in out and "worker" in out.split("keeping up needs")[1]
     # a line for every evaluation of the curves, each with the time left in the run
     metrics = json.loads((run / "metrics.json").read_text())
     assert out.count("[learnability] step ") == len(metrics["final"]["curve"]) > 2

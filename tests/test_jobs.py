@@ -183,6 +183,13 @@ def test_offline_scores_are_the_reference_cosine_and_neg_clip_loss_and_filter_ke
     top = top_fraction(everything, "clip_score", 0.25)  # what bootstrap's offline arm trains on
     assert kept.height == 30 and set(kept["key"]) == set(top["key"])
     assert top["clip_score"].min() >= everything.join(top, on=["shard", "key"], how="anti")["clip_score"].max()
+    # --manifest kept: the same kept rows; the 90 drops counted per shard instead of recorded
+    assert cli("filter", "--shards", paths.web, "--scores", scores, "--keep-fraction", 0.25, "--column", "clip_score",
+               "--out", tmp_path / "k", "--manifest", "kept") == 0
+    rows = pl.read_parquet(tmp_path / "k" / "manifest.parquet")
+    assert set(rows["decision"]) == {"kept"} and set(rows["key"]) == set(kept["key"])
+    counts = pl.read_parquet(tmp_path / "k" / "dropped.parquet")
+    assert counts["rows"].sum() == 90 and counts["source_shard"].n_unique() == len(expand_shards(paths.web))
 
 
 def test_filter_keep_fraction_on_two_ranks_equals_one_rank(demo, scores, tmp_path):

@@ -6,6 +6,7 @@ import pytest
 from pathlib import Path
 
 import torch
+from conftest import fashion_mnist
 
 from jestfilter.data import SuperBatchLoader
 
@@ -243,3 +244,45 @@ def test_a_super_batch_is_handed_out_as_soon_as_a_sample_follows_it():
     for samples, rejected in group_super_batches(source(), 4):
         seen.append((read, [s.key for s in samples], [r.key for r in rejected]))
     assert seen == [(5, ["0", "1", "2", "3"], []), (9, ["4", "5", "6", "7"], []), (11, ["8", "9"], ["x"])]
+
+
+def test_workers_decode_large_jpegs_for_the_models_size_and_png_as_stored(tmp_path, tokenizer):
+    import io
+
+    import PIL.Image
+    import webdataset as wds
+
+    from jestfilter.data.pixels import decode_image
+
+    images, _ = fashion_mnist(6)
+    expected = {}
+    with wds.TarWriter(str(tmp_path / "big-0.tar"), mtime=0) as sink:
+        for i, (fmt, side) in enumerate([("JPEG", 256), ("JPEG", 256), ("PNG", 256), ("JPEG", 40), ("JPEG", 256),
+                                         ("WEBP", 100)]):
+            out = io.BytesIO()
+            PIL.Image.fromarray(images[i]).convert("RGB").resize((side, side)).save(out, format=fmt)
+            ext = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[fmt]
+            sink.write({"__key__": f"{i:04d}", ext: out.getvalue(), "txt": b"a photo"})
+            expected[f"{i:04d}"] = out.getvalue()
+    batches = list(SuperBatchLoader(str(tmp_path / "big-0.tar"), 6, tokenizer, workers=2, image_size=28))
+    sides = {s.key: image.shape[-1] for b in batches for s, image in zip(b.samples, b.images)}
+    assert sides == {"0000": 32, "0001": 32, "0002": 256, "0003": 40, "0004": 32, "0005": 100}
+    for b in batches:
+        for sample, image in zip(b.samples, b.images):
+            assert torch.equal(image, decode_image(expected[sample.key], 28))
+
+
+def test_jpegs_left_for_the_device_decode_there_and_a_corrupt_one_is_still_rejected(damaged_shards, tokenizer):
+    from jestfilter.data.loader import decode_on_device
+
+    plain = list(SuperBatchLoader(damaged_shards.pattern, 4, tokenizer))
+    deferred = [decode_on_device(b, "cpu") for b in SuperBatchLoader(damaged_shards.pattern, 4, tokenizer,
+                                                                      workers=2, defer_jpeg=True)]
+    rejected = {(Path(r.source_shard).name, r.key): r.reason for b in deferred for r in b.rejected}
+    assert rejected == damaged_shards.expected  # the JPEG cut short fails on the device, not in the worker
+    assert sorted(keys(deferred)) == sorted(keys(plain)) == sorted(damaged_shards.good)
+    pixels = {s.key: (image, text) for b in plain for s, image, text in zip(b.samples, b.images, b.texts)}
+    for b in deferred:
+        assert len(b.images) == len(b.samples) == len(b.texts)
+        for sample, image, text in zip(b.samples, b.images, b.texts):
+            assert torch.equal(image, pixels[sample.key][0]) and torch.equal(text, pixels[sample.key][1])

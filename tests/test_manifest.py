@@ -105,3 +105,71 @@ def test_a_part_being_written_never_sits_in_the_folder_readers_scan(batches, tmp
     manifest.close()
     assert len(seen) == manifest.parts > 1
     assert all(name.startswith("part-") and name.endswith(".parquet") for names in seen for name in names)
+
+
+def test_a_kept_manifest_records_kept_and_rejected_rows_and_counts_the_drops_per_shard(batches, tmp_path):
+    from jestfilter.data.manifest import scan_dropped_counts, scan_manifest
+    from jestfilter.results import manifest_counts
+
+    full = Manifest(tmp_path / "all", rows_per_part=5, score_columns=SCORE_COLUMNS)
+    fill(full, batches)
+    full.close()
+    kept = Manifest(tmp_path / "kept", rows_per_part=5, score_columns=SCORE_COLUMNS, keep_dropped=False)
+    fill(kept, batches)
+    kept.close()
+    everything, recorded = read_manifest(tmp_path / "all"), read_manifest(tmp_path / "kept")
+    assert set(recorded["decision"]) == {"kept", "rejected"}
+    key = ["pass", "step", "decision", "source_shard", "key"]
+    assert recorded.sort(key).equals(everything.filter(pl.col("decision") != "dropped").sort(key))
+    counts = pl.read_parquet(tmp_path / "kept" / "dropped.parquet" / "*.parquet")
+    expected = everything.filter(pl.col("decision") == "dropped").group_by("source_shard", "pass").len()
+    assert dict(counts.group_by("source_shard", "pass").agg(pl.col("rows").sum()).rows_by_key(
+        ["source_shard", "pass"], unique=True)) == dict(expected.rows_by_key(["source_shard", "pass"], unique=True))
+    # the run's counts are the same whichever way it was recorded
+    assert (manifest_counts(scan_manifest(tmp_path / "kept"), scan_dropped_counts(tmp_path / "kept"))
+            == {**manifest_counts(scan_manifest(tmp_path / "all")),
+                "dropped_counted_not_recorded": expected["len"].sum()})
+    assert scan_dropped_counts(tmp_path / "all") is None
+
+
+def test_a_kept_manifest_resumes_without_counting_a_drop_twice(batches, tmp_path):
+    whole = Manifest(tmp_path / "whole", rows_per_part=5, score_columns=SCORE_COLUMNS, keep_dropped=False)
+    fill(whole, batches)
+    whole.close()
+    crashed = Manifest(tmp_path / "resumed", rows_per_part=5, score_columns=SCORE_COLUMNS, keep_dropped=False)
+    fill(crashed, batches[:3])
+    state = crashed.state_dict()
+    fill(crashed, batches[3:6], first_step=3)  # counted after the checkpoint: must go
+    crashed.flush()
+    resumed = Manifest(tmp_path / "resumed", rows_per_part=5, score_columns=SCORE_COLUMNS, keep_dropped=False)
+    resumed.load_state_dict(state)
+    fill(resumed, batches[3:], first_step=3)
+    resumed.close()
+
+    def drops(folder):
+        return pl.read_parquet(folder / "dropped.parquet" / "*.parquet").group_by("source_shard", "pass").agg(
+            pl.col("rows").sum()).sort("source_shard", "pass")
+
+    assert drops(tmp_path / "resumed").equals(drops(tmp_path / "whole"))
+    key = ["pass", "step", "decision", "key"]
+    assert read_manifest(tmp_path / "resumed").sort(key).equals(read_manifest(tmp_path / "whole").sort(key))
+
+
+def test_the_report_reads_a_manifest_larger_than_it_holds_lazily(batches, tmp_path):
+    from jestfilter.data.manifest import scan_manifest
+    from jestfilter.report.plots import score_histograms
+    from jestfilter.results import manifest_counts
+
+    manifest = Manifest(tmp_path, rows_per_part=5, score_columns=SCORE_COLUMNS)
+    fill(manifest, batches)
+    manifest.close()
+    eager, lazy = read_manifest(tmp_path), scan_manifest(tmp_path)
+    counts = manifest_counts(lazy)
+    assert counts["decisions"] == dict(eager["decision"].value_counts().iter_rows())
+    assert counts["unique_kept"] == eager.filter(pl.col("decision") == "kept").select("source_shard", "key").n_unique()
+    histograms = score_histograms(lazy)
+    assert histograms["columns"] == ["learnability", "learner_loss", "reference_loss"]
+    table = histograms["tables"]["learner_loss"]
+    last = eager["step"].max()
+    early = eager.filter(pl.col("decision") != "rejected", pl.col("step") < 0.2 * (last + 1))
+    assert table.filter(pl.col("phase") == "early")["count"].sum() == early.height  # every early sample-pass, binned

@@ -113,6 +113,22 @@ def test_a_filter_ratio_schedule_reads_less_as_it_lowers_f():
     assert StepPlan(16, 0.8, 5, reads_extra=False).super_batch(0) == 16  # uniform reads b
 
 
+def test_the_plan_says_how_many_loader_workers_keep_up_with_the_device(web_shards):
+    from jestfilter.models import create_model
+    from jestfilter.plan import Timing
+
+    # the device scores 320 rows at 0.1 ms and trains 64 at 1 ms: 0.096 s a step, 3,333 rows/s
+    timing = Timing(forward=1e-4, train=1e-3, decode=0.9e-3, read=1e-4, preprocess=0.0)
+    assert timing.step(320, 64, scored=True) == pytest.approx(0.096)
+    # W workers give W / (W·read + decode) rows/s: 3,333 needs W ≥ 3,333 · 0.9e-3 / (1 − 3,333 · 1e-4) = 4.5
+    assert timing.workers_needed(320, 64, scored=True) == 5
+    assert timing.workers_needed(64, 64, scored=False) == 1  # uniform: 1,000 rows/s, 0.9 / (1 − 0.1) = 1
+    assert Timing(1e-4, 1e-3, 1e-3, read=4e-4).workers_needed(320, 64, True) is None  # reading alone is too slow
+    measured = Timing.measure(create_model("jest-tiny"), str(web_shards.paths[0]), batch=8, score_patch_size=14)
+    assert min(measured.forward, measured.train, measured.decode, measured.read, measured.score) > 0
+    assert measured.workers_needed(40, 8, True) >= 1
+
+
 def test_the_plan_counts_the_evaluations_a_run_makes(demo, tmp_path):
     run = trainer(demo, tmp_path, "uniform", steps=10)
     run.settings.eval_every = 4  # every 4 steps, every step in the last fifth, and at the end
@@ -192,3 +208,21 @@ def test_the_plan_counts_evaluations_without_visiting_every_step():
         for every in (1, 3, 4, 10, 100):
             assert evaluations(steps, every) == 1 + sum(evaluation_due(s, steps, every) for s in range(1, steps + 1))
     assert evaluations(10**18, 100) == 1 + 8 * 10**17 // 100 + (10**18 - 8 * 10**17) // 25  # at once
+
+
+def test_a_kept_manifest_run_records_kept_rows_and_counts_every_drop(demo, tmp_path, reference_cache):
+    from jestfilter.data.manifest import scan_dropped_counts, scan_manifest
+    from jestfilter.results import manifest_counts, pool_size
+    from jestfilter.sinks import read_pool
+
+    run = trainer(demo, tmp_path, "learnability", reference_cache, steps=7)  # 7 × 80 rows: more than one pass
+    run.sink = FilteredOutput(tmp_path / "kept", 1000, rule="first-pass", manifest="kept")
+    summary = run.run()
+    run.sink.close()
+    manifest, dropped = scan_manifest(tmp_path / "kept"), scan_dropped_counts(tmp_path / "kept")
+    assert set(manifest.collect()["decision"]) == {"kept"}
+    counts = manifest_counts(manifest, dropped)
+    assert counts["decisions"] == {"kept": 7 * 16, "dropped": 7 * 64} and counts["rows"] == summary["rows_read"]
+    assert pool_size(manifest, dropped) == 400  # the demo's web pool, read whole in the first pass
+    pool = read_pool(tmp_path / "kept")
+    assert pool.height == counts["unique_kept"] and pool["passes"].null_count() == pool.height

@@ -42,3 +42,40 @@ def test_top_keeps_the_best_mean_score_of_the_criterion_then_the_most_often_chos
     top = choose_top(pool_table(MANIFEST, CRITERIA[method]), keep_fraction=0.67, seed=0)
     # easy_reference: all three score −1; c is chosen in every pass, a in half, b never
     assert set(top["key"]) == expected
+
+
+def test_a_kept_only_manifest_gives_a_pool_table_of_the_chosen_samples_with_unknown_passes():
+    kept_rows = MANIFEST.filter(pl.col("decision") != "dropped")  # what --manifest kept records
+    pool = {row["key"]: row for row in pool_table(kept_rows, CRITERIA["learnability"], every_pass=False)
+            .iter_rows(named=True)}
+    assert set(pool) == {"a", "c"}  # b was never chosen: counted as a drop, not listed
+    assert pool["c"]["chosen"] == 2 and pool["c"]["passes"] is None and pool["c"]["chosen_share"] is None
+    assert pool["a"]["score"] == 4.0  # its mean score over the passes that chose it
+
+
+def test_the_top_rule_refuses_a_manifest_without_the_dropped_rows(tmp_path):
+    from jestfilter.config import BootstrapConfig
+    from jestfilter.sinks import FilteredOutput
+
+    with pytest.raises(ValueError, match="needs --manifest all"):
+        FilteredOutput(tmp_path / "f", rule="top", keep_fraction=0.2, manifest="kept")
+    with pytest.raises(ValueError, match="needs --manifest all"):
+        BootstrapConfig(filtered_rule="top", manifest="kept").validate()
+
+
+def test_the_pool_table_is_the_same_read_in_one_go_or_a_few_rows_at_a_time(monkeypatch):
+    import numpy as np
+
+    from jestfilter.data import manifest as manifest_module
+
+    rng = np.random.default_rng(0)
+    entries = [(f"k{rng.integers(40)}", p, str(rng.choice(["kept", "dropped", "rejected"], p=[0.3, 0.65, 0.05])),
+                None, float(rng.normal(3)), float(rng.normal(2))) for p in range(6) for _ in range(50)]
+    manifest = rows(*entries)
+    whole = pool_table(manifest, CRITERIA["learnability"])
+    monkeypatch.setattr(manifest_module, "CHUNK_ROWS", 7)  # 43 chunks, spilled to disk in 43 buckets
+    chunked = pool_table(manifest, CRITERIA["learnability"])
+    assert chunked.height == whole.height == 40
+    assert chunked.drop("score").equals(whole.drop("score"))
+    assert np.allclose(chunked["score"].to_numpy(), whole["score"].to_numpy())  # summed in another order
+    assert choose_top(chunked, 0.3, seed=1).equals(choose_top(whole, 0.3, seed=1))

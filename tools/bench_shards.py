@@ -2,8 +2,11 @@
 plain tar copy of the same shards as the physical floor.
 
 Shards are built once from Fashion-MNIST, upscaled to 256 px JPEG (quality 95, img2dataset's
-defaults), in img2dataset's layout (KEY.jpg, KEY.txt, KEY.json). All timings run on a warm
-page cache; each is the best of ``--repeats`` runs.
+defaults), in img2dataset's layout (KEY.jpg, KEY.txt, KEY.json). ``build_shards(...,
+source="photos")`` makes them from OpenCV's sample photographs instead (random square crops,
+colour, ~3× the bytes of an upscaled Fashion-MNIST image: closer to web images);
+``tools/bench_decode.py`` uses both. All timings run on a warm page cache; each is the best of
+``--repeats`` runs.
 
     python tools/bench_shards.py [--shards 8] [--per-shard 1000] [--data DIR]
 """
@@ -33,22 +36,60 @@ from jestfilter.data import FilteredShardWriter, RawSample, SuperBatchLoader, ex
 CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
 
 
-def build_shards(folder: Path, shards: int, per_shard: int, size: int) -> list[str]:
+PHOTOS = Path("/usr/share/doc/opencv-doc/examples/data")  # Debian's opencv-doc
+
+
+def _photo_source(size: int):
+    """(image n → size × size RGB crop, caption) from OpenCV's colour sample photographs: a seeded
+    random square crop of 60–100 % of the shorter side of the photo n mod count."""
+    photos = []
+    for path in sorted(PHOTOS.glob("*.jpg")):
+        with PIL.Image.open(path) as photo:
+            if photo.mode == "RGB" and min(photo.size) >= 256:
+                photos.append((path.stem, photo.copy()))
+    if not photos:
+        raise FileNotFoundError(f"no colour photographs in {PHOTOS} (apt install opencv-doc)")
+    rng = np.random.default_rng(0)
+
+    def make(n: int) -> tuple[PIL.Image.Image, str]:
+        name, photo = photos[n % len(photos)]
+        width, height = photo.size
+        side = int(min(width, height) * rng.uniform(0.6, 1.0))
+        left, top = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
+        crop = photo.crop((left, top, left + side, top + side)).resize((size, size), PIL.Image.LANCZOS)
+        return crop, f"a photo of {name.replace('_', ' ')}"
+
+    return make
+
+
+def _fashion_source(size: int):
+    data = load_fashion_mnist()
+    images, labels = data.train_images, data.train_labels
+
+    def make(n: int) -> tuple[PIL.Image.Image, str]:
+        image = PIL.Image.fromarray(images[n]).convert("RGB").resize((size, size), PIL.Image.LANCZOS)
+        return image, f"a photo of a {CLASSES[labels[n]]}"
+
+    return make
+
+
+def build_shards(folder: Path, shards: int, per_shard: int, size: int, source: str = "fashion") -> list[str]:
+    """``shards`` img2dataset-style shards of ``per_shard`` ``size``-px JPEGs (quality 95) from
+    ``source`` (``fashion``: Fashion-MNIST upscaled; ``photos``: OpenCV's sample photographs),
+    built once into ``folder``."""
     paths = [folder / f"{i:05d}.tar" for i in range(shards)]
     if all(p.exists() for p in paths):
         return [str(p) for p in paths]
     folder.mkdir(parents=True, exist_ok=True)
-    data = load_fashion_mnist()
-    images, labels = data.train_images, data.train_labels
+    make = {"fashion": _fashion_source, "photos": _photo_source}[source](size)
     for shard, path in enumerate(paths):
         with wds.TarWriter(str(path), mtime=0) as sink:
             for i in range(per_shard):
                 n = shard * per_shard + i
-                image = PIL.Image.fromarray(images[n]).convert("RGB").resize((size, size), PIL.Image.LANCZOS)
+                image, caption = make(n)
                 out = io.BytesIO()
                 image.save(out, format="JPEG", quality=95)
                 key = f"{shard:05d}{i:04d}"
-                caption = f"a photo of a {CLASSES[labels[n]]}"
                 meta = {"key": key, "caption": caption, "status": "success", "width": size, "height": size}
                 sink.write({"__key__": key, "jpg": out.getvalue(), "txt": caption.encode(), "json": json.dumps(meta).encode()})
     return [str(p) for p in paths]

@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    eval_set = load_eval_set(args.eval)
     bundle = create_model(args.model, device=resolve_device(args.device))
+    eval_set = load_eval_set(args.eval, bundle.preprocess.size)  # decoded for its input, as in training
     metrics = evaluate(bundle, eval_set, batch_size=args.batch_size, patch_size=args.patch_size)
     print(json.dumps({"model": args.model, "eval": args.eval, "samples": len(eval_set),
                       "rejected": dict(eval_set.rejected), **metrics}, indent=1))

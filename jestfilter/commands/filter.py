@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jestfilter.commands._flags import add_job_arguments
-from jestfilter.config import SAMPLES_PER_SHARD
+from jestfilter.config import MANIFESTS, SAMPLES_PER_SHARD
 from jestfilter.selection.criteria import OFFLINE_SCORES, SCORE_COLUMNS
 
 HELP = "filter shards by a score threshold or a global keep fraction into shards + manifest, bytes unchanged"
@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merge", action="store_true",
                         help="only write sizes.json and _SUCCESS over every rank's output (done by "
                              "whichever rank finishes last anyway)")
+    parser.add_argument("--manifest", default="all", choices=tuple(MANIFESTS),
+                        help="what manifest.parquet/ records: " + "; ".join(f"{name}: {text}" for name, text in
+                                                                             MANIFESTS.items()))
     add_job_arguments(parser)
 
 
@@ -45,4 +48,5 @@ def run(args: argparse.Namespace) -> int:
     return run_filter(args.shards, args.scores, args.out, placement, args.retries, column=args.column,
                       lower_is_better=args.lower_is_better, threshold=args.threshold,
                       keep_fraction=args.keep_fraction, remove=args.remove,
-                      samples_per_shard=args.samples_per_shard, merge_only=args.merge)
+                      samples_per_shard=args.samples_per_shard, merge_only=args.merge,
+                      manifest=args.manifest)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jestfilter.commands._flags import add_job_arguments
-from jestfilter.config import DEVICE_HELP, SAMPLES_PER_SHARD
+from jestfilter.config import DEVICE_HELP, MANIFESTS, SAMPLES_PER_SHARD
 
 HELP = ("select a reusable JEST-curated dataset offline: b = B·(1−f) of every super-batch of B within each "
         "shard, chosen jointly from cached embeddings; shards + manifest, bytes unchanged")
@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",
                         help="batch size of the learner's embedding pass")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--manifest", default="all", choices=tuple(MANIFESTS),
+                        help="what manifest.parquet/ records: " + "; ".join(f"{name}: {text}" for name, text in
+                                                                             MANIFESTS.items()))
     add_job_arguments(parser)
 
 
@@ -42,4 +45,5 @@ def run(args: argparse.Namespace) -> int:
     return run_select(args.embeddings, args.shards, args.out, placement_from_args(args), args.retries,
                       filter_ratio=args.filter_ratio, method=args.method, learner=args.learner,
                       super_batch=args.super_batch, n_chunks=args.n_chunks, seed=args.seed,
-                      samples_per_shard=args.samples_per_shard, batch_size=args.batch_size, device=args.device)
+                      samples_per_shard=args.samples_per_shard, batch_size=args.batch_size, device=args.device,
+                      manifest=args.manifest)

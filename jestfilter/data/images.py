@@ -77,22 +77,31 @@ _JPEG_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    frame = jpeg_frame(data)
+    return None if frame is None else frame[:2]
+
+
+def jpeg_frame(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, colour components) from a JPEG's frame header; None when there is none."""
     at = 2
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xDA)):  # markers without a length
-            at += 2
-            continue
-        length = struct.unpack(">H", data[at + 2:at + 4])[0]
-        if marker in _JPEG_FRAMES:
-            height, width = struct.unpack(">HH", data[at + 5:at + 9])
-            return width, height
-        at += 2 + length
+    try:
+        while at + 4 <= len(data):
+            if data[at] != 0xFF:
+                return None
+            marker = data[at + 1]
+            if marker == 0xFF:  # fill byte
+                at += 1
+                continue
+            if marker in (0x01, *range(0xD0, 0xDA)):  # markers without a length
+                at += 2
+                continue
+            length = struct.unpack(">H", data[at + 2:at + 4])[0]
+            if marker in _JPEG_FRAMES:
+                height, width, components = struct.unpack(">HHB", data[at + 5:at + 10])
+                return width, height, components
+            at += 2 + length
+    except (struct.error, IndexError):
+        pass
     return None
 
 

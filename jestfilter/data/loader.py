@@ -23,6 +23,7 @@ super-batch carries the seconds its worker spent reading, decoding and tokenisin
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import os
 import random
@@ -39,8 +40,9 @@ from webdataset.shardlists import split_by_node
 from jestfilter.data.images import image_reason
 from jestfilter.data.layout import known_sizes, shard_stem
 from jestfilter.data.limits import max_shuffle_bytes
-from jestfilter.data.pixels import decode_checked, stack_pixels
-from jestfilter.data.shards import caption_of, expand_shards, image_member, iter_samples, shard_identity
+from jestfilter.data.pixels import decode_checked, decode_deferred, is_deferred, stack_pixels
+from jestfilter.data.shards import (CORRUPT_IMAGE, caption_of, expand_shards, image_member, iter_samples,
+                                    shard_identity)
 from jestfilter.data.tokens import CachedTokenizer, Tokenizer
 from jestfilter.data.types import RawSample, Rejected, SuperBatch
 
@@ -132,17 +134,20 @@ def group_super_batches(
 
 
 def decode(
-    samples: list[RawSample], rejected: list[Rejected], tokenizer: Tokenizer, timings: Counter | None = None
+    samples: list[RawSample], rejected: list[Rejected], tokenizer: Tokenizer, timings: Counter | None = None,
+    image_size: int | None = None, defer_jpeg: bool = False,
 ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor, list[RawSample], list[Rejected]]:
-    """uint8 pixels (``decode_checked``), captions through ``tokenizer``; a sample whose image
-    does not decode moves to the rejections (so a super-batch can come out a little short).
-    ``timings`` gathers the seconds spent decoding and tokenising."""
+    """uint8 pixels (``decode_checked``: JPEGs at least twice ``image_size`` at reduced scale,
+    with ``defer_jpeg`` the other JPEGs left as bytes for the device), captions through
+    ``tokenizer``; a sample whose image does not decode moves to the rejections (so a
+    super-batch can come out a little short). ``timings`` gathers the seconds spent decoding
+    and tokenising."""
     timings = Counter() if timings is None else timings
     started = time.perf_counter()
     images, kept, rejected = [], [], list(rejected)
     for sample in samples:
         try:
-            images.append(decode_checked(sample.members[image_member(sample)]))
+            images.append(decode_checked(sample.members[image_member(sample)], image_size, defer_jpeg=defer_jpeg))
             kept.append(sample)
         except Exception as error:  # each decoder raises its own types for damaged files
             rejected.append(Rejected(sample.key, sample.source_shard, image_reason(error)))
@@ -152,6 +157,23 @@ def decode(
     texts = tokenizer([caption_of(sample) for sample in kept]) if kept else torch.empty(0, 0, dtype=torch.long)
     timings["tokenise"] += time.perf_counter() - decoded
     return pixels, texts, kept, rejected
+
+
+def decode_on_device(batch: SuperBatch, device: torch.device | str) -> SuperBatch:
+    """``batch`` with the JPEGs its worker left as bytes (``defer_jpeg``) decoded on ``device``
+    (nvjpeg on a GPU); an image that decodes nowhere moves to the rejections (``corrupt_image``),
+    as it would have in the worker. A batch with nothing deferred comes back as it is."""
+    if isinstance(batch.images, torch.Tensor) or not any(is_deferred(image) for image in batch.images):
+        return batch
+    pixels, failed = decode_deferred(batch.images, device)
+    if not failed:
+        return dataclasses.replace(batch, images=pixels)
+    bad = set(failed)
+    keep = [i for i in range(len(batch)) if i not in bad]
+    rejected = [*batch.rejected, *(Rejected(batch.samples[i].key, batch.samples[i].source_shard, CORRUPT_IMAGE)
+                                   for i in failed)]
+    return dataclasses.replace(batch, images=pixels, texts=batch.texts[keep],
+                               samples=[batch.samples[i] for i in keep], rejected=rejected)
 
 
 class NoSamples(ValueError):
@@ -186,7 +208,8 @@ class _StreamDataset(IterableDataset):
                     continue
                 # DataLoader asks worker 0 first, so worker 0 takes the first super-batch to yield
                 timings["read"] += time.perf_counter() - reading
-                images, texts, samples, rejected = decode(samples, rejected, cfg.tokenizer, timings)
+                images, texts, samples, rejected = decode(samples, rejected, cfg.tokenizer, timings, cfg.image_size,
+                                                           cfg.defer_jpeg)
                 yield SuperBatch(images, texts, samples, rejected, pass_index, index, dict(timings))
                 del images, texts, samples, rejected  # the batch is the consumer's now: hold no raw bytes of it
                 timings.clear()
@@ -221,6 +244,10 @@ class SuperBatchLoader:
     that matches nothing raises at once. ``shuffle_buffer`` > 1 shuffles shards and samples
     (seeded); 0 or 1 keeps the shards' order. ``only``: the (shard name, key) of the samples to
     read, e.g. an offline filter's kept set; every other sample is skipped before decoding.
+    ``image_size``: the model's input side; the workers decode a JPEG at least twice as large
+    at 1/2, 1/4 or 1/8 scale (never below it; ``jestfilter.data.pixels``), so ``images`` then
+    holds fewer pixels than stored. ``defer_jpeg``: JPEGs that would be decoded at full scale
+    are left as bytes, for ``decode_on_device`` (a run on a GPU decodes them there).
     ``workers`` decoding processes keep ``prefetch`` super-batches ready between them (default:
     at least 4, two per worker). ``rejections`` counts damaged input by reason over the
     super-batches handed out (kept across a resume), for the end-of-run summary; ``timings``
@@ -240,6 +267,8 @@ class SuperBatchLoader:
         passes: int | None = 1,
         pin_memory: bool = False,
         only: Collection[tuple[str, str]] | None = None,
+        image_size: int | None = None,
+        defer_jpeg: bool = False,
     ):
         if not callable(batch_size) and batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -249,6 +278,7 @@ class SuperBatchLoader:
         self.prefetch = prefetch or max(4, 2 * workers)
         self.pin_memory = pin_memory
         self.only = None if only is None else frozenset(only)
+        self.image_size, self.defer_jpeg = image_size, defer_jpeg
         self.pass_index = 0  # the pass in progress
         self.handed_out = 0  # super-batches of that pass already yielded
         self.total = 0  # super-batches yielded since the run began, over all passes

@@ -6,13 +6,22 @@ not grow with the pool. polars (``pl.read_parquet("…/manifest.parquet/*.parque
 (``pd.read_parquet("…/manifest.parquet")``) and duckdb (``read_parquet('…/*.parquet')``) read it.
 Under torchrun every rank writes its own parts (``rank-00001-part-NNNNN.parquet``) into the
 same folder, so the folder still reads as one table.
+
+With ``keep_dropped=False`` (``--manifest kept``) only kept and rejected samples get rows; the
+dropped ones are counted per (source shard, pass, reason) in ``dropped.parquet/``, a part beside
+each manifest part, which is 80 % fewer rows at f = 0.8 for users who do not need every drop.
+
+Readers that must not hold the whole table (the report, the pool table, the ``top`` rule) scan it
+lazily (``scan_manifest``) and aggregate with polars' streaming engine.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections import Counter
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import polars as pl
 import torch
@@ -33,6 +42,8 @@ SCHEMA = {
     "chunk": pl.Int32,  # the chunk of the step's selection a kept sample was drawn in
 }
 # Score columns (Float32, null where a score was not computed) follow, named by the caller.
+DROPPED_COUNTS = "dropped.parquet"  # with keep_dropped=False: the dropped samples, counted
+DROPPED_SCHEMA = {"source_shard": pl.String, "pass": pl.Int32, "reason": pl.String, "rows": pl.Int64}
 
 
 class Manifest:
@@ -40,12 +51,19 @@ class Manifest:
 
     ``score_columns`` names the per-sample scores the rows carry (e.g. the Selector's
     ``learner_loss``, ``reference_loss``, ``learnability``); a score not given is null.
+    ``keep_dropped=False``: dropped samples are counted in ``out_dir/dropped.parquet/`` (one
+    part per manifest part, same name) instead of getting rows.
     """
 
     def __init__(self, out_dir: str | os.PathLike, rows_per_part: int = 100_000, part_prefix: str = "part",
-                 score_columns: Sequence[str] = ()):
+                 score_columns: Sequence[str] = (), keep_dropped: bool = True):
         self.path = Path(out_dir) / "manifest.parquet"
         self.path.mkdir(parents=True, exist_ok=True)
+        self.keep_dropped = keep_dropped
+        self.dropped_path = Path(out_dir) / DROPPED_COUNTS
+        self._dropped: Counter[tuple[str, int, str | None]] = Counter()  # (shard, pass, reason) → rows
+        if not keep_dropped:
+            self.dropped_path.mkdir(exist_ok=True)
         self.rows_per_part, self.part_prefix = rows_per_part, part_prefix
         self.schema = {**SCHEMA, **{name: pl.Float32 for name in score_columns}}
         self.parts = 0
@@ -61,13 +79,27 @@ class Manifest:
         return len(self._rows["key"])
 
     def append(self, **columns: Sequence) -> None:
-        """Add rows given as equal-length columns; a column left out is null."""
+        """Add rows given as equal-length columns; a column left out is null. Without
+        ``keep_dropped`` a dropped row is counted instead."""
+        if not self.keep_dropped:
+            columns = self._count_dropped(columns)
         n = len(columns["key"])
         for name, values in self._rows.items():
             given = columns.get(name)
             values.extend([None] * n if given is None else list(given))
         if len(self) >= self.rows_per_part:
             self.flush()
+
+    def _count_dropped(self, columns: dict[str, Sequence]) -> dict[str, Sequence]:
+        """``columns`` without their dropped rows, which are added to the counts."""
+        decisions = columns["decision"]
+        keep = [i for i, decision in enumerate(decisions) if decision != DROPPED]
+        if len(keep) == len(decisions):
+            return columns
+        reasons = columns.get("reason") or [None] * len(decisions)
+        self._dropped.update((columns["source_shard"][i], int(columns["pass"][i]), reasons[i])
+                             for i, decision in enumerate(decisions) if decision == DROPPED)
+        return {name: None if values is None else [values[i] for i in keep] for name, values in columns.items()}
 
     def record(
         self,
@@ -113,12 +145,19 @@ class Manifest:
                         reason=[reason] * len(samples), **{"pass": [pass_index] * len(samples)})
 
     def flush(self) -> None:
-        """Write the gathered rows as the next part."""
-        if not len(self):
+        """Write the gathered rows as the next part (and the dropped samples counted since the
+        last part, under the same name in ``dropped.parquet/``)."""
+        if not len(self) and not self._dropped:
             return
         if self._fresh:
             self._refuse_old_parts()
         frame = pl.DataFrame(self._rows, schema=self.schema)
+        if self._dropped:
+            counts = pl.DataFrame([(*group, rows) for group, rows in sorted(self._dropped.items(), key=str)],
+                                  schema=DROPPED_SCHEMA, orient="row")
+            atomic_write(self.dropped_path / self.part(self.parts).name, counts.write_parquet,
+                         tmp_dir=self.dropped_path.parent)
+            self._dropped.clear()
         atomic_write(self.part(self.parts), frame.write_parquet, tmp_dir=self.path.parent)  # readers scan the folder
         self.parts += 1
         self.part_rows.append(frame.height)
@@ -138,12 +177,14 @@ class Manifest:
         if check:
             self.check_state(state)
         self.parts, self.part_rows = state["parts"], list(state.get("rows", []))
-        leftovers = self.path.parent.glob(f".{self.path.name}-{self.part_prefix}-*.tmp")  # a killed write's
-        for path in [*self.path.glob(f"{self.part_prefix}-*"), *self.path.glob(f".{self.part_prefix}-*"), *leftovers]:
-            number = path.name.lstrip(".").removeprefix(f"{self.part_prefix}-").removesuffix(".parquet")
-            if not number.isdigit() or int(number) >= self.parts:
-                path.unlink()
+        for folder in (self.path, self.dropped_path):
+            leftovers = folder.parent.glob(f".{folder.name}-{self.part_prefix}-*.tmp")  # a killed write's
+            for path in [*folder.glob(f"{self.part_prefix}-*"), *folder.glob(f".{self.part_prefix}-*"), *leftovers]:
+                number = path.name.lstrip(".").removeprefix(f"{self.part_prefix}-").removesuffix(".parquet")
+                if not number.isdigit() or int(number) >= self.parts:
+                    path.unlink()
         self._rows = {name: [] for name in self.schema}
+        self._dropped.clear()
         self._fresh = False
 
     def check_state(self, state: dict) -> None:
@@ -185,8 +226,63 @@ def _scores(values, n: int, rejected: int) -> list:
 
 
 def read_manifest(out_dir: str | os.PathLike) -> pl.DataFrame:
-    """All rows of ``out_dir/manifest.parquet`` (empty, with the schema, when there are none)."""
+    """All rows of ``out_dir/manifest.parquet`` (empty, with the schema, when there are none).
+    Holds the whole table in memory: for a large one use ``scan_manifest``."""
+    return scan_manifest(out_dir).collect()
+
+
+def scan_manifest(out_dir: str | os.PathLike) -> pl.LazyFrame:
+    """The rows of ``out_dir/manifest.parquet``, read lazily (aggregate them with
+    ``collect(engine="streaming")`` and memory stays flat however many rows there are)."""
     path = Path(out_dir) / "manifest.parquet"
     if not any(path.glob("*part-*.parquet")):
-        return pl.DataFrame(schema=SCHEMA)
-    return pl.read_parquet(path / "*part-*.parquet")
+        return pl.LazyFrame(schema=SCHEMA)
+    return pl.scan_parquet(path / "*part-*.parquet")
+
+
+CHUNK_ROWS = 2_000_000  # manifest rows a chunked reduction reads at a time
+
+
+def reduce_in_chunks(rows: pl.LazyFrame, by: Sequence[str], partial: Sequence[pl.Expr], merge: Sequence[pl.Expr],
+                     prepare: Callable[[pl.LazyFrame], pl.LazyFrame] = lambda rows: rows,
+                     chunk_rows: int | None = None, spill: str | os.PathLike | None = None) -> pl.DataFrame:
+    """``prepare(rows).group_by(by).agg(partial)``, merged with ``merge``, in memory that does
+    not grow with the rows: an out-of-core group-by for a manifest far larger than memory.
+
+    ``partial`` aggregates ``chunk_rows`` (default ``CHUNK_ROWS``) of ``rows`` at a time (a slice of the scan, read from
+    its files alone; ``prepare`` filters it or adds columns), and each chunk's groups are split by
+    a hash of ``by`` into as many buckets as there are chunks and written to ``spill`` (a
+    temporary folder there; default: the system's). Each bucket's pieces are then merged with
+    ``merge``, which must therefore be associative (sums, counts, min, max). Memory: one chunk,
+    one bucket and the result (one row per group), however many rows there are; temporary disk:
+    the chunks' groups. (polars' streaming group-by on its own kept state for every row it had
+    read: 9 GB for 50M manifest rows over 1M samples; docs/benchmarks.md.)"""
+    chunk_rows = chunk_rows or CHUNK_ROWS
+    total = rows.select(pl.len()).collect().item()
+    chunks = max(1, -(-total // chunk_rows))
+    if chunks == 1:
+        return prepare(rows).group_by(*by).agg(*partial).collect(engine="streaming")
+    if spill is not None:
+        Path(spill).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".reduce-", dir=spill) as folder:
+        for chunk, start in enumerate(range(0, total, chunk_rows)):
+            groups = prepare(rows.slice(start, chunk_rows)).group_by(*by).agg(*partial).collect(engine="streaming")
+            bucket = (pl.struct(*by).hash(seed=0) % chunks).alias("_bucket")
+            for (index,), piece in groups.with_columns(bucket).partition_by("_bucket", as_dict=True).items():
+                piece.drop("_bucket").write_parquet(Path(folder) / f"{index:06d}-{chunk:06d}.parquet")
+        merged = [pl.scan_parquet(Path(folder) / f"{index:06d}-*.parquet").group_by(*by).agg(*merge)
+                  .collect(engine="streaming")
+                  for index in range(chunks) if any(Path(folder).glob(f"{index:06d}-*.parquet"))]
+    return pl.concat(merged) if merged else prepare(rows).group_by(*by).agg(*partial).collect()
+
+
+def scan_dropped_counts(out_dir: str | os.PathLike) -> pl.LazyFrame | None:
+    """``out_dir/dropped.parquet``'s counts of the dropped samples a ``--manifest kept`` run did
+    not record (``source_shard, pass, reason, rows``), lazily; None when the manifest has a row
+    for every dropped sample."""
+    path = Path(out_dir) / DROPPED_COUNTS
+    if not path.is_dir():
+        return None
+    if not any(path.glob("*part-*.parquet")):
+        return pl.LazyFrame(schema=DROPPED_SCHEMA)
+    return pl.scan_parquet(path / "*part-*.parquet")

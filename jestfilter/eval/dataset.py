@@ -41,8 +41,10 @@ class EvalSet:
         return len(self.captions)
 
 
-def load_eval_set(eval_dir: str | Path) -> EvalSet:
-    """Decode every sample of the directory's shards; damaged samples are counted in ``rejected``."""
+def load_eval_set(eval_dir: str | Path, image_size: int | None = None) -> EvalSet:
+    """Decode every sample of the directory's shards; damaged samples are counted in ``rejected``.
+    ``image_size``: the input side of the models it will evaluate; JPEGs at least twice as large
+    are decoded at reduced scale, as the training loader does (``jestfilter.data.pixels``)."""
     eval_dir = Path(eval_dir)
     if not eval_dir.is_dir():
         raise FileNotFoundError(f"eval directory not found: {eval_dir}")
@@ -60,7 +62,7 @@ def load_eval_set(eval_dir: str | Path) -> EvalSet:
     images, captions, labels = [], [], []
     # Every process reads the whole eval set, in order, through the training data's checks.
     for item in iter_samples(shards):
-        decoded = item.reason if isinstance(item, Rejected) else _decode(item, len(classnames))
+        decoded = item.reason if isinstance(item, Rejected) else _decode(item, len(classnames), image_size)
         if isinstance(decoded, str):
             rejected[decoded] += 1
             continue
@@ -74,7 +76,7 @@ def load_eval_set(eval_dir: str | Path) -> EvalSet:
                    rejected)
 
 
-def _decode(sample: RawSample, n_classes: int) -> tuple[torch.Tensor, str, int] | str:
+def _decode(sample: RawSample, n_classes: int, image_size: int | None) -> tuple[torch.Tensor, str, int] | str:
     """(image, caption, label) of a sample that passed the data plane's checks, or the reason
     it cannot be used (the data plane's reasons, docs/data.md, and the class index's own)."""
     cls = member_of(sample, ("cls",))
@@ -87,7 +89,7 @@ def _decode(sample: RawSample, n_classes: int) -> tuple[torch.Tensor, str, int] 
     if not 0 <= label < n_classes:
         return "class_out_of_range"
     try:
-        image = decode_checked(sample.members[image_member(sample)])
+        image = decode_checked(sample.members[image_member(sample)], image_size)
     except Exception as error:  # each decoder raises its own types for damaged files
         return image_reason(error)
     return image, caption_of(sample), label

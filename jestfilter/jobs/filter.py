@@ -108,11 +108,11 @@ def read_removals(path: str | os.PathLike) -> pl.DataFrame:
 
 
 def filter_shard(shard: str, scores_dir: str | os.PathLike, out_dir: str | os.PathLike, rule: KeepRule,
-                 removed: dict[tuple[str, str], str], samples_per_shard: int) -> dict:
+                 removed: dict[tuple[str, str], str], samples_per_shard: int, manifest: str = "all") -> dict:
     """Filter one input shard into ``out_dir``; returns its counts and output sizes."""
     stem = shard_stem(shard)
     scores = {row["key"]: row for row in pl.read_parquet(Path(scores_dir) / f"{stem}{SCORES_SUFFIX}").iter_rows(named=True)}
-    output = ShardOutput(out_dir, shard, samples_per_shard)
+    output = ShardOutput(out_dir, shard, samples_per_shard, manifest)
     counts = {"kept": 0, "dropped": 0, "rejected": 0}
     for samples, rejected in group_super_batches(iter_readable_shard(shard), GROUP):
         rejected += [Rejected(s.key, s.source_shard, MISSING_SCORE) for s in samples if s.key not in scores]
@@ -136,7 +136,7 @@ def _number(value: float | None) -> float:
 def run_filter(patterns: Sequence[str], scores_dir: str, out: str, placement: Placement, retries: int = 2, *,
                column: str = "learnability", lower_is_better: bool = False, threshold: float | None = None,
                keep_fraction: float | None = None, remove: str | None = None, samples_per_shard: int = SAMPLES_PER_SHARD,
-               merge_only: bool = False) -> int:
+               merge_only: bool = False, manifest: str = "all") -> int:
     """Filter this rank's shards not yet done; the last rank to finish merges. Returns the exit status."""
     shards = unique_stems(expand_shards(patterns))
     if merge_only:
@@ -160,10 +160,10 @@ def run_filter(patterns: Sequence[str], scores_dir: str, out: str, placement: Pl
         (shard, key): f"dedup_{reason}" for shard, key, reason in removals.iter_rows()}
 
     def work(shard: str) -> dict:
-        return filter_shard(shard, scores_dir, out, rule, removed, samples_per_shard)
+        return filter_shard(shard, scores_dir, out, rule, removed, samples_per_shard, manifest)
 
     settings = {"scores": absolute(scores_dir), **dataclasses.asdict(rule),
-                "remove": absolute(remove), "samples_per_shard": samples_per_shard}
+                "remove": absolute(remove), "samples_per_shard": samples_per_shard, "manifest": manifest}
     summary = run_shards("filter", shards, work, out, placement, retries, settings=settings)
     if all_done(out, shards):
         merge(out, shards)

@@ -24,27 +24,30 @@ class ShardOutput:
     """``sink`` takes the shard's selections; ``close()`` moves the finished files in and
     returns their sizes (output shard name → samples)."""
 
-    def __init__(self, out_dir: str | os.PathLike, shard: str, samples_per_shard: int):
+    def __init__(self, out_dir: str | os.PathLike, shard: str, samples_per_shard: int, manifest: str = "all"):
         self.out_dir, stem = Path(out_dir), shard_stem(shard)
         self.work = self.out_dir / f".work-{stem}"
         shutil.rmtree(self.work, ignore_errors=True)  # what a killed attempt left
         self.sink = FilteredOutput(self.work, samples_per_shard, prefix=stem, part_prefix=f"part-{stem}",
-                                   extremes=False)
+                                   extremes=False, manifest=manifest)
         self.shard_pattern = re.compile(rf"{re.escape(stem)}-\d{{6}}\.tar")  # the writer's names for this shard
         self.part_pattern = re.compile(rf"part-{re.escape(stem)}-\d{{5}}\.parquet")
 
     def close(self) -> dict[str, int]:
         sizes = self.sink.close()
-        manifest = self.out_dir / "manifest.parquet"
-        manifest.mkdir(exist_ok=True)
-        parts = sorted(self.sink.manifest.path.glob("*.parquet"))
-        for part in parts:
-            os.replace(part, manifest / part.name)
+        parts = []
+        for folder in (self.sink.manifest.path, self.sink.manifest.dropped_path):  # dropped: --manifest kept
+            if folder.is_dir():
+                (self.out_dir / folder.name).mkdir(exist_ok=True)
+                for part in sorted(folder.glob("*.parquet")):
+                    os.replace(part, self.out_dir / folder.name / part.name)
+                    parts.append(part.name)
+        manifest, dropped = self.out_dir / "manifest.parquet", self.out_dir / self.sink.manifest.dropped_path.name
         for name in sizes:
             os.replace(self.work / name, self.out_dir / name)
         # a shard done again (it changed since) may now have fewer output shards or parts
-        new = {*sizes, *(part.name for part in parts)}
-        for old in [*self.out_dir.glob("*.tar"), *manifest.glob("*.parquet")]:
+        new = {*sizes, *parts}
+        for old in [*self.out_dir.glob("*.tar"), *manifest.glob("*.parquet"), *dropped.glob("*.parquet")]:
             ours = self.shard_pattern.fullmatch(old.name) or self.part_pattern.fullmatch(old.name)
             if ours and old.name not in new:
                 old.unlink()

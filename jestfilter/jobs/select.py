@@ -52,7 +52,7 @@ class _Rows:
 
 def select_shard(shard: str, embeddings_dir: str | os.PathLike, out_dir: str | os.PathLike, method: str,
                  filter_ratio: float, super_batch: int, n_chunks: int, seed: int, samples_per_shard: int,
-                 learner: ModelBundle | None = None, batch_size: int = 256) -> dict:
+                 learner: ModelBundle | None = None, batch_size: int = 256, manifest: str = "all") -> dict:
     """Select from one input shard into ``out_dir``; returns its counts and output sizes."""
     reference = _Rows(load_embeddings(embeddings_dir, shard))
     learned = None if learner is None else _Rows(learner_embeddings(learner, shard, out_dir, batch_size))
@@ -68,7 +68,7 @@ def select_shard(shard: str, embeddings_dir: str | os.PathLike, out_dir: str | o
     random.Random(own_seed).shuffle(samples)
     selector = Selector(method, filter_ratio, n_chunks, seed=own_seed,
                         batch_size=round(super_batch * (1 - filter_ratio)))
-    output = ShardOutput(out_dir, shard, samples_per_shard)
+    output = ShardOutput(out_dir, shard, samples_per_shard, manifest)
     groups = [samples[start:start + super_batch] for start in range(0, len(samples), super_batch)] or [[]]
     kept = 0
     for step, group in enumerate(groups):
@@ -113,7 +113,7 @@ def check_plan(method: str | None, learner: str | None, filter_ratio: float, sup
 def run_select(embeddings: str, patterns: Sequence[str], out: str, placement: Placement, retries: int = 2, *,
                filter_ratio: float, method: str | None = None, learner: str | None = None, super_batch: int = 320,
                n_chunks: int = 16, seed: int = 0, samples_per_shard: int = SAMPLES_PER_SHARD, batch_size: int = 256,
-               device: str = "auto") -> int:
+               device: str = "auto", manifest: str = "all") -> int:
     """Select from this rank's shards not yet done; the last rank to finish merges. Returns the exit status."""
     method = check_plan(method, learner, filter_ratio, super_batch, n_chunks)
     if samples_per_shard < 1:
@@ -126,11 +126,11 @@ def run_select(embeddings: str, patterns: Sequence[str], out: str, placement: Pl
 
     def work(shard: str) -> dict:
         return select_shard(shard, embeddings, out, method, filter_ratio, super_batch, n_chunks, seed,
-                            samples_per_shard, bundle, batch_size)
+                            samples_per_shard, bundle, batch_size, manifest)
 
     settings = {"embeddings": absolute(embeddings), "learner": absolute(learner), "method": method,
                 "filter_ratio": filter_ratio, "super_batch": super_batch, "n_chunks": n_chunks, "seed": seed,
-                "samples_per_shard": samples_per_shard}
+                "samples_per_shard": samples_per_shard, "manifest": manifest}
     summary = run_shards("select", shards, work, out, placement, retries, settings=settings)
     if all_done(out, shards):
         merge(out, shards, "select")

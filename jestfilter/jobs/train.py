@@ -11,7 +11,7 @@ from jestfilter.config import DEFAULT_MODEL, TrainSettings
 from jestfilter.data import atomic_write_json
 from jestfilter.distributed import barrier, init_distributed, lock_folder, resolve_device
 from jestfilter.eval import evaluate, load_eval_set
-from jestfilter.models import save_local_dir, start_model, stats_for_new_model
+from jestfilter.models import input_size, save_local_dir, start_model, stats_for_new_model
 from jestfilter.train.loop import OnlineTrainer
 
 MODEL_DIR = "final"  # as bootstrap names its trained model
@@ -27,7 +27,8 @@ def train_uniform(shards: Sequence[str], out: str | Path, settings: TrainSetting
     if (out / "metrics.json").exists() and (out / MODEL_DIR).is_dir():
         print(f"{out} holds a finished run: nothing to do (model: {out / MODEL_DIR})")
         return 0
-    eval_set = load_eval_set(eval_dir) if eval_dir else None
+    eval_size = None if settings.decode == "full" else input_size(model)
+    eval_set = load_eval_set(eval_dir, eval_size) if eval_dir else None
     world, device = init_distributed(resolve_device(device))
     lock = lock_folder(out, world)
     try:

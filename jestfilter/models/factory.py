@@ -116,6 +116,20 @@ def start_model(name_or_folder: str, seed: int, batch_size: int, device: str | t
     return create_model(spec, device=device, **fresh)
 
 
+def input_size(name_or_folder: str) -> int:
+    """The side of a model's square input, from its config (no model is built)."""
+    spec = model_spec(name_or_folder)
+    if spec.startswith(LOCAL_DIR):
+        config = json.loads((Path(spec[len(LOCAL_DIR):]) / CONFIG_FILE).read_text())["model_cfg"]
+    else:
+        config = open_clip.get_model_config(spec)
+        if config is None:
+            raise ValueError(f"unknown model {spec!r}: use one of {', '.join(OUR_MODELS)}, an open_clip model name, "
+                             f"or {LOCAL_DIR}PATH")
+    size = config["vision_cfg"]["image_size"]
+    return size if isinstance(size, int) else size[0]
+
+
 def model_spec(name_or_folder: str) -> str:
     """A folder, with or without ``local-dir:``, as ``local-dir:PATH``; a model name unchanged."""
     if not name_or_folder.startswith(LOCAL_DIR) and os.path.isdir(name_or_folder):

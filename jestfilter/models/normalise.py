@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
-import open_clip
-
 from jestfilter.config import PIXEL_NORMS
 from jestfilter.data import RawSample, expand_shards, iter_samples
 from jestfilter.data.pixels import decode_checked
 from jestfilter.data.shards import image_member
-from jestfilter.models.factory import LOCAL_DIR, model_spec
+from jestfilter.models.factory import LOCAL_DIR, input_size, model_spec
 from jestfilter.models.preprocess import ImagePreprocess
 
 STATS_SAMPLES = 2000  # images read for ``data`` (the first of the shards, in order)
@@ -42,7 +40,7 @@ def pixel_stats(norm: str, shards: str | Sequence[str], size: int, samples: int 
     for sample in iter_samples(expand_shards(shards)):
         if isinstance(sample, RawSample):
             try:
-                images.append(decode_checked(sample.members[image_member(sample)]))
+                images.append(decode_checked(sample.members[image_member(sample)], size))
             except Exception:  # each decoder raises its own types; the loader rejects such a sample with its reason
                 continue
             if len(images) >= samples:
@@ -61,5 +59,4 @@ def stats_for_new_model(norm: str, model: str, shards: str | Sequence[str]) -> P
     spec = model_spec(model)
     if spec.startswith(LOCAL_DIR):
         return None
-    size = open_clip.get_model_config(spec)["vision_cfg"]["image_size"]
-    return pixel_stats(norm, shards, size if isinstance(size, int) else size[0])
+    return pixel_stats(norm, shards, input_size(spec))

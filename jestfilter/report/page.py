@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from jestfilter.report.plots import plot_curves, plot_extremes, plot_score_histograms
-from jestfilter.results import break_even_lines, with_kind
+from jestfilter.results import break_even_lines, decision_counts, kept_per_sample, with_kind
 from jestfilter.sinks import ExtremesTracker
 
 
@@ -94,23 +94,29 @@ def cost_table(metrics: dict, runs: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def kept_by_kind(manifest: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
+def kept_by_kind(manifest: pl.LazyFrame | pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
     """For data with known noise kinds (the demo): each kind's share of the web data against its
-    share of the examples the learner trained on (kept sample-passes, counted with repeats)."""
+    share of the examples the learner trained on (kept sample-passes, counted with repeats).
+    The manifest is read a chunk at a time (``kept_per_sample``)."""
     web = truth.group_by("kind").len("samples").with_columns(web_share=pl.col("samples") / pl.col("samples").sum())
-    kept = (with_kind(manifest.filter(pl.col("decision") == "kept").select("source_shard", "key"), truth)
-            .group_by("kind").len("trained").with_columns(trained_share=pl.col("trained") / pl.col("trained").sum()))
+    kept = (with_kind(kept_per_sample(manifest), truth).group_by("kind").agg(pl.col("kept").sum().alias("trained"))
+            .with_columns(trained_share=pl.col("trained") / pl.col("trained").sum()))
     return (web.join(kept, on="kind", how="left").fill_null(0)
             .sort("trained_share", descending=True))
 
 
-def web_data(manifest: pl.DataFrame, data: dict, truth: pl.DataFrame | None) -> list[str]:
-    """What happened to the web samples: every row is one sample in one pass."""
-    counts = manifest.group_by("decision").len().sort("decision")
+def web_data(manifest: pl.LazyFrame | pl.DataFrame, data: dict, truth: pl.DataFrame | None) -> list[str]:
+    """What happened to the web samples: every row is one sample in one pass. The counts come
+    from ``data`` (``manifest_counts``, computed once for metrics.json) when it has them."""
+    if "decisions" not in data:
+        data = {**decision_counts(manifest), **data}
     parts = ["## What happened to the web samples", "",
              "Every web sample has one manifest row per pass over the web data, so these count sample-passes.", "",
              "| decision | sample-passes |", "|---|---|"]
-    parts += [f"| {row['decision']} | {row['len']:,} |" for row in counts.iter_rows(named=True)]
+    parts += [f"| {decision} | {rows:,} |" for decision, rows in sorted(data["decisions"].items())]
+    if data.get("dropped_counted_not_recorded"):
+        parts += ["", f"`--manifest kept`: {data['dropped_counted_not_recorded']:,} dropped sample-passes were counted "
+                  "per shard in `filtered/dropped.parquet/`, not recorded row by row."]
     if "unique_kept" in data:
         parts += ["", f"{data['unique_kept']:,} distinct samples were trained on at least once."]
     filtered = data.get("filtered")
@@ -121,11 +127,11 @@ def web_data(manifest: pl.DataFrame, data: dict, truth: pl.DataFrame | None) -> 
             parts += ["", "| kind | share of the web samples read | share of `filtered/` |", "|---|---|---|"]
             parts += [f"| {kind} | {v['pool_share']:.1%} | {v['written_share']:.1%} |"
                       for kind, v in filtered["by_kind"].items()]
-    reasons = manifest.filter(pl.col("reason").is_not_null()).group_by("decision", "reason").len()
-    if reasons.height:
+    reasons = sorted([(rows, decision, reason) for decision in ("rejected", "dropped")
+                      for reason, rows in data.get(f"{decision}_by_reason", {}).items()], reverse=True)
+    if reasons:
         parts += ["", "| decision | reason | sample-passes |", "|---|---|---|"]
-        parts += [f"| {row['decision']} | {row['reason']} | {row['len']:,} |"
-                  for row in reasons.sort("len", descending=True).iter_rows(named=True)]
+        parts += [f"| {decision} | {reason} | {rows:,} |" for rows, decision, reason in reasons]
     if truth is not None:
         parts += ["", "Known kinds of the demo's web data (`web_truth.parquet`): each kind's share of the web "
                   "data and of the examples the main method trained on.", "",
@@ -135,9 +141,10 @@ def web_data(manifest: pl.DataFrame, data: dict, truth: pl.DataFrame | None) -> 
     return parts
 
 
-def write_report(out_dir: Path, metrics: dict, runs: dict[str, dict], manifest: pl.DataFrame | None,
+def write_report(out_dir: Path, metrics: dict, runs: dict[str, dict], manifest: pl.LazyFrame | pl.DataFrame | None,
                  tracker: ExtremesTracker | None, truth: Path | None = None) -> Path:
-    """Writes report.md and its PNGs under out_dir/report/; returns the page's path."""
+    """Writes report.md and its PNGs under out_dir/report/; returns the page's path. The manifest
+    is best given lazily (``scan_manifest``): only aggregates of it are ever held in memory."""
     report_dir = Path(out_dir) / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     truth_table = pl.read_parquet(truth) if truth is not None and Path(truth).exists() else None

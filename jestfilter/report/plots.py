@@ -45,25 +45,66 @@ def plot_curves(runs: dict[str, dict], path: Path, reference: float | None = Non
     return _save(fig, path)
 
 
-def plot_score_histograms(manifest: pl.DataFrame, path: Path) -> Path | None:
+BINS = 50
+
+
+def score_histograms(manifest: pl.LazyFrame | pl.DataFrame, bins: int = BINS) -> dict | None:
+    """What ``plot_score_histograms`` draws, as small tables: for each score the run computed,
+    ``bins`` equal bins over its range and the kept and dropped sample-passes in each, early in
+    training (the first fifth of the steps) and late (the last fifth). Aggregated lazily by
+    polars' streaming engine: two passes over the manifest, a few kB of memory whatever its size.
+    None when no score was computed."""
+    scored = manifest.lazy().filter(pl.col("decision").is_in(["kept", "dropped"]))
+    names = [c for c in SCORES if c in scored.collect_schema().names()]
+    finite = {c: pl.col(c).filter(pl.col(c).is_finite()) for c in names}
+    ranges = scored.select(pl.col("step").max().alias("last"),
+                           *[e.min().alias(f"{c}_min") for c, e in finite.items()],
+                           *[e.max().alias(f"{c}_max") for c, e in finite.items()],
+                           *[e.len().alias(f"{c}_n") for c, e in finite.items()])
+    ranges = ranges.collect(engine="streaming").row(0, named=True)
+    columns = [c for c in names if ranges[f"{c}_n"]]
+    if not columns or ranges["last"] is None:
+        return None
+    last = ranges["last"]
+    phase = (pl.when(pl.col("step") < 0.2 * (last + 1)).then(pl.lit("early"))
+             .when(pl.col("step") >= 0.8 * (last + 1)).then(pl.lit("late")).otherwise(None).alias("phase"))
+    tables, edges = {}, {}
+    for column in columns:
+        low, high = ranges[f"{column}_min"], ranges[f"{column}_max"]
+        width = (high - low) / bins if high > low else 1.0
+        edges[column] = [low + i * width for i in range(bins + 1)]
+        index = ((pl.col(column) - low) / width).floor().clip(0, bins - 1).cast(pl.Int32).alias("bin")
+        tables[column] = (scored.filter(pl.col(column).is_finite()).select("decision", "step", index, phase)
+                          .filter(pl.col("phase").is_not_null())
+                          .group_by("phase", "decision", "bin").agg(pl.len().alias("count"),
+                                                                   pl.col("step").min().alias("first"),
+                                                                   pl.col("step").max().alias("last"))
+                          .collect(engine="streaming"))
+    return {"columns": columns, "edges": edges, "tables": tables}
+
+
+def plot_score_histograms(manifest: pl.LazyFrame | pl.DataFrame, path: Path) -> Path | None:
     """Each score the run computed, kept against dropped, early in training (the first fifth of
     the steps) and late (the last fifth) apart; a score the criterion never computed (null in
-    the manifest) is left out."""
-    scored = manifest.filter(pl.col("decision").is_in(["kept", "dropped"]))
-    columns = [c for c in SCORES if c in scored.columns and scored[c].drop_nulls().drop_nans().len()]
-    if not columns:
+    the manifest) is left out. ``manifest`` is best a LazyFrame (``scan_manifest``): only the
+    histograms' counts are held (``score_histograms``)."""
+    histograms = score_histograms(manifest)
+    if histograms is None:
         return None
-    last = scored["step"].max()
-    phases = [("early", scored.filter(pl.col("step") < 0.2 * (last + 1))),
-              ("late", scored.filter(pl.col("step") >= 0.8 * (last + 1)))]
+    columns, edges, tables = histograms["columns"], histograms["edges"], histograms["tables"]
     fig, axes = plt.subplots(2, len(columns), figsize=(4.6 * len(columns), 6.6), squeeze=False)
-    for row, (phase, rows) in enumerate(phases):
-        steps = f"steps {rows['step'].min()}–{rows['step'].max()}" if rows.height else "no steps"
+    for row, phase in enumerate(("early", "late")):
         for axis, column in zip(axes[row], columns):
+            rows = tables[column].filter(pl.col("phase") == phase)
+            steps = f"steps {rows['first'].min()}–{rows['last'].max()}" if rows.height else "no steps"
+            centres = [(a + b) / 2 for a, b in zip(edges[column], edges[column][1:])]
             for decision, colour in (("dropped", DROPPED), ("kept", KEPT)):
-                values = rows.filter(pl.col("decision") == decision)[column].drop_nulls().drop_nans().to_numpy()
-                if len(values):
-                    axis.hist(values, bins=50, alpha=0.6, color=colour, label=f"{decision} ({len(values):,})")
+                counts = [0] * len(centres)
+                for bin_index, count in rows.filter(pl.col("decision") == decision).select("bin", "count").iter_rows():
+                    counts[bin_index] = count
+                if sum(counts):
+                    axis.hist(centres, bins=edges[column], weights=counts, alpha=0.6, color=colour,
+                              label=f"{decision} ({sum(counts):,})")
             axis.set_title(f"{SCORES[column]}, {phase} ({steps})", fontsize=9)
             axis.set_xlabel("own-pair score (nats)")
             axis.set_ylabel("sample-passes")

@@ -8,6 +8,6 @@ loop, bootstrap and the offline jobs only talk to that interface, so a new kind 
 
 from jestfilter.sinks.extremes import Example, ExtremesTracker
 from jestfilter.sinks.filtered import FilteredOutput, Sink
-from jestfilter.sinks.pool import read_pool
+from jestfilter.sinks.pool import read_pool, scan_pool
 
-__all__ = ["Example", "ExtremesTracker", "FilteredOutput", "Sink", "read_pool"]
+__all__ = ["Example", "ExtremesTracker", "FilteredOutput", "Sink", "read_pool", "scan_pool"]

@@ -10,7 +10,7 @@ from typing import Mapping, Protocol, Sequence
 import polars as pl
 import torch
 
-from jestfilter.config import FILTERED_RULES, SAMPLES_PER_SHARD
+from jestfilter.config import FILTERED_RULES, MANIFESTS, SAMPLES_PER_SHARD
 from jestfilter.data.atomic import atomic_write
 from jestfilter.data.layout import mark_complete
 from jestfilter.data.manifest import Manifest
@@ -47,7 +47,9 @@ class FilteredOutput:
     ``top`` writes nothing while training and, at ``close()``, ranks the pool from the manifest
     and copies its best ``keep_fraction`` from their source shards. ``close()``
     also writes ``pool.parquet/``: one row per sample read, how often it was chosen and the
-    shard that holds it. ``criterion`` names the score ``top`` ranks by.
+    shard that holds it. ``criterion`` names the score ``top`` ranks by. ``manifest="kept"``:
+    the manifest records kept and rejected samples and counts the dropped ones per shard
+    (``jestfilter.data.manifest``); it cannot serve rule ``top``.
 
     Rank-aware: under torchrun every rank writes its own shards (``filtered-r001-000000.tar``),
     manifest and pool parts (``rank-00001-part-*.parquet``) into the same folder and applies the
@@ -59,9 +61,13 @@ class FilteredOutput:
     def __init__(self, folder: str | os.PathLike, samples_per_shard: int = SAMPLES_PER_SHARD, *,
                  world: World = World(), prefix: str = "filtered", part_prefix: str = "part", extremes: bool = True,
                  rule: str = "all", keep_fraction: float | None = None, criterion: str = "learnability",
-                 seed: int = 0):
+                 seed: int = 0, manifest: str = "all"):
         if rule not in FILTERED_RULES:
             raise ValueError(f"unknown rule {rule!r}: choose one of {', '.join(FILTERED_RULES)}")
+        if manifest not in MANIFESTS:
+            raise ValueError(f"unknown manifest {manifest!r}: choose one of {', '.join(MANIFESTS)}")
+        if rule == "top" and manifest != "all":
+            raise ValueError("rule 'top' ranks every sample by its scores in every pass: it needs --manifest all")
         if rule == "top" and not (keep_fraction is not None and 0 < keep_fraction <= 1):
             raise ValueError(f"rule 'top' needs a keep fraction in (0, 1], got {keep_fraction}")
         self.folder, self.world, self.rule = Path(folder), world, rule
@@ -71,7 +77,8 @@ class FilteredOutput:
             prefix, part_prefix = f"{prefix}-r{world.rank:03d}", f"rank-{world.rank:05d}-{part_prefix}"
         self.part_prefix = part_prefix
         self.writer = FilteredShardWriter(self.folder, samples_per_shard, prefix=prefix)
-        self.manifest = Manifest(self.folder, part_prefix=part_prefix, score_columns=(*SCORE_COLUMNS, SELECTION_SCORE))
+        self.manifest = Manifest(self.folder, part_prefix=part_prefix, score_columns=(*SCORE_COLUMNS, SELECTION_SCORE),
+                                 keep_dropped=manifest == "all")
         self.extremes = ExtremesTracker() if extremes and world.main else None
 
     def record(self, batch: SuperBatch, selection: Selection, step: int,
@@ -120,7 +127,7 @@ class FilteredOutput:
         the last shard and this rank's pool table; rank 0 marks the folder complete for all
         ranks. Returns every rank's shard sizes."""
         self.manifest.close()
-        pool = pool_table(self.manifest.own_rows(), self.criterion)
+        pool = pool_table(self.manifest.own_rows(), self.criterion, every_pass=self.manifest.keep_dropped)
         if self.rule == "top":
             pool = self._copy_top(pool)
         self.writer.close(summary=False)

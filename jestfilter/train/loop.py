@@ -22,6 +22,8 @@ from tqdm import tqdm
 from jestfilter import machine
 from jestfilter.config import TrainSettings
 from jestfilter.data import SuperBatch, SuperBatchLoader
+from jestfilter.data.loader import decode_on_device
+from jestfilter.data.pixels import decode_options
 from jestfilter.distributed import (average_gradients, broadcast_object, broadcast_parameters, current_world,
                                     gather_objects, min_across)
 from jestfilter.embeddings import EmbeddingCache
@@ -81,10 +83,11 @@ class OnlineTrainer:
         self.scheduler = make_scheduler(self.optimizer, settings.steps, settings.warmup)
         # a constant B stays a number, so checkpoints of runs without a schedule resume as before
         constant = settings.select_until >= 1.0 and settings.filter_ratio_end is None
+        image_size, defer_jpeg = decode_options(settings.decode, self.device, bundle.preprocess.size)
         self.loader = SuperBatchLoader(
             patterns, self.plan(0) if constant else self.plan, bundle.tokenizer, workers=workers,
             shuffle_buffer=settings.shuffle_buffer, seed=settings.seed, passes=None,
-            pin_memory=self.device.type == "cuda", only=only)
+            pin_memory=self.device.type == "cuda", only=only, image_size=image_size, defer_jpeg=defer_jpeg)
         if len(self.loader.shards) < self.world.size:
             raise ValueError(f"{len(self.loader.shards)} shard(s) for {self.world.size} ranks: every rank needs "
                              "at least one; write the data in more, smaller shards")
@@ -139,6 +142,9 @@ class OnlineTrainer:
     def step(self, batch: SuperBatch, step: int) -> tuple[int, int, int, float | None]:
         """One step of the paper's Algorithm 2 on a super-batch; returns the rows it read,
         scored and trained on, and the loss."""
+        if self.loader.defer_jpeg:  # --decode gpu: the JPEGs the workers left as bytes
+            with self.timer("decode"):
+                batch = decode_on_device(batch, self.device)
         batch, surplus = self.common_rows(batch)  # every rank the same number of rows
         if not len(batch):  # no image of it decoded (on some rank): record what was read, train on nothing
             if self.sink is not None:
