@@ -37,10 +37,10 @@ data:
 		echo "-labels-idx1-ubyte[.gz]) to 'python -m jestfilter demo-data' / 'bootstrap', or set JESTFILTER_FASHION_MNIST=DIR."; \
 	fi
 
-# The validation suite's real images (docs/benchmarks.md): Fashion-MNIST, OpenCV's handwritten digits and
-# the fonts the colour glyph sets are drawn from. Installed as root where apt-get exists; tests of a
-# set whose package is missing skip, saying what to install.
-SUITE_PACKAGES := dataset-fashion-mnist opencv-doc $(shell cat jestfilter/datasets/font-packages.txt)
+# The validation suite's real images (docs/benchmarks.md): Fashion-MNIST, OpenCV's handwritten digits,
+# openclipart's drawings and the fonts the colour symbols are drawn from. Installed as root where
+# apt-get exists; tests of a set whose package is missing skip, saying what to install.
+SUITE_PACKAGES := dataset-fashion-mnist opencv-doc openclipart-png $(shell cat jestfilter/datasets/font-packages.txt)
 packages:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \

@@ -16,12 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", metavar="DIR", help="output folder (new or empty, or an earlier demo build)")
     parser.add_argument("--set", default="fashion", choices=SET_NAMES,
                         help="which set: fashion (the demo, Fashion-MNIST), digits (handwritten, opencv-doc), "
-                             "letters or symbols (colour glyphs from the fonts-* packages); docs/benchmarks.md "
-                             "describes each")
+                             "symbols (colour pictographs from the fonts-* packages), clipart (openclipart-png "
+                             "drawings with their titles); docs/benchmarks.md describes each")
     parser.add_argument("--source", metavar="PATH", help="where the set's images are: Fashion-MNIST's four idx "
                         "files (default $JESTFILTER_FASHION_MNIST, then /usr/share/datasets/fashion-mnist), "
                         "digits.png ($JESTFILTER_DIGITS, then opencv-doc's), a folder of fonts ($JESTFILTER_FONTS, "
-                        "then the fonts-* packages' folders)")  # fmt: skip
+                        "then the fonts-* packages' folders), openclipart's png folder ($JESTFILTER_CLIPART)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="same seed, same bytes")
     parser.add_argument("--curated", type=int, metavar="N", help="clean curated pairs (default: the set's, "
                         "2000 for the demo)")
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "demo's 20,000 web pairs make 40 shards for workers and ranks to share")
     parser.add_argument("--augment", type=int, metavar="K",
                         help="draw web samples from K variants of each image (flipped, shifted), for web pools "
-                             "beyond the source's (default: the set's: 1 for the demo, 2 for digits)")
+                             "beyond the source's (default: the set's: 1 for the demo, 2 for digits, 3 for clipart)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """The demo and the validation suite: curated / noisy web / eval shards built from real images.
 
 The demo is Fashion-MNIST (``set="fashion"``); the suite's other sets (``SETS``: handwritten
-digits, colour letters, colour symbols) are built the same way from their own sources.
+digits, colour symbols, clip art) are built the same way from their own sources.
 Images are stored as RGB JPEG (quality 95) because that is what img2dataset writes by default
 and what open_clip_train's loader expects; JPEG encoding and decoding are deterministic, so
 equal pixels give equal bytes. Shards follow img2dataset's layout (``00000.tar`` holding
@@ -34,14 +34,15 @@ from tqdm import tqdm
 from jestfilter.data.atomic import atomic_write_json
 from jestfilter.data.layout import brace_pattern, sample_key, shard_name, write_sizes_json
 from jestfilter.datasets.captions import CLASS_NAMES
+from jestfilter.datasets.clipart import ClipartSource
 from jestfilter.datasets.digits import DigitsSource
 from jestfilter.datasets.fashion_mnist import FashionSource
-from jestfilter.datasets.glyphs import LettersSource, SymbolsSource
+from jestfilter.datasets.glyphs import SymbolsSource
 from jestfilter.datasets.kinds import DEFAULT_MIX, NOISE_KINDS, SET_NAMES
 from jestfilter.datasets.sources import Source, uninformative_caption
 
 SETS: dict[str, Source] = {source.name: source for source in
-                           (FashionSource(), DigitsSource(), LettersSource(), SymbolsSource())}
+                           (FashionSource(), DigitsSource(), SymbolsSource(), ClipartSource())}
 assert list(SETS) == SET_NAMES
 DUPLICATE_REPEATS = 50  # each duplicated sample appears about this many times
 JUNK_TYPES = ["noise", "blank", "scrambled"]
@@ -172,7 +173,7 @@ def web_samples(
     for _ in range(counts["mismatched"]):
         i = next(donors)
         other = int((labels[i] + rng.integers(1, classes)) % classes)
-        samples.append(real(i, "mismatched", other, source.clean_caption(rng, other, pool.note(int(i)))))
+        samples.append(real(i, "mismatched", other, source.clean_caption(rng, other)))  # another image's caption
     for _ in range(counts["uninformative"]):
         samples.append(real(next(donors), "uninformative", None, uninformative_caption(rng)))
     for _ in range(counts["junk_image"]):
@@ -377,8 +378,8 @@ def build_demo_data(
                                              train_order[curated:], augment, origin.flips)
     web_list = web_samples(np.random.default_rng([seed, 3]), origin, Pool(web_images, web_labels, data.train_notes),
                            order, kind_counts)
-    eval_samples = _clean_samples(np.random.default_rng([seed, 4]), origin, Pool(data.test, data.test_labels),
-                                  test_order[:eval])
+    eval_samples = _clean_samples(np.random.default_rng([seed, 4]), origin,
+                                  Pool(data.test, data.test_labels, data.test_notes), test_order[:eval])
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(marker, {"params": params, "complete": False})  # claims the folder for us

@@ -5,4 +5,4 @@ NOISE_KINDS = ["mismatched", "uninformative", "junk_image", "duplicate", "partia
 # Default weights of the noisy part of the demo's web split:
 DEFAULT_MIX = {"mismatched": 0.35, "uninformative": 0.2, "junk_image": 0.15, "duplicate": 0.1, "partial": 0.2}
 # The validation suite's sets (jestfilter.datasets.demo.SETS), the demo first.
-SET_NAMES = ["fashion", "digits", "letters", "symbols"]
+SET_NAMES = ["fashion", "digits", "symbols", "clipart"]

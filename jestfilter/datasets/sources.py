@@ -20,14 +20,15 @@ import numpy as np
 class Images:
     """A source's labelled images, uint8 ``[n, s, s]`` (grayscale) or ``[n, s, s, 3]`` (RGB).
 
-    ``train_notes``: per train image, what a caption may say about it beyond its class (a
-    glyph's font and colours), or None."""
+    ``train_notes`` / ``test_notes``: per image, what a caption may say about it beyond its class
+    (a glyph's font and colours, a drawing's title), or None."""
 
     train: np.ndarray
     train_labels: np.ndarray
     test: np.ndarray
     test_labels: np.ndarray
     train_notes: list[Any] | None = None
+    test_notes: list[Any] | None = None
 
 
 @dataclass(frozen=True)
