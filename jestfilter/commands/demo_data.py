@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "demo's 20,000 web pairs make 40 shards for workers and ranks to share")
     parser.add_argument("--augment", type=int, metavar="K",
                         help="draw web samples from K variants of each image (flipped, shifted), for web pools "
-                             "beyond the source's (default: the set's: 1 for the demo, 2 for digits, 3 for clipart)")
+                             "beyond the source's (default: the set's: 1 for the demo, 2 for digits, 4 for clipart)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -91,7 +91,7 @@ class ClipartSource(Source):
         super().__init__(
             name="clipart", description="openclipart drawings with their titles: 28 px RGB, 10 classes",
             needs="apt-get install openclipart-png", classnames=[words(folder) for folder in FOLDERS],
-            eval_templates=EVAL_TEMPLATES, sizes=Sizes(curated=1000, web=8000, eval=800, augment=3))
+            eval_templates=EVAL_TEMPLATES, sizes=Sizes(curated=1000, web=8000, eval=800, augment=4))
         self.titles: list[list[Title]] = [[] for _ in FOLDERS]  # every train picture's title, per class
 
     def locate(self, folder: str | Path | None) -> Path:
