@@ -33,7 +33,7 @@ from jestfilter.distributed import barrier, broadcast_object, init_distributed, 
 from jestfilter.embeddings import EmbeddingCache, build_cache, cache_path
 from jestfilter.eval import evaluate, load_eval_set
 from jestfilter.machine import default_workers
-from jestfilter.models import (ModelBundle, PixelStats, coarse_patch_size, create_model, forward_flops, input_size,
+from jestfilter.models import (ModelBundle, PixelStats, create_model, flexi_patch_size, forward_flops, input_size,
                                save_local_dir, start_model, stats_for_new_model)
 from jestfilter.plan import Plan, Stage, Timing
 from jestfilter.report import write_report, write_rounds_report
@@ -122,7 +122,7 @@ class Bootstrap:
     def make_plan(self) -> Plan:
         cfg, s = self.cfg, self.cfg.train
         learner = self.new_model("learner")
-        flexi = (s.flexi_patch_size or coarse_patch_size(learner.model)) if s.flexi != "off" else None
+        flexi = flexi_patch_size(learner.model, s.flexi, s.flexi_patch_size)
         timing = self.timing = Timing.measure(learner, self.web[0], decode=s.decode, score_patch_size=flexi,
                                               score_precision=s.score_precision or "fp32",
                                               train_precision=s.train_precision or "fp32")

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from fashion_pairs import CLASSNAMES, TEMPLATES, captions, load_fashion_mnist, one_torch_thread, to_tensors  # noqa: F401
 
 from jestfilter.config import BootstrapConfig
-from jestfilter.models import coarse_patch_size, create_model, encode_image, forward_flops
+from jestfilter.models import (coarse_patch_size, coarse_view_warning, create_model, encode_image, flexi_patch_size,
+                               forward_flops)
 from jestfilter.train import make_optimizer, make_scheduler, train_step
 from jestfilter.train.precision import compile_towers
 
@@ -144,7 +145,10 @@ def test_compiled_towers_keep_their_parameter_names():
     assert set(bundle.model.state_dict()) == before  # checkpoints and local-dir folders load either way
 
 
-def test_the_demo_models_coarse_view_keeps_at_least_16_tokens():
-    model = create_model(BootstrapConfig().model).model
-    side, coarse = model.visual.image_size[0], coarse_patch_size(model)
-    assert (side // coarse) ** 2 >= 16  # jest-tiny's 2×2 coarse grid lost about 10 points in Flexi-JEST
+def test_flexi_warns_when_the_coarse_view_keeps_fewer_than_16_tokens():
+    default = create_model(BootstrapConfig().model).model  # jest-tiny: 28 px in 7-px patches, coarse 14 → 2×2
+    caution = coarse_view_warning(default, flexi_patch_size(default, "score"))
+    assert caution is not None and "jest-tiny-p4" in caution  # the user is told what to use instead
+    p4 = create_model("jest-tiny-p4").model  # 4-px patches: coarse 7 → 4×4 = 16 tokens
+    assert coarse_view_warning(p4, flexi_patch_size(p4, "train")) is None
+    assert flexi_patch_size(default, "off") is None and coarse_view_warning(default, None) is None

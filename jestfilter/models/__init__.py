@@ -12,7 +12,8 @@ from jestfilter.models.factory import (
     start_model,
     weights_digest,
 )
-from jestfilter.models.flexi import FlopCounts, coarse_patch_size, encode_image, forward_flops, native_patch_size
+from jestfilter.models.flexi import (FlopCounts, coarse_patch_size, coarse_view_warning, encode_image, flexi_patch_size,
+                                    forward_flops, native_patch_size)
 from jestfilter.models.normalise import PixelStats, pixel_stats, stats_for_new_model
 from jestfilter.models.outputs import embed, siglip_outputs
 from jestfilter.models.preprocess import ImagePreprocess
@@ -26,7 +27,9 @@ __all__ = [
     "ImagePreprocess",
     "ModelBundle",
     "coarse_patch_size",
+    "coarse_view_warning",
     "create_model",
+    "flexi_patch_size",
     "input_size",
     "embed",
     "encode_image",

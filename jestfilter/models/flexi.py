@@ -36,6 +36,27 @@ def coarse_patch_size(model: torch.nn.Module) -> int:
     return min(divisors, key=lambda p: (abs(p - target), -p))
 
 
+MIN_COARSE_TOKENS = 16  # jest-tiny's 2×2 coarse grid lost about 10 points in Flexi-JEST on the demo
+
+
+def flexi_patch_size(model: torch.nn.Module, mode: str, chosen: int | None = None) -> int | None:
+    """The patch size Flexi scores at: ``chosen``, else :func:`coarse_patch_size`; None when off."""
+    return None if mode == "off" else (chosen or coarse_patch_size(model))
+
+
+def coarse_view_warning(model: torch.nn.Module, patch_size: int | None) -> str | None:
+    """A warning line when Flexi's coarse view keeps too few tokens to score by, else None."""
+    if patch_size is None:
+        return None
+    side = _vision_transformer(model).image_size[0]
+    tokens = (side // patch_size) ** 2
+    if tokens >= MIN_COARSE_TOKENS:
+        return None
+    return (f"warning: Flexi's coarse view keeps {tokens} token(s) ({side} px in {patch_size}-px patches); below "
+            f"{MIN_COARSE_TOKENS} its scores lost about 10 points on the demo. Use a model with smaller patches "
+            f"(--model jest-tiny-p4 at 28 px) or a smaller --flexi-patch-size.")
+
+
 def encode_image(
     model: torch.nn.Module, images: torch.Tensor, patch_size: int | None = None, normalize: bool = False
 ) -> torch.Tensor:

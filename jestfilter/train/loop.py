@@ -28,7 +28,7 @@ from jestfilter.distributed import (average_gradients, broadcast_object, broadca
                                     gather_objects, min_across)
 from jestfilter.embeddings import EmbeddingCache
 from jestfilter.errors import Stopped
-from jestfilter.models import ModelBundle, coarse_patch_size, embed
+from jestfilter.models import ModelBundle, coarse_view_warning, embed, flexi_patch_size
 from jestfilter.selection import Selection, Selector, SiglipOutputs
 from jestfilter.sinks import Sink
 from jestfilter.train.accounting import History, PhaseTimer, StepCost
@@ -70,7 +70,9 @@ class OnlineTrainer:
         self.plan = StepPlan(settings.batch_size, settings.filter_ratio, settings.select_steps,
                              settings.filter_ratio_end, self.world.size, not self.selector.criterion.random)
         self._selectors = {self.plan.super_batch(0): self.selector} if settings.filter_ratio_end is None else {}
-        coarse = (settings.flexi_patch_size or coarse_patch_size(self.model)) if settings.flexi != "off" else None
+        coarse = flexi_patch_size(self.model, settings.flexi, settings.flexi_patch_size)
+        if self.world.main and (caution := coarse_view_warning(self.model, coarse)):
+            tqdm.write(caution)
         self.score_patch_size = coarse  # the learner scores at the coarse patch size in both Flexi modes
         self.train_patch_size = coarse if settings.flexi == "train" else None  # and co-trains there in one
         workers, _ = machine.configure(self.device, settings.workers, settings.threads, say=self.world.main)
