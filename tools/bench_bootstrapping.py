@@ -3,13 +3,13 @@ rounds decide what JEST gains over uniform and over learner-free easy-reference 
 (issue "Data-quality bootstrapping, measured").
 
 Per set the web pool is fixed and large (read about once: ``fashion`` with 200,000 augmented
-pairs, ``letters`` with its 200,000); the curated shards are built for the largest size and a
+pairs, ``symbols`` with its 200,000); the curated shards are built for the largest size and a
 smaller curated set is its first shards (500 pairs a shard), so every size sees the same web
 data. A reference trains on each curated size for a fixed number of passes (``--passes``,
 12.8 by default: the demo's 400 steps × 64 over 2,000 pairs). Uniform does not depend on the
 reference, so it is trained once per seed and length and reused by every size.
 
-    python tools/bench_bootstrapping.py --out runs/bootstrapping --study sizes --sets fashion letters
+    python tools/bench_bootstrapping.py --out runs/bootstrapping --study sizes --sets fashion symbols
     python tools/bench_bootstrapping.py --out runs/bootstrapping --study lengths --lengths 600 2400
     python tools/bench_bootstrapping.py --out runs/bootstrapping --study rounds
     python tools/bench_bootstrapping.py --out /tmp/bb --tiny --seeds 1      # minutes: checks the script
@@ -30,10 +30,10 @@ from jestfilter.datasets.demo import build_demo_data
 from jestfilter.pipeline import run_bootstrap
 from _stats import mean_sd, seeds_parser  # noqa: E402  (tools/ is on sys.path when run as a script)
 
-POOLS = {"fashion": dict(web=200_000, augment=4), "letters": dict(web=200_000)}
+POOLS = {"fashion": dict(web=200_000, augment=4), "symbols": dict(web=200_000)}
 SIZES = [500, 1000, 2000, 8000]
 PER_SHARD = 500
-TINY_POOLS = {"fashion": dict(web=2_000, augment=4), "letters": dict(web=2_000)}
+TINY_POOLS = {"fashion": dict(web=2_000, augment=4), "symbols": dict(web=2_000)}
 TINY_SIZES = [100, 200]
 TINY = dict(batch_size=16, n_chunks=4, eval_every=6, workers=0)
 COMPARE = ["uniform", "easy_reference"]
@@ -139,7 +139,7 @@ def main() -> None:
     parser = seeds_parser(__doc__, "runs/bootstrapping", "tiny data and runs: checks the script in minutes")
     parser.set_defaults(seeds=[1, 2, 3])
     parser.add_argument("--study", choices=["sizes", "lengths", "rounds"], default="sizes")
-    parser.add_argument("--sets", nargs="+", default=["fashion", "letters"], choices=list(POOLS))
+    parser.add_argument("--sets", nargs="+", default=["fashion", "symbols"], choices=list(POOLS))
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="curated sizes (pairs)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[600, 2400], help="learner steps (lengths study)")
     parser.add_argument("--steps", type=int, default=600, help="learner steps (sizes and rounds studies)")
