@@ -80,6 +80,8 @@ class TrainSettings:
                                        "the schedule's factor (big_vision's meaning, the paper's 1e-4; AdamW gets "
                                        "it divided by --lr)")
     warmup: float = option(0.05, "share of the steps spent warming the learning rate up")
+    grad_clip_norm: float = option(1.0, "clip the gradients' global norm to this before each update (0: off, "
+                                        "open_clip_train's default)")
     flexi: str = option("off", "Flexi-JEST: score each super-batch at a coarser patch size (score), and also co-train "
                                "half of each batch there (train, the paper's; --flexi alone)", choices=FLEXI_MODES,
                         nargs="?", const="train")
@@ -129,6 +131,8 @@ class TrainSettings:
             raise ValueError(f"--lr must be positive, got {self.lr}")
         if not self.weight_decay >= 0.0:
             raise ValueError(f"--weight-decay must be 0 or more, got {self.weight_decay}")
+        if not self.grad_clip_norm >= 0.0:
+            raise ValueError(f"--grad-clip-norm must be 0 (off) or more, got {self.grad_clip_norm}")
         if not math.isfinite(self.gain):
             raise ValueError(f"--gain must be a number, got {self.gain}")
         if self.flexi_patch_size is not None and self.flexi_patch_size < 1:

@@ -69,6 +69,18 @@ def test_logit_scale_is_clamped_to_ln_100(pairs):
     assert bundle.model.logit_scale.item() == pytest.approx(MAX_LOGIT_SCALE)
 
 
+def test_grad_clip_norm_zero_turns_clipping_off(pairs):
+    """--grad-clip-norm 0 updates as if there were no limit; a small limit shrinks the update."""
+    def weights_after(max_grad_norm: float) -> torch.Tensor:
+        bundle, optimizer, scheduler = tiny_training(seed=0, total_steps=10)
+        run_steps(bundle.model, optimizer, scheduler, pairs, 3, max_grad_norm=max_grad_norm)
+        return torch.cat([p.detach().flatten() for p in bundle.model.parameters()])
+
+    off, unlimited, tight = weights_after(0.0), weights_after(1e9), weights_after(1e-3)
+    assert torch.equal(off, unlimited)
+    assert not torch.allclose(off, tight)
+
+
 def test_flexi_step_encodes_the_second_half_at_the_coarse_patch_size(pairs):
     bundle, optimizer, scheduler = tiny_training(seed=0, total_steps=10)
     (pixels, texts), _, _ = pairs

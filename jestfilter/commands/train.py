@@ -10,8 +10,8 @@ from jestfilter.commands._flags import add_flags, given
 from jestfilter.config import DEFAULT_MODEL, DEVICE_HELP, BootstrapConfig, TrainSettings
 
 HELP = "train a model uniformly on shards, e.g. the filtered shards that bootstrap wrote"
-FLAGS = ("steps", "batch_size", "lr", "weight_decay", "warmup", "seed", "eval_every", "checkpoint_every", "workers",
-         "threads", "precision", "compile", "shuffle_buffer", "pixel_norm")
+FLAGS = ("steps", "batch_size", "lr", "weight_decay", "warmup", "grad_clip_norm", "seed", "eval_every",
+         "checkpoint_every", "workers", "threads", "precision", "compile", "shuffle_buffer", "pixel_norm")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -230,6 +230,7 @@ class OnlineTrainer:
         rows = kept.to(pixels.device)
         return train_step(self.model, self.optimizer, self.scheduler, pixels[rows], texts[rows],
                           loss_fn=self.loss_fn, flexi_patch_size=self.train_patch_size,
+                          max_grad_norm=self.settings.grad_clip_norm,
                           reduce_gradients=lambda model: average_gradients(self.world, model),
                           precision=self.phases.train)
 

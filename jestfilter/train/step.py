@@ -48,7 +48,8 @@ def train_step(
     loss.backward()
     if reduce_gradients is not None:
         reduce_gradients(model)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    if max_grad_norm:  # 0 or None: no clipping
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
