@@ -123,10 +123,15 @@ def table(name: str, seeds: dict[int, dict]) -> list[str]:
     gain = [arms["learnability"]["zeroshot_top1"] - arms["uniform"]["zeroshot_top1"] for arms in seeds.values()]
     sooner = [arms["speedup"].get("learnability", {}) for arms in seeds.values()]
     ratios = [s["examples_ratio"] for s in sooner if s.get("reached")]
+    seconds = [s["seconds_ratio"] for s in sooner if s.get("reached")]
+    chosen = [arms["learnability"].get("precision", {}) for arms in seeds.values()]
+    lines += ["", "Precision the bootstrap's `auto` chose (score/train) per seed: "
+              + ", ".join(f"{c.get('score', '?')}/{c.get('train', '?')}" for c in chosen) + "."]
     lines += ["", f"JEST − uniform (paired): {', '.join(f'{100 * g:+.1f}' for g in gain)} points, "
               f"mean {mean_sd([100 * g for g in gain], 1)}. JEST reached uniform's final accuracy on "
               f"{len(ratios)}/{len(seeds)} seeds, {mean_sd(ratios, 2)}× sooner in examples "
-              f"({', '.join(f'{r:.2f}' for r in ratios)}).", ""]
+              f"({', '.join(f'{r:.2f}' for r in ratios)}) and {mean_sd(seconds, 2)}× in the steps' seconds "
+              f"(runs sharing 2 cores: noisy).", ""]
     return lines
 
 
