@@ -16,41 +16,20 @@ import typing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jestfilter.data.options import DECODES, MANIFESTS, SAMPLES_PER_SHARD
+from jestfilter.models.options import DEFAULT_MODEL, LOCAL_DIR, PIXEL_NORMS
 from jestfilter.selection.criteria import ONLINE, SAMPLINGS, criterion
+from jestfilter.sinks.rules import FILTERED_RULES
 
 if TYPE_CHECKING:
     from jestfilter.selection.selector import Selector
 
-LOCAL_DIR = "local-dir:"  # open_clip's prefix of a model folder (a plain folder path works too)
 DEVICE_HELP = "auto (this rank's GPU if there is one, else cpu), cpu, cuda, cuda:1, ..."
-FILTERED_RULES = {  # which samples bootstrap's filtered/ holds (jestfilter.sinks.pool)
-    "first-pass": "the samples chosen while the web data was read the first time, about (1−f) of it",
-    "top": "the (1−f) of the web samples read with the highest mean score over the passes (e.g. learnability)",
-    "all": "every sample chosen in any pass (several passes: far more than 1−f)",
-}
-MANIFESTS = {  # what the manifest records (jestfilter.data.manifest)
-    "all": "a row for every sample read, in every pass: kept, dropped (with its scores) or rejected",
-    "kept": "rows for kept and rejected samples only; dropped ones are counted per shard, pass and reason in "
-            "dropped.parquet/ (5× fewer rows at f = 0.8; not with --filtered-rule top)",
-}
-SAMPLES_PER_SHARD = 10_000  # every command that writes shards, as img2dataset does (the demo's are smaller)
 MAX_COUNT = 10**9  # the most steps, samples, batch rows, workers, ... a setting may give
 MAX_SEED = 2**63 - 1
-
 PRECISIONS = ("fp32", "bf16")
 FLEXI_MODES = ("off", "score", "train")  # train: the paper's Flexi-JEST; score: its cheap scoring alone
-DECODES = {  # where and how the images are decoded (jestfilter.data.pixels)
-    "auto": "gpu on a CUDA device, else cpu",
-    "cpu": "in the loader's workers; a JPEG at least twice the model's input is decoded at 1/2, 1/4 or 1/8 scale "
-           "(libjpeg's DCT scaling), then resized as any other image",
-    "full": "in the loader's workers, every image at its stored size (the exact pixels of a plain decode; slower)",
-    "gpu": "as cpu, except that the JPEGs that would be decoded at full scale go to the GPU (nvjpeg) as bytes",
-}
-PIXEL_NORMS = ("data", "half", "clip")  # how a new model normalises its pixels (jestfilter.models.normalise)
-# jest-tiny (7-px patches, 16 tokens a 28-px image) learns more than jest-tiny-p4 (4-px, 49 tokens)
-# in the same steps on every set of the validation suite, by 3 to 14 points (docs/benchmarks.md);
-# p4 leaves Flexi's coarse view 16 tokens where jest-tiny's has 4
-DEFAULT_MODEL = "jest-tiny"
+DEMO_COMPARE = ["uniform", "easy_reference"]  # the demo's comparisons, when --compare is not given
 
 
 def option(default: Any, help: str, **flag: Any) -> Any:
@@ -204,13 +183,13 @@ class BootstrapConfig:
     reference_steps: int = option(400, "reference training steps")
     model: str = option(DEFAULT_MODEL, "jest-tiny, jest-tiny-p4, jest-small, jest-b16, an open_clip name, or a "
                                        "model folder to start from (DIR or local-dir:DIR)")
-    compare: list[str] = option([], "also train these methods with the same budget (the demo: "
-                                    "uniform,easy_reference; 'none' for none); clip_score and neg_clip_loss "
-                                    "keep the top 1−f of the web by the reference and train on it uniformly",
-                                metavar="M1,M2")
+    compare: list[str] | None = option(None, "also train these methods with the same budget ('none' for none; "
+                                             "default: " + ",".join(DEMO_COMPARE) + " on the demo data, else none); "
+                                             "clip_score and neg_clip_loss keep the top 1−f of the web by the "
+                                             "reference and train on it uniformly", metavar="M1,M2")
     rounds: int = option(1, "bootstrap rounds: round k+1 takes round k's final model as its reference "
                             "(OUT/round-K/); stops early when a round's final is not better than its reference")
-    early_stop: bool = option(True, "run every round, even after one whose final model is not better than its "
+    early_stop: bool = option(True, "stop the rounds after one whose final model is not better than its "
                                     "reference", flag="--no-early-stop")
     filtered_rule: str = option("first-pass", "which samples filtered/ holds: " + "; ".join(
         f"{name}: {text}" for name, text in FILTERED_RULES.items()), choices=tuple(FILTERED_RULES))
@@ -218,10 +197,14 @@ class BootstrapConfig:
     manifest: str = option("all", "what filtered/manifest.parquet records: " + "; ".join(
         f"{name}: {text}" for name, text in MANIFESTS.items()), choices=tuple(MANIFESTS))
     device: str = option("auto", DEVICE_HELP)
-    progress: bool = option(True, "hide progress bars", flag="--no-progress")
+    progress: bool = option(True, "show progress bars", flag="--no-progress")
     keep_checkpoints: bool = option(False, "keep the checkpoints after a successful run (an unfinished run "
                                            "always keeps them, to resume from)")
     train: TrainSettings = field(default_factory=TrainSettings)
+
+    def __post_init__(self) -> None:
+        if self.compare is None:  # not given: the demo compares with DEMO_COMPARE, given data with nothing
+            self.compare = list(DEMO_COMPARE) if self.curated is None and self.web is None and self.eval is None else []
 
     def validate(self) -> None:
         """Fail fast, with one line, on arguments that cannot work."""

@@ -156,7 +156,7 @@ def embed_shard(bundle: ModelBundle, shard: str, out_path: str | os.PathLike, ba
     A shard that gives nothing at all (missing, not a file, not a tar) raises ``UnreadableShard``
     and writes nothing: an empty file would say the shard was done. ``model_digest``: the
     model's ``weights_digest``, when the caller embeds many shards with it (else computed here).
-    ``decode``: as the training run's ``--decode`` (``jestfilter.config.DECODES``), so the cache
+    ``decode``: as the training run's ``--decode`` (``jestfilter.data.options.DECODES``), so the cache
     sees the loop's pixels."""
     model = bundle.model
     model_digest = model_digest or weights_digest(model)

@@ -77,3 +77,17 @@ def test_no_command_prints_the_help_and_exits_2_without_running_anything(tmp_pat
     out = capsys.readouterr().out
     assert "bootstrap" in out and "COMMAND" in out
     assert list(tmp_path.iterdir()) == []  # no demo started in ./runs
+
+
+def test_bootstrap_with_no_arguments_runs_the_default_config():
+    """`python -m jestfilter bootstrap` and `run_bootstrap(BootstrapConfig())` are the same demo run:
+    every default is written once, on the dataclass, and the CLI takes it from there."""
+    from jestfilter.cli import build_parser
+    from jestfilter.commands.bootstrap import config_from
+    from jestfilter.config import BootstrapConfig, TrainSettings
+
+    cli = config_from(build_parser().parse_args(["bootstrap"]))
+    assert cli == BootstrapConfig()
+    assert cli.compare == ["uniform", "easy_reference"] and cli.train == TrainSettings()
+    given = config_from(build_parser().parse_args(["bootstrap", "--curated", "c", "--web", "w", "--eval", "e"]))
+    assert given.compare == []

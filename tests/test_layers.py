@@ -62,8 +62,8 @@ def test_no_import_cycles():
 # The house from the ground up: a module may import its own package and the ones before it.
 # Data flows one way (shards → samples → super-batches → scores → selection → train step /
 # writer / manifest); the CLI, the bootstrap pipeline and the batch jobs sit on top.
-LAYERS = ["errors", "selection", "config", "data", "machine", "distributed", "models", "embeddings", "eval",
-          "scores", "sinks", "plan", "train", "results", "report", "datasets", "jobs", "pipeline", "commands",
+LAYERS = ["errors", "selection", "data", "machine", "distributed", "models", "embeddings", "eval", "scores",
+          "sinks", "config", "plan", "train", "results", "report", "datasets", "jobs", "pipeline", "commands",
           "cli", "__main__", "__init__"]
 
 
@@ -103,3 +103,11 @@ def test_only_the_cli_layer_imports_the_cli():
         if not any(in_package(module, layer) for layer in cli_layer):
             bad = sorted(t for t in edges(module) if any(in_package(t, layer) for layer in cli_layer))
             assert not bad, f"{module} imports {bad}"
+
+
+def test_the_data_plane_imports_nothing_above_it():  # the run settings included: it offers data's options
+    for module in MODULES:
+        if in_package(module, "jestfilter.data"):
+            outside = sorted(t for t in edges(module) if not in_package(t, "jestfilter.data")
+                             and t != "jestfilter.errors")
+            assert not outside, f"{module} imports {outside}"

@@ -36,8 +36,9 @@ def add_flags(parser, cls: type, only: tuple[str, ...] | None = None, skip: tupl
         help_text = meta.pop("help")
         if kind is bool:  # a switch: off unless given (the CLI says so)
             flag = meta.pop("flag", name)
-            action = "store_false" if flag.startswith("--no-") else "store_true"
-            parser.add_argument(flag, dest=field.name, action=action, default=None, help=help_text)
+            off = flag.startswith("--no-")  # the field says what it turns on; the flag turns it off
+            parser.add_argument(flag, dest=field.name, action="store_false" if off else "store_true", default=None,
+                                help=f"don't {help_text}" if off else help_text)
             continue
         if "default" not in help_text:  # a help text may say what its default means instead
             help_text += f" (default: {'none' if shown in (None, '') else shown})"
@@ -49,9 +50,9 @@ def add_flags(parser, cls: type, only: tuple[str, ...] | None = None, skip: tupl
             parser.add_argument(name, type=kind, default=None, help=help_text, **meta)
 
 
-def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """The fields of ``cls`` that were given as flags."""
-    names = {field.name for field in dataclasses.fields(cls)}
+def given(args: argparse.Namespace, cls: type, only: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The fields of ``cls`` (or only those named) that were given as flags."""
+    names = {field.name for field in dataclasses.fields(cls)} & set(only or vars(args))
     return {name: value for name, value in vars(args).items() if name in names and value is not None}
 
 

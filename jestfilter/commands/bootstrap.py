@@ -14,8 +14,6 @@ from jestfilter.errors import UsageError
 
 HELP = "train a reference, select web data online with JEST, write filtered shards, train and evaluate"
 
-DEMO_COMPARE = ["uniform", "easy_reference"]
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data (all three, or none for the Fashion-MNIST demo)")
@@ -45,9 +43,6 @@ def config_from(args: argparse.Namespace) -> BootstrapConfig:
     for key in ("curated", "web"):
         if isinstance(values.get(key), str):
             values[key] = [values[key]]
-    demo = all(values.get(key) is None for key in ("curated", "web", "eval"))
-    if demo and "compare" not in values:
-        values["compare"] = list(DEMO_COMPARE)
     return BootstrapConfig(**values, train=TrainSettings(**settings))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jestfilter.commands._flags import add_job_arguments
-from jestfilter.config import MANIFESTS, SAMPLES_PER_SHARD
+from jestfilter.data.options import MANIFESTS, SAMPLES_PER_SHARD
 from jestfilter.selection.criteria import OFFLINE_SCORES, SCORE_COLUMNS
 
 HELP = "filter shards by a score threshold or a global keep fraction into shards + manifest, bytes unchanged"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from jestfilter.config import SAMPLES_PER_SHARD
+from jestfilter.data.options import SAMPLES_PER_SHARD
 
 HELP = "download a url + caption list (parquet, csv, ...) into webdataset shards with img2dataset"
 

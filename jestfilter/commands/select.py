@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from jestfilter.commands._flags import add_job_arguments
-from jestfilter.config import DEVICE_HELP, MANIFESTS, SAMPLES_PER_SHARD
+from jestfilter.config import DEVICE_HELP, TrainSettings
+from jestfilter.data.options import MANIFESTS, SAMPLES_PER_SHARD
 
 HELP = ("select a reusable JEST-curated dataset offline: b = B·(1−f) of every super-batch of B within each "
         "shard, chosen jointly from cached embeddings; shards + manifest, bytes unchanged")
@@ -24,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a fixed learner model folder (DIR or local-dir:DIR) to score learnability with; it "
                              "embeds the shards itself (default: none)")
     parser.add_argument("--super-batch", type=int, default=320, metavar="B", help="super-batch size")
-    parser.add_argument("--n-chunks", type=int, default=16, metavar="N", help="chunks of the joint sampler")
+    parser.add_argument("--n-chunks", type=int, default=TrainSettings.n_chunks, metavar="N",
+                        help="chunks of the joint sampler")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="seed of the super-batches and the sampler (with each shard's name)")
     parser.add_argument("--samples-per-shard", type=int, default=SAMPLES_PER_SHARD, metavar="N",

@@ -7,9 +7,10 @@ from __future__ import annotations
 import argparse
 
 from jestfilter.commands._flags import add_flags, given
-from jestfilter.config import DEFAULT_MODEL, DEVICE_HELP, BootstrapConfig, TrainSettings
+from jestfilter.config import BootstrapConfig, TrainSettings
 
 HELP = "train a model uniformly on shards, e.g. the filtered shards that bootstrap wrote"
+OWN = ("model", "device", "keep_checkpoints")  # of BootstrapConfig
 FLAGS = ("steps", "batch_size", "lr", "weight_decay", "warmup", "grad_clip_norm", "seed", "eval_every",
          "checkpoint_every", "workers", "threads", "precision", "compile", "shuffle_buffer", "pixel_norm")
 
@@ -19,10 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (final/, metrics.json)")
     parser.add_argument("--eval", metavar="DIR", help="eval folder for zero-shot and retrieval (default: none, "
                                                       "no evaluation)")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="model name, or a model folder (DIR or local-dir:DIR) to continue from")
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-    add_flags(parser, BootstrapConfig, only=("keep_checkpoints",))
+    add_flags(parser, BootstrapConfig, only=OWN)
     add_flags(parser, TrainSettings, only=FLAGS)
 
 
@@ -30,5 +28,4 @@ def run(args: argparse.Namespace) -> int:
     from jestfilter.jobs.train import train_uniform
 
     settings = TrainSettings(**given(args, TrainSettings), method="uniform")
-    return train_uniform(args.shards, args.out, settings, eval_dir=args.eval, model=args.model, device=args.device,
-                         keep_checkpoints=bool(args.keep_checkpoints))
+    return train_uniform(args.shards, args.out, settings, eval_dir=args.eval, **given(args, BootstrapConfig, OWN))

@@ -35,15 +35,15 @@ import PIL.Image
 import torch
 from torchvision.io import ImageReadMode, decode_image as _tv_decode, decode_jpeg as _tv_decode_jpeg
 
-from jestfilter.config import DECODES
 from jestfilter.data.images import check_size, jpeg_frame
+from jestfilter.data.options import DECODES
 
 Pixels = torch.Tensor | list[torch.Tensor]  # [n, 3, s, s] uint8, or one [3, s, s] per image when sizes differ
 JPEG_SCALES = (8, 4, 2)  # the reductions libjpeg decodes in the DCT domain (besides 1)
 
 
 def decode_options(decode: str, device: torch.device | str, size: int) -> tuple[int | None, bool]:
-    """What a run's ``--decode`` (``jestfilter.config.DECODES``) asks of its decoding on
+    """What a run's ``--decode`` (``jestfilter.data.options.DECODES``) asks of its decoding on
     ``device`` for a model of input ``size``: (the ``size`` to decode JPEGs for, None for their
     stored size; whether JPEGs decoded at full scale are deferred to the device)."""
     if decode not in DECODES:

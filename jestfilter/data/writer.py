@@ -15,9 +15,9 @@ import tarfile
 from pathlib import Path
 from typing import Iterable
 
-from jestfilter.config import SAMPLES_PER_SHARD
 from jestfilter.data.atomic import WriteFailed
 from jestfilter.data.layout import SIZES, SUCCESS, mark_complete
+from jestfilter.data.options import SAMPLES_PER_SHARD
 from jestfilter.data.shards import iter_samples, split_member_name, unsafe_key
 from jestfilter.data.types import RawSample
 

@@ -33,9 +33,9 @@ from typing import Iterator
 
 import polars as pl
 
-from jestfilter.config import SAMPLES_PER_SHARD
 from jestfilter.data.layout import brace_pattern, write_sizes_json
 from jestfilter.data.limits import max_image_pixels, max_sample_bytes
+from jestfilter.data.options import SAMPLES_PER_SHARD
 from jestfilter.datasets.url_check import ALLOWED_DIR, filter_url_lists
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset imports albumentations, which phones home

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from jestfilter.embeddings import CachedEmbeddings, cache_path, embed_shard, load_embeddings, read_embeddings
 from jestfilter.models import ModelBundle
-from jestfilter.models.factory import LOCAL_DIR
+from jestfilter.models.options import LOCAL_DIR
 
 LEARNER_CACHE = "learner-embeddings"
 

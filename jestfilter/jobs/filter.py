@@ -20,10 +20,10 @@ from typing import Sequence
 import polars as pl
 import torch
 
-from jestfilter.config import SAMPLES_PER_SHARD
 from jestfilter.data import expand_shards
 from jestfilter.data.layout import shard_stem
 from jestfilter.data.loader import group_super_batches
+from jestfilter.data.options import SAMPLES_PER_SHARD
 from jestfilter.data.shards import iter_readable_shard
 from jestfilter.data.types import Rejected, SuperBatch
 from jestfilter.errors import UsageError

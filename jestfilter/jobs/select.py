@@ -15,8 +15,9 @@ import os
 import random
 from typing import Sequence
 
-from jestfilter.config import SAMPLES_PER_SHARD
+from jestfilter.config import TrainSettings
 from jestfilter.data import expand_shards
+from jestfilter.data.options import SAMPLES_PER_SHARD
 from jestfilter.data.shards import iter_readable_shard
 from jestfilter.data.types import RawSample, Rejected, SuperBatch
 from jestfilter.distributed import resolve_device
@@ -112,8 +113,8 @@ def check_plan(method: str | None, learner: str | None, filter_ratio: float, sup
 
 def run_select(embeddings: str, patterns: Sequence[str], out: str, placement: Placement, retries: int = 2, *,
                filter_ratio: float, method: str | None = None, learner: str | None = None, super_batch: int = 320,
-               n_chunks: int = 16, seed: int = 0, samples_per_shard: int = SAMPLES_PER_SHARD, batch_size: int = 256,
-               device: str = "auto", manifest: str = "all") -> int:
+               n_chunks: int = TrainSettings.n_chunks, seed: int = 0, samples_per_shard: int = SAMPLES_PER_SHARD,
+               batch_size: int = 256, device: str = "auto", manifest: str = "all") -> int:
     """Select from this rank's shards not yet done; the last rank to finish merges. Returns the exit status."""
     method = check_plan(method, learner, filter_ratio, super_batch, n_chunks)
     if samples_per_shard < 1:

@@ -7,11 +7,12 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from jestfilter.config import DEFAULT_MODEL, TrainSettings
+from jestfilter.config import TrainSettings
 from jestfilter.data import atomic_write_json
 from jestfilter.distributed import barrier, init_distributed, lock_folder, resolve_device
 from jestfilter.eval import evaluate, load_eval_set
 from jestfilter.models import input_size, save_local_dir, start_model, stats_for_new_model
+from jestfilter.models.options import DEFAULT_MODEL
 from jestfilter.train.loop import OnlineTrainer
 
 MODEL_DIR = "final"  # as bootstrap names its trained model

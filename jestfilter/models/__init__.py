@@ -1,23 +1,24 @@
-"""open_clip models: named small configs, local-dir save/load, embeddings, Flexi patch sizes."""
+"""open_clip models: named small configs, local-dir save/load, embeddings, Flexi patch sizes.
 
-from jestfilter.models.factory import (
-    OUR_MODELS,
-    SIGLIP_INIT,
-    ModelBundle,
-    create_model,
-    input_size,
-    logit_bias_for_batch,
-    model_spec,
-    save_local_dir,
-    start_model,
-    weights_digest,
-)
-from jestfilter.models.flexi import (FlopCounts, coarse_patch_size, coarse_view_warning, encode_image, flexi_patch_size,
-                                    forward_flops, native_patch_size)
-from jestfilter.models.normalise import PixelStats, pixel_stats, stats_for_new_model
-from jestfilter.models.outputs import embed, siglip_outputs
-from jestfilter.models.preprocess import ImagePreprocess
-from jestfilter.models.text import encode_text
+Every name is imported on first use, so a light module of the package (its options) can be
+read without loading the heavy libraries.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jestfilter.models.factory import (ModelBundle, OUR_MODELS, SIGLIP_INIT, create_model, input_size,
+                                           logit_bias_for_batch, model_spec, save_local_dir, start_model,
+                                           weights_digest)
+    from jestfilter.models.flexi import (FlopCounts, coarse_patch_size, coarse_view_warning, encode_image,
+                                         flexi_patch_size, forward_flops, native_patch_size)
+    from jestfilter.models.normalise import PixelStats, pixel_stats, stats_for_new_model
+    from jestfilter.models.outputs import embed, siglip_outputs
+    from jestfilter.models.preprocess import ImagePreprocess
+    from jestfilter.models.text import encode_text
 
 __all__ = [
     "OUR_MODELS",
@@ -45,3 +46,35 @@ __all__ = [
     "stats_for_new_model",
     "weights_digest",
 ]
+_WHERE = {
+    "FlopCounts": "flexi",
+    "ImagePreprocess": "preprocess",
+    "ModelBundle": "factory",
+    "OUR_MODELS": "factory",
+    "PixelStats": "normalise",
+    "SIGLIP_INIT": "factory",
+    "coarse_patch_size": "flexi",
+    "coarse_view_warning": "flexi",
+    "create_model": "factory",
+    "embed": "outputs",
+    "encode_image": "flexi",
+    "encode_text": "text",
+    "flexi_patch_size": "flexi",
+    "forward_flops": "flexi",
+    "input_size": "factory",
+    "logit_bias_for_batch": "factory",
+    "model_spec": "factory",
+    "native_patch_size": "flexi",
+    "pixel_stats": "normalise",
+    "save_local_dir": "factory",
+    "siglip_outputs": "outputs",
+    "start_model": "factory",
+    "stats_for_new_model": "normalise",
+    "weights_digest": "factory",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"jestfilter.models.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'jestfilter.models' has no attribute {name!r}")

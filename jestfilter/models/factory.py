@@ -24,11 +24,11 @@ import open_clip
 import torch
 from safetensors.torch import save_file
 
+from jestfilter.models.options import LOCAL_DIR
 from jestfilter.models.preprocess import ImagePreprocess
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 OUR_MODELS = tuple(sorted(path.stem for path in CONFIG_DIR.glob("*.json")))
-LOCAL_DIR = "local-dir:"
 CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
 

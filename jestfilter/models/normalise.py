@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
-from jestfilter.config import PIXEL_NORMS
 from jestfilter.data import RawSample, expand_shards, iter_samples
 from jestfilter.data.pixels import decode_checked
 from jestfilter.data.shards import image_member
-from jestfilter.models.factory import LOCAL_DIR, input_size, model_spec
+from jestfilter.models.factory import input_size, model_spec
+from jestfilter.models.options import LOCAL_DIR, PIXEL_NORMS
 from jestfilter.models.preprocess import ImagePreprocess
 
 STATS_SAMPLES = 2000  # images read for ``data`` (the first of the shards, in order)

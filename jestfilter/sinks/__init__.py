@@ -3,11 +3,26 @@
 A sink has ``record(batch, selection, step, unscored=())``, ``state_dict()`` /
 ``load_state_dict()`` (so a checkpoint can hold its position) and ``close()``. The training
 loop, bootstrap and the offline jobs only talk to that interface, so a new kind of output
-(another format, a list of uids) is one new class here.
+(another format, a list of uids) is one new class here. The names below are imported on
+first use, so the rules (``jestfilter.sinks.rules``) can be read without loading torch.
 """
 
-from jestfilter.sinks.extremes import Example, ExtremesTracker
-from jestfilter.sinks.filtered import FilteredOutput, Sink
-from jestfilter.sinks.pool import read_pool, scan_pool
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jestfilter.sinks.extremes import Example, ExtremesTracker
+    from jestfilter.sinks.filtered import FilteredOutput, Sink
+    from jestfilter.sinks.pool import read_pool, scan_pool
 
 __all__ = ["Example", "ExtremesTracker", "FilteredOutput", "Sink", "read_pool", "scan_pool"]
+_WHERE = {"Example": "extremes", "ExtremesTracker": "extremes", "FilteredOutput": "filtered", "Sink": "filtered",
+          "read_pool": "pool", "scan_pool": "pool"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"jestfilter.sinks.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'jestfilter.sinks' has no attribute {name!r}")

@@ -10,10 +10,10 @@ from typing import Mapping, Protocol, Sequence
 import polars as pl
 import torch
 
-from jestfilter.config import FILTERED_RULES, MANIFESTS, SAMPLES_PER_SHARD
 from jestfilter.data.atomic import atomic_write
 from jestfilter.data.layout import mark_complete
 from jestfilter.data.manifest import Manifest
+from jestfilter.data.options import MANIFESTS, SAMPLES_PER_SHARD
 from jestfilter.data.types import RawSample, SuperBatch
 from jestfilter.data.writer import FilteredShardWriter, copy_from_sources
 from jestfilter.distributed import World, gather_objects
@@ -21,6 +21,7 @@ from jestfilter.selection import Selection
 from jestfilter.selection.criteria import CRITERIA, SCORE_COLUMNS
 from jestfilter.sinks.extremes import ExtremesTracker
 from jestfilter.sinks.pool import POOL, choose_top, pool_table
+from jestfilter.sinks.rules import FILTERED_RULES
 
 SELECTION_SCORE = "selection_score"  # the conditional score a kept sample was drawn by
 

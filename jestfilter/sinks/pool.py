@@ -2,7 +2,7 @@
 
 An online run reads the web data many times (a pass every B/|pool| steps) and chooses b of every
 super-batch of B, so "chosen" is a per-pass event. The pool is every sample the run read
-unrejected; the rules (``jestfilter.config.FILTERED_RULES``) turn the passes into one set:
+unrejected; the rules (``jestfilter.sinks.rules.FILTERED_RULES``) turn the passes into one set:
 
 * ``top``: the (1−f)·|pool| samples of highest mean score: the criterion's own-pair score (e.g.
   learnability) averaged over every pass that scored the sample, chosen or not. Ties, and
