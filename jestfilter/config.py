@@ -14,15 +14,13 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jestfilter.data.options import DECODES, MANIFESTS, SAMPLES_PER_SHARD
 from jestfilter.models.options import DEFAULT_MODEL, LOCAL_DIR, PIXEL_NORMS
+from jestfilter.selection.batches import BatchPlan
 from jestfilter.selection.criteria import ONLINE, SAMPLINGS, criterion
 from jestfilter.sinks.rules import FILTERED_RULES
-
-if TYPE_CHECKING:
-    from jestfilter.selection.selector import Selector
 
 DEVICE_HELP = "auto (this rank's GPU if there is one, else cpu), cpu, cuda, cuda:1, ..."
 MAX_COUNT = 10**9  # the most steps, samples, batch rows, workers, ... a setting may give
@@ -114,6 +112,10 @@ class TrainSettings:
             raise ValueError(f"--grad-clip-norm must be 0 (off) or more, got {self.grad_clip_norm}")
         if not math.isfinite(self.gain):
             raise ValueError(f"--gain must be a number, got {self.gain}")
+        if not self.gain > 0:
+            raise ValueError(f"--gain must be positive, got {self.gain}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"--sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
         if self.flexi_patch_size is not None and self.flexi_patch_size < 1:
             raise ValueError(f"--flexi-patch-size must be positive, got {self.flexi_patch_size}")
         if not 0.0 <= self.warmup < 1.0:
@@ -130,9 +132,9 @@ class TrainSettings:
             raise ValueError(f"--flexi must be one of {', '.join(FLEXI_MODES)}, got {self.flexi!r}")
         if self.score_context is not None and self.score_context < 2:
             raise ValueError(f"--score-context must be at least 2 tokens, got {self.score_context}")
-        self.selector()  # b must split into chunks
+        self.batches().check()  # b must split into chunks
         if self.filter_ratio_end is not None:
-            self.selector(filter_ratio=self.filter_ratio_end)
+            self.batches().at(self.filter_ratio_end).check()
 
     def model_seed(self, role: str) -> int:
         """The torch seed of a model's initial weights: each role ("reference", "learner") its
@@ -142,28 +144,14 @@ class TrainSettings:
 
         return int(np.random.SeedSequence([self.seed, *role.encode()]).generate_state(1)[0])
 
-    def selector(self, ranks: int = 1, filter_ratio: float | None = None) -> Selector:
-        """The Selector of this run over ``ranks`` ranks (at another ``filter_ratio`` for a
-        schedule): it also says what B to read per step."""
-        from jestfilter.selection.selector import Selector  # torch: not needed to build the CLI
-
-        return Selector(self.method, self.filter_ratio if filter_ratio is None else filter_ratio, self.n_chunks,
-                        self.sampling, self.gain, self.seed, strata=ranks, batch_size=self.batch_size)
+    def batches(self, ranks: int = 1) -> BatchPlan:
+        """b, B and f of this run's selecting steps over ``ranks`` ranks (at ``filter_ratio``)."""
+        return BatchPlan.of(criterion(self.method), self.batch_size, self.filter_ratio, self.n_chunks, ranks)
 
     @property
     def select_steps(self) -> int:
         """The steps that select (the first ones); the rest train on plain batches."""
         return round(self.select_until * self.steps)
-
-    def batch_summary(self, ranks: int = 1) -> str:
-        """b over all ranks and per rank (open_clip_train's --batch-size is per GPU), and the B read."""
-        b, per_rank = self.batch_size, self.batch_size // ranks
-        line = (f"batch: b={b} trained on per step over {ranks} rank(s), {per_rank} per rank "
-                f"(open_clip_train --batch-size {per_rank})")
-        if criterion(self.method).random:
-            return line
-        super_batch = self.selector(ranks).super_batch
-        return f"{line}; chosen from super-batches of B={super_batch} ({super_batch // ranks} per rank)"
 
 
 @dataclass

@@ -15,12 +15,14 @@ from typing import Callable
 
 import torch
 
+from jestfilter.config import TrainSettings
 from jestfilter.data.loader import decode as decode_samples, decode_on_device
 from jestfilter.data.pixels import decode_options
 from jestfilter.data.shards import iter_samples
 from jestfilter.data.types import RawSample, SuperBatch
 from jestfilter.machine import autocast
 from jestfilter.models import ModelBundle, embed
+from jestfilter.selection.criteria import criterion
 
 EVAL_COST = 1.5  # forward passes per eval sample: its image, its caption, a share of the class prompts
 
@@ -169,6 +171,17 @@ class Plan:
         name = self.current.name if self.current is not None else "run"
         return (f"[{name}] step {step}/{steps}: zero-shot {metrics['zeroshot_top1']:.3f}, R@1 "
                 f"{metrics['retrieval_r1']:.3f}; about {duration(self.left(step, steps))} left in the run")
+
+
+def batch_summary(settings: TrainSettings, ranks: int = 1) -> str:
+    """b over all ranks and per rank (open_clip_train's --batch-size is per GPU), and the B read."""
+    b, per_rank = settings.batch_size, settings.batch_size // ranks
+    line = (f"batch: b={b} trained on per step over {ranks} rank(s), {per_rank} per rank "
+            f"(open_clip_train --batch-size {per_rank})")
+    if criterion(settings.method).random:
+        return line
+    super_batch = settings.batches(ranks).super_batch
+    return f"{line}; chosen from super-batches of B={super_batch} ({super_batch // ranks} per rank)"
 
 
 def duration(seconds: float) -> str:

@@ -59,7 +59,7 @@ def one_seed(demo, out: Path, seed: int, tiny: bool) -> dict[str, dict | None]:
     train = cfg.train
     status = run_select(str(cache), [demo.web], str(selected), resolve_placement(0, 1, {}),
                         filter_ratio=train.filter_ratio, method="easy_reference",
-                        super_batch=train.selector().super_batch, n_chunks=train.n_chunks, seed=seed)
+                        super_batch=train.batches().super_batch, n_chunks=train.n_chunks, seed=seed)
     assert status == 0, "select failed"
     # trained uniformly exactly as bootstrap's uniform arm: same initial learner, recipe and budget
     arm = Bootstrap(dataclasses.replace(cfg, web=[str(selected / "*.tar")], out=str(out / "jest-dataset"), rounds=1,

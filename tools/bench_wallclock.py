@@ -42,7 +42,7 @@ def loader_against_scoring(demo, settings: TrainSettings, model: str, batches: i
     score one with the learner (full and Flexi patches)."""
     device = torch.device("cpu")
     workers, threads = machine.configure(device, settings.workers, settings.threads)
-    rows = settings.selector().super_batch
+    rows = settings.batches().super_batch
     bundle = create_model(model)
     loader = SuperBatchLoader(demo.web, rows, bundle.tokenizer, workers=workers, shuffle_buffer=settings.shuffle_buffer,
                               passes=None)

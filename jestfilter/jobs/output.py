@@ -1,7 +1,7 @@
 """One input shard's share of a job's filtered output, and the merge over every shard.
 
 A shard's kept samples (``<shard>-NNNNNN.tar``) and manifest part
-(``manifest.parquet/part-<shard>-NNNNN.parquet``) are written by a ``FilteredOutput`` sink in a
+(``manifest.parquet/part-<shard>-NNNNN.parquet``) are written by a ``FilteredShards`` sink in a
 private folder and moved in only when complete, so shards from many ranks never meet
 half-written and a killed attempt leaves nothing behind. When every shard is done,
 ``sizes.json`` and ``_SUCCESS`` cover them all. The filter and select jobs write through it.
@@ -17,7 +17,7 @@ from typing import Sequence
 
 from jestfilter.data.layout import mark_complete, shard_stem
 from jestfilter.jobs.runner import read_done
-from jestfilter.sinks import FilteredOutput
+from jestfilter.sinks.filtered import FilteredShards
 
 
 class ShardOutput:
@@ -28,21 +28,22 @@ class ShardOutput:
         self.out_dir, stem = Path(out_dir), shard_stem(shard)
         self.work = self.out_dir / f".work-{stem}"
         shutil.rmtree(self.work, ignore_errors=True)  # what a killed attempt left
-        self.sink = FilteredOutput(self.work, samples_per_shard, prefix=stem, part_prefix=f"part-{stem}",
-                                   extremes=False, manifest=manifest)
+        self.sink = FilteredShards(self.work, samples_per_shard, prefix=stem, part_prefix=f"part-{stem}",
+                                   manifest=manifest)
         self.shard_pattern = re.compile(rf"{re.escape(stem)}-\d{{6}}\.tar")  # the writer's names for this shard
         self.part_pattern = re.compile(rf"part-{re.escape(stem)}-\d{{5}}\.parquet")
 
     def close(self) -> dict[str, int]:
         sizes = self.sink.close()
         parts = []
-        for folder in (self.sink.manifest.path, self.sink.manifest.dropped_path):  # dropped: --manifest kept
+        manifest_parts, dropped_parts = self.sink.manifest_folders()
+        for folder in (manifest_parts, dropped_parts):  # dropped: --manifest kept
             if folder.is_dir():
                 (self.out_dir / folder.name).mkdir(exist_ok=True)
                 for part in sorted(folder.glob("*.parquet")):
                     os.replace(part, self.out_dir / folder.name / part.name)
                     parts.append(part.name)
-        manifest, dropped = self.out_dir / "manifest.parquet", self.out_dir / self.sink.manifest.dropped_path.name
+        manifest, dropped = self.out_dir / "manifest.parquet", self.out_dir / dropped_parts.name
         for name in sizes:
             os.replace(self.work / name, self.out_dir / name)
         # a shard done again (it changed since) may now have fewer output shards or parts

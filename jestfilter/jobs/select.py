@@ -29,6 +29,7 @@ from jestfilter.jobs.runner import Placement, all_done, run_shards, unique_stems
 from jestfilter.models import ModelBundle, create_model
 from jestfilter.scores import shard_seed
 from jestfilter.selection import Selector, SiglipOutputs
+from jestfilter.selection.batches import BatchPlan
 from jestfilter.selection.criteria import criterion
 from jestfilter.sinks.filtered import selection_of
 
@@ -67,8 +68,7 @@ def select_shard(shard: str, embeddings_dir: str | os.PathLike, out_dir: str | o
             rejected.append(Rejected(item.key, item.source_shard, MISSING_EMBEDDING))
     own_seed = shard_seed(seed, shard)
     random.Random(own_seed).shuffle(samples)
-    selector = Selector(method, filter_ratio, n_chunks, seed=own_seed,
-                        batch_size=round(super_batch * (1 - filter_ratio)))
+    selector = Selector(method, filter_ratio, n_chunks, seed=own_seed, batch_size=kept_of(super_batch, filter_ratio))
     output = ShardOutput(out_dir, shard, samples_per_shard, manifest)
     groups = [samples[start:start + super_batch] for start in range(0, len(samples), super_batch)] or [[]]
     kept = 0
@@ -101,14 +101,19 @@ def check_plan(method: str | None, learner: str | None, filter_ratio: float, sup
         raise UsageError(f"--method {method} does not use --learner: drop it or pass --method learnability")
     if not 0.0 < filter_ratio < 1.0:
         raise UsageError(f"--filter-ratio must lie strictly between 0 and 1, got {filter_ratio}")
-    chunks = Selector(method, filter_ratio, n_chunks).n_chunks  # 1 for a per-example criterion
-    keep = round(super_batch * (1 - filter_ratio))
-    if keep < chunks or keep % chunks or round(keep / (1 - filter_ratio)) != super_batch:
+    batches = BatchPlan.of(chosen, kept_of(super_batch, filter_ratio), filter_ratio, n_chunks)
+    keep, chunks = batches.batch_size, batches.chunks  # 1 chunk for a per-example criterion
+    if keep < chunks or keep % chunks or batches.super_batch != super_batch:
         fitting = max(chunks, round(keep / chunks) * chunks)
         raise UsageError(f"--super-batch {super_batch} at --filter-ratio {filter_ratio} keeps b={keep}, which "
                          f"does not split into {chunks} chunks of one B: use --super-batch "
                          f"{round(fitting / (1 - filter_ratio))}")
     return method
+
+
+def kept_of(super_batch: int, filter_ratio: float) -> int:
+    """b of every full super-batch of B within a shard."""
+    return BatchPlan.reading(super_batch, filter_ratio).batch_size
 
 
 def run_select(embeddings: str, patterns: Sequence[str], out: str, placement: Placement, retries: int = 2, *,
@@ -122,7 +127,7 @@ def run_select(embeddings: str, patterns: Sequence[str], out: str, placement: Pl
     cached_shards(embeddings)  # a missing or empty embedding folder fails here, before any work
     shards = unique_stems(expand_shards(patterns))
     bundle = create_model(learner, device=resolve_device(device)) if learner else None
-    keep = round(super_batch * (1 - filter_ratio))
+    keep = kept_of(super_batch, filter_ratio)
     print(f"select: {method}, b={keep} of every super-batch of B={super_batch} within each shard")
 
     def work(shard: str) -> dict:

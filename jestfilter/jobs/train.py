@@ -13,6 +13,7 @@ from jestfilter.distributed import barrier, init_distributed, lock_folder, resol
 from jestfilter.eval import evaluate, load_eval_set
 from jestfilter.models import input_size, save_local_dir, start_model, stats_for_new_model
 from jestfilter.models.options import DEFAULT_MODEL
+from jestfilter.plan import batch_summary
 from jestfilter.train.loop import OnlineTrainer
 
 MODEL_DIR = "final"  # as bootstrap names its trained model
@@ -37,7 +38,7 @@ def train_uniform(shards: Sequence[str], out: str | Path, settings: TrainSetting
         stats = stats_for_new_model(settings.pixel_norm, model, shards)  # from the shards it trains on
         bundle = start_model(model, settings.model_seed("learner"), settings.batch_size, device, pixel_stats=stats)
         if world.main:
-            print(settings.batch_summary(world.size))
+            print(batch_summary(settings, world.size))
         evaluator = (lambda b: evaluate(b, eval_set, device=device)) if eval_set is not None else None
         trainer = OnlineTrainer(bundle, shards, settings, checkpoint=out / "checkpoint.pt", evaluate=evaluator,
                                 name="train", progress=world.main, on_evaluation=print_evaluation)

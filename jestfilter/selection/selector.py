@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from jestfilter.selection.batches import BatchPlan
 from jestfilter.selection.conditioning import LogSumExps, NoConditioning, PairLossSums
 from jestfilter.selection.criteria import SAMPLINGS, criterion
 from jestfilter.selection.losses import own_pair_logits, own_pair_loss, sigmoid_pair_loss
@@ -82,17 +83,15 @@ class Selector:
         self.n_chunks = n_chunks if self.criterion.joint else 1
         self.gain, self.seed, self.strata, self.block_bytes = gain, seed, strata, block_bytes
         self.batch_size = batch_size
-        if batch_size is not None:
-            self._check_batch_size(batch_size)
+        self.batches = None if batch_size is None else BatchPlan.of(self.criterion, batch_size, filter_ratio,
+                                                                    self.n_chunks, strata)
+        if self.batches is not None:
+            self.batches.check()
 
     @property
     def super_batch(self) -> int | None:
         """B: the rows to read per step for ``batch_size`` (None without one)."""
-        if self.batch_size is None:
-            return None
-        if self.criterion.random:
-            return self.batch_size
-        return round(self.batch_size / (1.0 - self.filter_ratio))
+        return None if self.batches is None else self.batches.super_batch
 
     def keep(self, rows: int, strata: int | None = None) -> int:
         """b: how many of ``rows`` (over all strata) the Selector keeps."""
@@ -227,17 +226,6 @@ class Selector:
             return NoConditioning(rows, device)
         accumulator = PairLossSums if self.loss == "sigmoid" else LogSumExps
         return accumulator(terms, self.block_bytes)
-
-    def _check_batch_size(self, batch_size: int) -> None:
-        """b must split into chunks × strata, and B over the strata, before any data is read."""
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        step = (1 if self.criterion.random else self.n_chunks) * self.strata
-        if batch_size % step or self.super_batch % self.strata:
-            parts = ([f"{self.strata} ranks"] if self.strata > 1 else []) + \
-                    ([f"{self.n_chunks} chunks"] if step > self.strata else [])
-            raise ValueError(f"b={batch_size} (B={self.super_batch}) does not split into {' × '.join(parts)}: "
-                             f"use a batch size that is a multiple of {step}")
 
     def _checked_keep(self, rows: int, strata: int) -> int:
         """b for ``rows``, or a ValueError saying what to change."""

@@ -3,7 +3,9 @@
 A sink has ``record(batch, selection, step, unscored=())``, ``state_dict()`` /
 ``load_state_dict()`` (so a checkpoint can hold its position) and ``close()``. The training
 loop, bootstrap and the offline jobs only talk to that interface, so a new kind of output
-(another format, a list of uids) is one new class here. The names below are imported on
+(another format, a list of uids) is one new class here, and ``Sinks`` puts several behind one:
+``FilteredOutput`` is the filtered shards and manifest (``FilteredShards``, with rule ``top``'s
+post-pass, ``TopPass``) and the report's extremes (``Extremes``). The names below are imported on
 first use, so the rules (``jestfilter.sinks.rules``) can be read without loading torch.
 """
 
@@ -13,13 +15,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jestfilter.sinks.extremes import Example, ExtremesTracker
-    from jestfilter.sinks.filtered import FilteredOutput, Sink
+    from jestfilter.sinks.compose import Sink, Sinks
+    from jestfilter.sinks.extremes import Example, Extremes, ExtremesTracker
     from jestfilter.sinks.pool import read_pool, scan_pool
+    from jestfilter.sinks.filtered import FilteredOutput, FilteredShards
+    from jestfilter.sinks.top import TopPass
 
-__all__ = ["Example", "ExtremesTracker", "FilteredOutput", "Sink", "read_pool", "scan_pool"]
-_WHERE = {"Example": "extremes", "ExtremesTracker": "extremes", "FilteredOutput": "filtered", "Sink": "filtered",
-          "read_pool": "pool", "scan_pool": "pool"}
+__all__ = ["Example", "Extremes", "ExtremesTracker", "FilteredOutput", "FilteredShards", "Sink", "Sinks", "TopPass",
+           "read_pool", "scan_pool"]
+_WHERE = {"Example": "extremes", "Extremes": "extremes", "ExtremesTracker": "extremes", "FilteredOutput": "filtered",
+          "FilteredShards": "filtered", "Sink": "compose", "Sinks": "compose", "TopPass": "top", "read_pool": "pool",
+          "scan_pool": "pool"}
 
 
 def __getattr__(name: str) -> Any:

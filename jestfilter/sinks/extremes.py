@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
 from jestfilter.data.shards import caption_of, image_member
-from jestfilter.data.types import RawSample
+from jestfilter.data.types import RawSample, SuperBatch
+from jestfilter.selection import Selection
 
 
 @dataclass(order=True)
@@ -57,3 +59,27 @@ class ExtremesTracker:
                            entry.get("source_shard", ""))
         self.most = [unpack(e) for e in state["most"]]
         self.least = [unpack(e) for e in state["least"]]
+
+
+class Extremes:
+    """A sink that keeps the most and least learnable examples of every step (an
+    ``ExtremesTracker``) and, at ``close()``, saves them to ``path`` for the report."""
+
+    def __init__(self, path: str | os.PathLike | None = None, n: int = 8):
+        self.tracker, self.path = ExtremesTracker(n), path
+
+    def record(self, batch: SuperBatch, selection: Selection, step: int, unscored: Sequence = (),
+               reasons: Mapping[int, str] | None = None) -> None:
+        if selection.learnability is not None:
+            self.tracker.add_batch(batch.samples, selection.learnability)
+
+    def state_dict(self) -> dict:
+        return {"extremes": self.tracker.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "extremes" in state:
+            self.tracker.load_state_dict(state["extremes"])
+
+    def close(self) -> None:
+        if self.path is not None:
+            torch.save(self.tracker.state_dict(), self.path)

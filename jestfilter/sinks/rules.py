@@ -1,5 +1,5 @@
 """Which samples bootstrap's ``filtered/`` holds when the web data is read in several passes
-(applied by ``jestfilter.sinks.pool`` and the sinks of ``jestfilter.sinks.filtered``)."""
+(applied by ``jestfilter.sinks.pool``, ``jestfilter.sinks.filtered`` and ``jestfilter.sinks.top``)."""
 
 from __future__ import annotations
 

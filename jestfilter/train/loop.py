@@ -16,27 +16,24 @@ from pathlib import Path
 from typing import Callable, Collection, Sequence
 
 import torch
-from open_clip.loss import SigLipLoss
 from tqdm import tqdm
 
-from jestfilter import machine
 from jestfilter.config import TrainSettings
-from jestfilter.data import SuperBatch, SuperBatchLoader
+from jestfilter.data import SuperBatch
 from jestfilter.data.loader import decode_on_device
-from jestfilter.data.pixels import decode_options
-from jestfilter.distributed import (average_gradients, broadcast_object, broadcast_parameters, current_world,
-                                    gather_objects, min_across)
+from jestfilter.distributed import average_gradients, broadcast_object, current_world, gather_objects, min_across
 from jestfilter.embeddings import EmbeddingCache
 from jestfilter.errors import Stopped
-from jestfilter.models import ModelBundle, coarse_view_warning, embed, flexi_patch_size
+from jestfilter.models import ModelBundle, embed
 from jestfilter.selection import Selection, Selector, SiglipOutputs
+from jestfilter.selection.criteria import criterion
 from jestfilter.sinks import Sink
 from jestfilter.train.accounting import History, PhaseTimer, StepCost
 from jestfilter.train.agreement import overlap, spearman
-from jestfilter.train.checkpoint import RunCheckpoint, restore_training_state, training_state
-from jestfilter.train.optim import make_optimizer, make_scheduler
-from jestfilter.train.precision import Phases, autocast, choose_phases, compile_towers, use_fast_kernels
-from jestfilter.train.schedule import StepPlan, evaluation_due
+from jestfilter.train.checkpoint import restore_training_state, training_state
+from jestfilter.train.precision import Phases, autocast
+from jestfilter.train.schedule import evaluation_due, make_selector
+from jestfilter.train.setup import build_trainer
 from jestfilter.train.stall import due, not_learning, warning
 from jestfilter.train.step import train_step
 
@@ -60,49 +57,19 @@ class OnlineTrainer:
                  sink: Sink | None = None, name: str = "train", progress: bool = True,
                  only: Collection[tuple[str, str]] | None = None,
                  on_evaluation: Callable[[int, int, dict], None] | None = None):
-        self.world = current_world()
-        self.selector = settings.selector(ranks=self.world.size)
-        if self.selector.criterion.needs_reference and reference is None:
+        if criterion(settings.method).needs_reference and reference is None:
             raise ValueError(f"method {settings.method} needs reference embeddings")
+        self.world = current_world()
         self.bundle, self.model, self.settings, self.name, self.progress = bundle, bundle.model, settings, name, progress
         self.device = self.model.logit_scale.device
         self.evaluate, self.reference, self.sink, self.on_evaluation = evaluate, reference, sink, on_evaluation
-        self.plan = StepPlan(settings.batch_size, settings.filter_ratio, settings.select_steps,
-                             settings.filter_ratio_end, self.world.size, not self.selector.criterion.random)
+        parts = build_trainer(bundle, patterns, settings, self.world, checkpoint=checkpoint, only=only,
+                              progress=progress)
+        self.selector, self.plan, self.loader, self.checkpoint, self.phases = (
+            parts.selector, parts.plan, parts.loader, parts.checkpoint, parts.phases)
+        self.score_patch_size, self.train_patch_size = parts.score_patch_size, parts.train_patch_size
+        self.loss_fn, self.optimizer, self.scheduler = parts.loss_fn, parts.optimizer, parts.scheduler
         self._selectors = {self.plan.super_batch(0): self.selector} if settings.filter_ratio_end is None else {}
-        coarse = flexi_patch_size(self.model, settings.flexi, settings.flexi_patch_size)
-        if self.world.main and (caution := coarse_view_warning(self.model, coarse)):
-            tqdm.write(caution)
-        self.score_patch_size = coarse  # the learner scores at the coarse patch size in both Flexi modes
-        self.train_patch_size = coarse if settings.flexi == "train" else None  # and co-trains there in one
-        workers, _ = machine.configure(self.device, settings.workers, settings.threads, say=self.world.main)
-        use_fast_kernels(self.device)
-        if settings.compile:
-            compile_towers(self.model)
-        broadcast_parameters(self.world, self.model)
-        self.loss_fn = SigLipLoss(rank=self.world.rank, world_size=self.world.size)
-        self.optimizer = make_optimizer(self.model, settings.lr, settings.weight_decay)
-        self.scheduler = make_scheduler(self.optimizer, settings.steps, settings.warmup)
-        # a constant B stays a number, so checkpoints of runs without a schedule resume as before
-        constant = settings.select_until >= 1.0 and settings.filter_ratio_end is None
-        image_size, defer_jpeg = decode_options(settings.decode, self.device, bundle.preprocess.size)
-        self.loader = SuperBatchLoader(
-            patterns, self.plan(0) if constant else self.plan, bundle.tokenizer, workers=workers,
-            shuffle_buffer=settings.shuffle_buffer, seed=settings.seed, passes=None,
-            pin_memory=self.device.type == "cuda", only=only, image_size=image_size, defer_jpeg=defer_jpeg)
-        if len(self.loader.shards) < self.world.size:
-            raise ValueError(f"{len(self.loader.shards)} shard(s) for {self.world.size} ranks: every rank needs "
-                             "at least one; write the data in more, smaller shards")
-        note = self.loader.mixing_note()
-        if note and self.world.main and progress:
-            print(note, flush=True)
-        self.checkpoint = RunCheckpoint(checkpoint, self.world)
-        self.phases = broadcast_object(self.world, choose_phases(
-            settings.precision, settings.score_precision, settings.train_precision, self.model,
-            self.plan.super_batch(0) // self.world.size, settings.batch_size // self.world.size,
-            self.selector.criterion.needs_learner))  # every rank runs rank 0's choice
-        if self.world.main and progress and self.phases.why != "as asked":
-            print(self.phases.line(), flush=True)
         self.cost = StepCost(self.model, self.score_patch_size, self.train_patch_size,
                              self.selector.criterion.needs_learner, settings.score_context)
         self.history, self.last_metrics = History(), {}
@@ -197,7 +164,7 @@ class OnlineTrainer:
             return self.selector
         rows = self.plan.super_batch(step)
         if rows not in self._selectors:
-            self._selectors[rows] = self.settings.selector(self.world.size, 1.0 - self.settings.batch_size / rows)
+            self._selectors[rows] = make_selector(self.settings, self.world.size, 1.0 - self.settings.batch_size / rows)
         return self._selectors[rows]
 
     @torch.no_grad()

@@ -11,6 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from jestfilter.config import TrainSettings
+from jestfilter.selection import Selector
+from jestfilter.selection.batches import BatchPlan
+
 
 @dataclass(frozen=True)
 class StepPlan:
@@ -40,15 +44,35 @@ class StepPlan:
         return self.filter_ratio + (self.filter_ratio_end - self.filter_ratio) * progress
 
     def super_batch(self, step: int) -> int:
-        """B of ``step`` over all ranks (b once the run no longer selects)."""
+        """B of ``step`` over all ranks (b once the run no longer selects), rounded up to whole rows a rank."""
         if not self.reads_extra or not self.selects(step):
             return self.batch_size
-        rows = round(self.batch_size / (1.0 - self.filter_ratio_at(step)))
+        rows = BatchPlan(self.batch_size, self.filter_ratio_at(step)).super_batch
         return -(-rows // self.ranks) * self.ranks
+
+    def mean_super_batch(self) -> float:
+        """B averaged over the selecting steps (at most 1,000 of them, evenly spaced: the plan of
+        a long run is instant); b when the run never selects."""
+        steps = range(0, self.select_steps, max(1, self.select_steps // 1000))
+        return sum(self.super_batch(step) for step in steps) / len(steps) if steps else float(self.batch_size)
 
     def __call__(self, step: int) -> int:
         """Rows one rank reads at ``step``."""
         return self.super_batch(step) // self.ranks
+
+
+def step_plan(settings: TrainSettings, ranks: int = 1) -> StepPlan:
+    """What each step of a run with ``settings`` reads over ``ranks`` ranks."""
+    return StepPlan(settings.batch_size, settings.filter_ratio, settings.select_steps, settings.filter_ratio_end,
+                    ranks, settings.batches().selects)
+
+
+def make_selector(settings: TrainSettings, ranks: int = 1, filter_ratio: float | None = None) -> Selector:
+    """The Selector of a run over ``ranks`` ranks (at another ``filter_ratio`` for a schedule):
+    it also says what B to read per step."""
+    return Selector(settings.method, settings.filter_ratio if filter_ratio is None else filter_ratio,
+                    settings.n_chunks, settings.sampling, settings.gain, settings.seed, strata=ranks,
+                    batch_size=settings.batch_size)
 
 
 def evaluation_due(step: int, steps: int, eval_every: int) -> bool:
