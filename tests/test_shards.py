@@ -173,7 +173,7 @@ def test_the_sample_size_cap_is_set_by_the_environment(web_shards, monkeypatch):
 
 def test_an_image_announcing_too_many_pixels_is_never_decoded(web_shards, tokenizer, monkeypatch):
     from hostile_shards import png_header_only
-    from jestfilter.data.images import BadImage, announced_size, check_size, open_image
+    from jestfilter.data.pixels import BadImage, announced_size, check_size, open_image
     from jestfilter.data.loader import decode
 
     bomb = png_header_only(13_000, 13_000)  # 169 million pixels: 500 MB decoded

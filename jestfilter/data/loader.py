@@ -15,7 +15,7 @@ order, so the order never depends on worker timing, and resuming skips the super
 already handed out without decoding them. The price: each worker reads every byte of the
 rank's shards (for local 256 px JPEGs ~70 µs a sample, against ~2.5 ms to decode and
 preprocess it at 224 px; see docs/benchmarks.md). Workers live for the whole run (all
-passes), decode to uint8 (``decode_image``: resizing and normalising happen batched on the
+passes), decode to uint8 (``decode_checked``: resizing and normalising happen batched on the
 model's device) and tokenise each distinct caption once (``CachedTokenizer``). Every
 super-batch carries the seconds its worker spent reading, decoding and tokenising it.
 """
@@ -37,10 +37,9 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.shardlists import split_by_node
 
-from jestfilter.data.images import image_reason
 from jestfilter.data.layout import known_sizes, shard_stem
 from jestfilter.data.limits import max_shuffle_bytes
-from jestfilter.data.pixels import decode_checked, decode_deferred, is_deferred, stack_pixels
+from jestfilter.data.pixels import decode_checked, decode_deferred, image_reason, is_deferred, stack_pixels
 from jestfilter.data.shards import (CORRUPT_IMAGE, caption_of, expand_shards, image_member, iter_samples,
                                     shard_identity)
 from jestfilter.data.tokens import CachedTokenizer, Tokenizer

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jestfilter.data.images import image_reason
-from jestfilter.data.pixels import Pixels, decode_checked, stack_pixels
+from jestfilter.data.pixels import Pixels, decode_checked, image_reason, stack_pixels
 from jestfilter.data.shards import caption_of, image_member, iter_samples, member_of
 from jestfilter.data.types import RawSample, Rejected
 
@@ -25,7 +24,7 @@ DEFAULT_TEMPLATES = ["a photo of a {}.", "a picture of a {}.", "an image of a {}
 class EvalSet:
     """A decoded evaluation set, kept in memory and reused by every ``evaluate`` call.
 
-    ``images`` are uint8 pixels as the training loader decodes them (``decode_image``: one
+    ``images`` are uint8 pixels as the training loader decodes them (``decode_checked``: one
     ``[n, 3, s, s]`` tensor, or a list when sizes differ), so evaluation goes through the same
     preprocessing (``ImagePreprocess.to_model``) as training and scoring.
     """

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from jestfilter.data.images import image_reason, open_image
+from jestfilter.data.pixels import image_reason, open_image
 from jestfilter.data.shards import expand_shards, image_member, iter_samples
 from jestfilter.data.types import RawSample
 

@@ -1,7 +1,7 @@
 """uint8 pixels → the model's input: the batched half of preprocessing, on the model's device.
 
 Training, learner scoring, the reference's embedding cache, ``embed`` and evaluation all go
-through this one path (``jestfilter.data.pixels.decode_image``, then ``ImagePreprocess``), so
+through this one path (``jestfilter.data.pixels.decode_checked``, then ``ImagePreprocess``), so
 a cached reference embedding is exactly what the reference would compute in the loop. The
 result matches open_clip's eval transform for square images at the model's size; other sizes
 are cropped to their central square first and resized with antialiased bicubic interpolation.
