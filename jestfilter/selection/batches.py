@@ -35,6 +35,12 @@ class BatchPlan:
         """The plan that keeps round(B · (1 − f)) of a given B (the ``select`` job's)."""
         return cls(round(super_batch * (1 - filter_ratio)), filter_ratio, chunks, ranks)
 
+    @classmethod
+    def keeping(cls, batch_size: int, super_batch: int, chunks: int = 1, ranks: int = 1) -> BatchPlan:
+        """The plan that keeps b of exactly B rows (a schedule's step, its B rounded up to whole
+        rows a rank): f = 1 − b/B."""
+        return cls(batch_size, 1.0 - batch_size / super_batch, chunks, ranks)
+
     @property
     def super_batch(self) -> int:
         """B over all ranks: round(b / (1 − f)), b when nothing is selected."""

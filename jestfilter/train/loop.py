@@ -164,7 +164,7 @@ class OnlineTrainer:
             return self.selector
         rows = self.plan.super_batch(step)
         if rows not in self._selectors:
-            self._selectors[rows] = make_selector(self.settings, self.world.size, 1.0 - self.settings.batch_size / rows)
+            self._selectors[rows] = make_selector(self.settings, self.world.size, self.plan.batches(step).filter_ratio)
         return self._selectors[rows]
 
     @torch.no_grad()

@@ -56,6 +56,10 @@ class StepPlan:
         steps = range(0, self.select_steps, max(1, self.select_steps // 1000))
         return sum(self.super_batch(step) for step in steps) / len(steps) if steps else float(self.batch_size)
 
+    def batches(self, step: int) -> BatchPlan:
+        """b kept of this step's B (its filter ratio, after B's rounding)."""
+        return BatchPlan.keeping(self.batch_size, self.super_batch(step), ranks=self.ranks)
+
     def __call__(self, step: int) -> int:
         """Rows one rank reads at ``step``."""
         return self.super_batch(step) // self.ranks
