@@ -30,6 +30,11 @@ FLEXI_MODES = ("off", "score", "train")  # train: the paper's Flexi-JEST; score:
 DEMO_COMPARE = ["uniform", "easy_reference"]  # the demo's comparisons, when --compare is not given
 
 
+def described(choices: dict[str, str]) -> str:
+    """A help text's list of choices: ``name: what it does; ...``."""
+    return "; ".join(f"{name}: {text}" for name, text in choices.items())
+
+
 def option(default: Any, help: str, **flag: Any) -> Any:
     """A dataclass field with its CLI help (and argparse extras such as ``choices``)."""
     if isinstance(default, list):
@@ -82,8 +87,7 @@ class TrainSettings:
     compile: bool = option(False, "torch.compile the transformer blocks (slow first steps, then faster)")
     eval_every: int = option(100, "evaluate every N steps")
     checkpoint_every: int = option(50, "checkpoint every N steps")
-    decode: str = option("auto", "where and how images are decoded: " + "; ".join(
-        f"{name}: {text}" for name, text in DECODES.items()), choices=tuple(DECODES))
+    decode: str = option("auto", "where and how images are decoded: " + described(DECODES), choices=tuple(DECODES))
     workers: int | None = option(None, "decoding workers (default: from the cores, see --threads)")
     threads: int | None = option(None, "torch CPU threads (default: $OMP_NUM_THREADS, else the cores left "
                                         "after the loader's workers, at least 1)")
@@ -179,11 +183,11 @@ class BootstrapConfig:
                             "(OUT/round-K/); stops early when a round's final is not better than its reference")
     early_stop: bool = option(True, "stop the rounds after one whose final model is not better than its "
                                     "reference", flag="--no-early-stop")
-    filtered_rule: str = option("first-pass", "which samples filtered/ holds: " + "; ".join(
-        f"{name}: {text}" for name, text in FILTERED_RULES.items()), choices=tuple(FILTERED_RULES))
+    filtered_rule: str = option("first-pass", "which samples filtered/ holds: " + described(FILTERED_RULES),
+                                choices=tuple(FILTERED_RULES))
     samples_per_shard: int = option(SAMPLES_PER_SHARD, "samples per filtered shard")
-    manifest: str = option("all", "what filtered/manifest.parquet records: " + "; ".join(
-        f"{name}: {text}" for name, text in MANIFESTS.items()), choices=tuple(MANIFESTS))
+    manifest: str = option("all", "what filtered/manifest.parquet records: " + described(MANIFESTS),
+                           choices=tuple(MANIFESTS))
     device: str = option("auto", DEVICE_HELP)
     progress: bool = option(True, "show progress bars", flag="--no-progress")
     keep_checkpoints: bool = option(False, "keep the checkpoints after a successful run (an unfinished run "

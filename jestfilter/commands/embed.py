@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jestfilter.commands._flags import add_job_arguments
-from jestfilter.config import DEVICE_HELP
+from jestfilter.config import DEVICE_HELP, BootstrapConfig
 
 HELP = "embed shards with a model into per-shard <shard>.emb.npz files (the reference cache bootstrap reads)"
 
@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", nargs="+", required=True, metavar="PATTERN", help="input shards")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per forward pass")
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--device", default=BootstrapConfig.device, help=DEVICE_HELP)
     add_job_arguments(parser)
 
 

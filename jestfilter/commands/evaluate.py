@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from jestfilter.config import DEVICE_HELP
+from jestfilter.config import DEVICE_HELP, BootstrapConfig
 
 HELP = "evaluate a model (a model folder or a model name) on an eval directory: zero-shot and retrieval"
 
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval", required=True, metavar="DIR",
                         help="directory of *.tar shards + classnames.txt [+ templates.txt]")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per forward pass")
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--device", default=BootstrapConfig.device, help=DEVICE_HELP)
     parser.add_argument("--patch-size", type=int, default=None, metavar="N",
                         help="evaluate the image tower at this Flexi patch size (default: the model's own)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jestfilter.commands._flags import add_job_arguments
+from jestfilter.config import BootstrapConfig, described
 from jestfilter.data.options import MANIFESTS, SAMPLES_PER_SHARD
 from jestfilter.selection.criteria import OFFLINE_SCORES, SCORE_COLUMNS
 
@@ -34,9 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merge", action="store_true",
                         help="only write sizes.json and _SUCCESS over every rank's output (done by "
                              "whichever rank finishes last anyway)")
-    parser.add_argument("--manifest", default="all", choices=tuple(MANIFESTS),
-                        help="what manifest.parquet/ records: " + "; ".join(f"{name}: {text}" for name, text in
-                                                                             MANIFESTS.items()))
+    parser.add_argument("--manifest", default=BootstrapConfig.manifest, choices=tuple(MANIFESTS),
+                        help="what manifest.parquet/ records: " + described(MANIFESTS))
     add_job_arguments(parser)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jestfilter.commands._flags import add_job_arguments
-from jestfilter.config import DEVICE_HELP
+from jestfilter.config import DEVICE_HELP, BootstrapConfig
 
 HELP = ("score cached embeddings per example (reference loss, clip_score, neg_clip_loss; learner loss and "
         "learnability) into parquet")
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="input shards (default: every shard in --embeddings)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (<shard>.scores.parquet)")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="learner batch size")
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--device", default=BootstrapConfig.device, help=DEVICE_HELP)
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="seed of neg_clip_loss's random batches (with the shard's name)")
     add_job_arguments(parser)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jestfilter.commands._flags import add_job_arguments
-from jestfilter.config import DEVICE_HELP, TrainSettings
+from jestfilter.config import DEVICE_HELP, BootstrapConfig, TrainSettings, described
 from jestfilter.data.options import MANIFESTS, SAMPLES_PER_SHARD
 
 HELP = ("select a reusable JEST-curated dataset offline: b = B·(1−f) of every super-batch of B within each "
@@ -33,10 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="most samples per output shard")
     parser.add_argument("--batch-size", type=int, default=256, metavar="N",
                         help="batch size of the learner's embedding pass")
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-    parser.add_argument("--manifest", default="all", choices=tuple(MANIFESTS),
-                        help="what manifest.parquet/ records: " + "; ".join(f"{name}: {text}" for name, text in
-                                                                             MANIFESTS.items()))
+    parser.add_argument("--device", default=BootstrapConfig.device, help=DEVICE_HELP)
+    parser.add_argument("--manifest", default=BootstrapConfig.manifest, choices=tuple(MANIFESTS),
+                        help="what manifest.parquet/ records: " + described(MANIFESTS))
     add_job_arguments(parser)
 
 
