@@ -6,8 +6,9 @@ read without loading the heavy libraries.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from jestfilter.lazy import lazy_names
 
 if TYPE_CHECKING:
     from jestfilter.data.atomic import atomic_torch_save, atomic_write_json
@@ -31,21 +32,12 @@ __all__ = [
     "read_manifest",
 ]
 _WHERE = {
-    "FilteredShardWriter": "writer",
-    "Manifest": "manifest",
-    "RawSample": "types",
-    "Rejected": "types",
-    "SuperBatch": "types",
-    "SuperBatchLoader": "loader",
-    "atomic_torch_save": "atomic",
-    "atomic_write_json": "atomic",
-    "expand_shards": "shards",
-    "iter_samples": "shards",
-    "read_manifest": "manifest",
+    **dict.fromkeys(("atomic_torch_save", "atomic_write_json"), "atomic"),
+    **dict.fromkeys(("SuperBatchLoader",), "loader"),
+    **dict.fromkeys(("Manifest", "read_manifest"), "manifest"),
+    **dict.fromkeys(("expand_shards", "iter_samples"), "shards"),
+    **dict.fromkeys(("RawSample", "Rejected", "SuperBatch"), "types"),
+    **dict.fromkeys(("FilteredShardWriter",), "writer"),
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"jestfilter.data.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'jestfilter.data' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _WHERE)

@@ -6,8 +6,9 @@ read without loading the heavy libraries.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from jestfilter.lazy import lazy_names
 
 if TYPE_CHECKING:
     from jestfilter.models.factory import (ModelBundle, OUR_MODELS, SIGLIP_INIT, create_model, input_size,
@@ -47,34 +48,14 @@ __all__ = [
     "weights_digest",
 ]
 _WHERE = {
-    "FlopCounts": "flexi",
-    "ImagePreprocess": "preprocess",
-    "ModelBundle": "factory",
-    "OUR_MODELS": "factory",
-    "PixelStats": "normalise",
-    "SIGLIP_INIT": "factory",
-    "coarse_patch_size": "flexi",
-    "coarse_view_warning": "flexi",
-    "create_model": "factory",
-    "embed": "outputs",
-    "encode_image": "flexi",
-    "encode_text": "text",
-    "flexi_patch_size": "flexi",
-    "forward_flops": "flexi",
-    "input_size": "factory",
-    "logit_bias_for_batch": "factory",
-    "model_spec": "factory",
-    "native_patch_size": "flexi",
-    "pixel_stats": "normalise",
-    "save_local_dir": "factory",
-    "siglip_outputs": "outputs",
-    "start_model": "factory",
-    "stats_for_new_model": "normalise",
-    "weights_digest": "factory",
+    **dict.fromkeys(("ModelBundle", "OUR_MODELS", "SIGLIP_INIT", "create_model", "input_size", "logit_bias_for_batch",
+                     "model_spec", "save_local_dir", "start_model", "weights_digest"), "factory"),
+    **dict.fromkeys(("FlopCounts", "coarse_patch_size", "coarse_view_warning", "encode_image", "flexi_patch_size",
+                     "forward_flops", "native_patch_size"), "flexi"),
+    **dict.fromkeys(("PixelStats", "pixel_stats", "stats_for_new_model"), "normalise"),
+    **dict.fromkeys(("embed", "siglip_outputs"), "outputs"),
+    **dict.fromkeys(("ImagePreprocess",), "preprocess"),
+    **dict.fromkeys(("encode_text",), "text"),
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"jestfilter.models.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'jestfilter.models' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _WHERE)

@@ -45,8 +45,9 @@ class Selector:
     of whatever B rows come in, and b must split into chunks (a ValueError says what to
     change). With ``batch_size=b`` the Selector plans a run once (``batches``, a ``BatchPlan``):
     ``super_batch`` is the B to read per step (b itself for ``uniform``, which reads nothing
-    extra), b is checked to split into chunks × strata at construction, a full super-batch keeps exactly b, and a short one
-    (the end of a pass) keeps its share in whole chunks, possibly none.
+    extra), b is checked to split into chunks × strata at construction, a full super-batch
+    keeps exactly b, and a short one (the end of a pass) keeps its share in whole chunks,
+    possibly none.
 
     ``strata=k`` splits the rows into k equal contiguous blocks and takes chunk/k from each
     block in every chunk (what each rank of a distributed job takes from its own rows).

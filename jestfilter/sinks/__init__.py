@@ -11,8 +11,9 @@ first use, so the rules (``jestfilter.sinks.rules``) can be read without loading
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from jestfilter.lazy import lazy_names
 
 if TYPE_CHECKING:
     from jestfilter.sinks.compose import Sink, Sinks
@@ -23,12 +24,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Example", "Extremes", "ExtremesTracker", "FilteredOutput", "FilteredShards", "Sink", "Sinks", "TopPass",
            "read_pool", "scan_pool"]
-_WHERE = {"Example": "extremes", "Extremes": "extremes", "ExtremesTracker": "extremes", "FilteredOutput": "filtered",
-          "FilteredShards": "filtered", "Sink": "compose", "Sinks": "compose", "TopPass": "top", "read_pool": "pool",
-          "scan_pool": "pool"}
+_WHERE = {
+    **dict.fromkeys(("Sink", "Sinks"), "compose"),
+    **dict.fromkeys(("Example", "Extremes", "ExtremesTracker"), "extremes"),
+    **dict.fromkeys(("FilteredOutput", "FilteredShards"), "filtered"),
+    **dict.fromkeys(("read_pool", "scan_pool"), "pool"),
+    **dict.fromkeys(("TopPass",), "top"),
+}
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"jestfilter.sinks.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'jestfilter.sinks' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _WHERE)
