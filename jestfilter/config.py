@@ -62,8 +62,9 @@ class TrainSettings:
                                        "the schedule's factor (big_vision's meaning, the paper's 1e-4; AdamW gets "
                                        "it divided by --lr)")
     warmup: float = option(0.05, "share of the steps spent warming the learning rate up")
-    grad_clip_norm: float = option(1.0, "clip the gradients' global norm to this before each update (0: off, "
-                                        "open_clip_train's default)")
+    grad_clip_norm: float = option(1.0, "clip the gradients' global norm to this before each update; 0 turns it off, "
+                                        "as open_clip_train does (about 5 points better for uniform on the demo, "
+                                        "worse on small pools read many times: docs/benchmarks.md)")
     flexi: str = option("off", "Flexi-JEST: score each super-batch at a coarser patch size (score), and also co-train "
                                "half of each batch there (train, the paper's; --flexi alone)", choices=FLEXI_MODES,
                         nargs="?", const="train")
