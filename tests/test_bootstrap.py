@@ -19,7 +19,9 @@ import torch
 from jestfilter.cli import main
 from jestfilter.data import RawSample, expand_shards, iter_samples
 from jestfilter.datasets.demo import build_demo_data
+from jestfilter.models import save_local_dir, start_model
 from jestfilter.sinks import read_pool
+from jestfilter.train.stall import weak_reference
 from conftest import kept_keys
 
 TINY = ["--precision", "fp32", "--steps", "12", "--reference-steps", "6", "--batch-size", "16", "--n-chunks", "4",
@@ -470,3 +472,16 @@ def test_web_shards_that_give_no_sample_end_the_run_with_one_line(demo, shared_r
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("jestfilter bootstrap: error: a whole pass over the 2 shard(s) gave no usable sample "
                             "(rejected: 2 empty_shard)"), error
+
+
+def test_a_reference_too_weak_to_select_with_is_named_at_start(demo, tmp_path, capsys):
+    untrained = tmp_path / "untrained"
+    save_local_dir(start_model("jest-tiny", seed=0, batch_size=16), untrained)
+    assert main(bootstrap_args(demo, tmp_path / "run", "--compare", "none", "--reference", f"local-dir:{untrained}",
+                               "--steps", "2", "--eval-every", "2")) == 0
+    assert "WARNING: the reference's zero-shot accuracy" in capsys.readouterr().out
+
+
+def test_only_a_reference_under_twice_chance_is_called_weak():
+    assert weak_reference(0.161, 0.1)  # the suite's clip art: JEST lost to uniform behind it
+    assert weak_reference(0.736, 0.1) is None and weak_reference(None, 0.1) is None

@@ -9,6 +9,7 @@ from statistics import fmean
 STALL_FACTOR = 1.5  # accuracy ≤ this × chance counts as not learning
 CHECK_AT = 1 / 3  # share of the steps after which the first verdict is given
 LOSS_WINDOW = 50  # steps averaged at each end of the loss record
+WEAK_REFERENCE_FACTOR = 2.0  # a reference below this × chance selected worse than uniform (clip art)
 
 
 def not_learning(top1: float | None, chance: float | None, losses: list[float]) -> str | None:
@@ -39,3 +40,15 @@ def verdict(metrics: dict) -> dict:
     """``stalled`` (and why) for a model that was evaluated, not trained here (a reused reference)."""
     reason = not_learning(metrics.get("zeroshot_top1"), metrics.get("chance"), [])
     return {"stalled": reason is not None, **({"stalled_reason": reason} if reason else {})}
+
+
+def weak_reference(top1: float | None, chance: float | None) -> str | None:
+    """A warning for a reference too weak to select with (zero-shot under 2× chance), else None.
+    On the suite's clip art a 1.6×-chance reference made every learner-and-reference criterion
+    lose to uniform; the user's method is kept, the run only says so."""
+    if top1 is None or chance is None or top1 >= WEAK_REFERENCE_FACTOR * chance:
+        return None
+    return (f"WARNING: the reference's zero-shot accuracy {top1:.3f} is under {WEAK_REFERENCE_FACTOR:g}× chance "
+            f"({chance:.3f}): selection by so weak a reference lost to uniform on the suite's clip art (-7.6 "
+            "points, docs/benchmarks.md). Train it longer or on more curated data, or check it against "
+            "--compare uniform.")
