@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=50, help="finer than the default: the time resolution")
     parser.add_argument("--select-until", type=float, nargs="*", default=[0.25, 0.5])
     parser.add_argument("--flexi-context", type=int, default=None, help="Flexi-JEST's --score-context")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
