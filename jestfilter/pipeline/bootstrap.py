@@ -28,6 +28,7 @@ from jestfilter.pipeline.outcome import report
 from jestfilter.plan import batch_summary
 from jestfilter.selection.criteria import criterion
 from jestfilter.train.precision import Phases, choose_phases
+from jestfilter.train.stall import weak_reference
 
 
 class Bootstrap(Job):
@@ -53,6 +54,9 @@ class Bootstrap(Job):
             reference, reference_metrics = stages.reference(self)
         if main:
             print(f"reference: zero-shot top-1 {reference_metrics['zeroshot_top1']:.3f}")
+            caution = weak_reference(reference_metrics["zeroshot_top1"], reference_metrics.get("chance"))
+            if caution and self.arms.need_reference:
+                print(caution, flush=True)
         with self.stage(EMBEDDINGS):
             cache, embedding = stages.reference_cache(self, reference)
         del reference

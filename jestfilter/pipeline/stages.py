@@ -13,7 +13,7 @@ from jestfilter.pipeline.job import Job
 from jestfilter.pipeline.layout import EMBEDDINGS, REFERENCE
 from jestfilter.scores import pool_scores, top_fraction
 from jestfilter.sinks import FilteredOutput
-from jestfilter.train.stall import verdict, weak_reference
+from jestfilter.train.stall import verdict
 
 NO_COST = {"flops": 0.0, "seconds": 0.0}
 
@@ -30,9 +30,6 @@ def reference(job: Job) -> tuple[ModelBundle, dict]:
     else:
         bundle = job.new_model("reference")
         metrics = job.trainer(bundle, job.curated, job.arms.reference, "reference").run()
-    caution = weak_reference(metrics.get("zeroshot_top1"), metrics.get("chance"))
-    if caution and job.arms.need_reference and job.world.main:
-        print(caution, flush=True)
     with main_first(job.world):
         if job.world.main:
             save_local_dir(bundle, layout.reference)
