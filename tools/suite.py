@@ -35,9 +35,9 @@ from jestfilter.train.stall import not_learning
 from _stats import mean_sd, seeds_parser  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 COMPARE = ["uniform", "easy_reference", "independent"]
-# model:preprocess:bias of the plain loop; its defaults otherwise (lr 2e-3, β2 0.95, 5 % warm-up, cosine):
-# the best recipe of the grid in docs/benchmarks.md, and the issue's (bias −10)
-PLAIN_RECIPES = ["jest-tiny:half:batch", "jest-tiny:half:-10"]
+# model:preprocess:bias[:lr] of the plain loop; its defaults otherwise (lr 2e-3, β2 0.95, 5 % warm-up, cosine):
+# the best recipe of the grid in docs/benchmarks.md at the issue's lr and at the library's, and the issue's (bias −10)
+PLAIN_RECIPES = ["jest-tiny:half:batch", "jest-tiny:half:batch:1e-3", "jest-tiny:half:-10"]
 # name: (demo-data set, its data options, learner steps, reference steps)
 SUITE = {
     "fashion": ("fashion", {}, 600, 400),
@@ -77,11 +77,11 @@ def library_train(data, out: Path, seed: int, steps: int, tiny: bool) -> dict:
 def plain(data, split: str, recipe: str, out: Path, seed: int, steps: int, tiny: bool) -> dict:
     """``tools/plain_loop.py`` on ``split`` ("web" or "curated") with ``recipe``; its JSON."""
     if not out.exists():
-        model, preprocess, bias = recipe.split(":")
+        model, preprocess, bias, *lr = recipe.split(":")
         shards = data.web if split == "web" else data.curated
         command = [sys.executable, str(Path(__file__).parent / "plain_loop.py"), "--web", shards, "--eval",
                    str(data.eval), "--model", model, "--preprocess", preprocess, f"--bias-init={bias}",
-                   "--seed", str(seed), "--steps", str(steps), "--json", str(out)]
+                   "--seed", str(seed), "--steps", str(steps), "--json", str(out), *(["--lr", lr[0]] if lr else [])]
         if tiny:
             command += ["--batch", str(TINY["batch_size"]), "--eval-every", str(TINY["eval_every"])]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -139,7 +139,7 @@ def main() -> None:
     parser = seeds_parser(__doc__, "runs/suite", "tiny sets and runs: checks the script in minutes")
     parser.set_defaults(seeds=[1, 2, 3])
     parser.add_argument("--sets", nargs="+", default=list(SUITE), choices=list(SUITE))
-    parser.add_argument("--plain-recipes", nargs="+", default=PLAIN_RECIPES, metavar="MODEL:PREPROCESS:BIAS")
+    parser.add_argument("--plain-recipes", nargs="+", default=PLAIN_RECIPES, metavar="MODEL:PREPROCESS:BIAS[:LR]")
     args = parser.parse_args()
     results, lines = {}, ["# Validation suite", ""]
     for name in args.sets:
