@@ -241,3 +241,11 @@ def rounds_table(summaries: list[dict]) -> str:
                      f"{s['final']['retrieval_r1']:6.3f} {s['final']['examples_seen']:9d} "
                      f"{s['final']['flops']:9.2e}  {'yes' if s['improved'] else 'no'}")
     return "\n".join(lines)
+
+
+def curated_pairs(reference: dict) -> int | None:
+    """Pairs in the curated set the reference was trained on (None for a reused reference, or
+    one that never finished a pass)."""
+    if not reference.get("passes") or not reference.get("rows_read"):
+        return None
+    return round(reference["rows_read"] / reference["passes"])

@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 from pathlib import Path
 
 from jestfilter.config import BootstrapConfig, TrainSettings
 from jestfilter.data import expand_shards
 from jestfilter.datasets.demo import build_demo_data
 from jestfilter.pipeline import run_bootstrap
+from jestfilter.report.plots import plot_curated_curve
+from jestfilter.results import curated_pairs
+from jestfilter.studies import STUDY
 from _stats import mean_sd, seeds_parser  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 POOLS = {"fashion": dict(web=200_000, augment=4), "symbols": dict(web=200_000)}
@@ -66,7 +70,9 @@ def bootstrap(built, per_shard: int, out: Path, seed: int, size: int, steps: int
 def cell(metrics: dict) -> dict:
     """What the tables need from one bootstrap's metrics."""
     runs = {metrics["final"]["method"]: metrics["final"], **metrics["compare"]}
-    return {"reference": metrics["reference"]["zeroshot_top1"],
+    train = metrics["config"]["train"]
+    return {"curated": curated_pairs(metrics["reference"]), "steps": train["steps"], "batch_size": train["batch_size"],
+            "reference": metrics["reference"]["zeroshot_top1"],
             **{m: runs[m]["zeroshot_top1"] for m in runs},
             **{f"{m} sooner": metrics["speedup"].get(m, {}) for m in runs if m != "uniform"},
             "seconds": {m: runs[m]["train_seconds"] for m in runs},
@@ -135,6 +141,42 @@ def table(title: str, label: str, cells: dict) -> list[str]:
     return lines
 
 
+def summary(values: list[float]) -> dict:
+    """{mean, sd, n} of ``values`` (sd 0 for one value)."""
+    return {"mean": round(statistics.mean(values), 4),
+            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "n": len(values)}
+
+
+def publish(results: dict, path: Path, plot_path: Path) -> None:
+    """The study's cells, one per set, curated size and learner length (``jestfilter.studies``
+    reads them): accuracies and the paired differences in points, over the seeds measured; and
+    their curated-size curves to ``plot_path`` (docs/curated-size.png is a copy)."""
+    seeds_of: dict[tuple, dict] = {}
+    for study in ("sizes", "lengths"):
+        for name, rows in results.get(study, {}).items():
+            for seeds in rows.values():
+                for seed, c in seeds.items():
+                    if c.get("curated") and "easy_reference" in c:
+                        seeds_of.setdefault((name, c["curated"], c["steps"], c["batch_size"]), {})[seed] = c
+    out = []
+    for (name, curated, steps, batch_size), seeds in sorted(seeds_of.items()):
+        values = list(seeds.values())
+        out.append({"set": name, "curated": curated, "steps": steps, "batch_size": batch_size, "seeds": sorted(seeds),
+                    **{k: summary([v[k] for v in values])
+                       for k in ("reference", "uniform", "easy_reference", "learnability")},
+                    "gain": summary([100 * (v["learnability"] - v["uniform"]) for v in values]),
+                    "over_easy": summary([100 * (v["learnability"] - v["easy_reference"]) for v in values])})
+    path.write_text(json.dumps({"source": "tools/bench_bootstrapping.py --publish (docs/benchmarks.md)",
+                                "cells": out}, indent=1) + "\n")
+    curves: dict[str, list[dict]] = {}
+    for c in out:  # each set's curated-size curve: its cells at the length with the most sizes
+        same = [d for d in out if d["set"] == c["set"] and d["steps"] == c["steps"]]
+        if len(same) > len(curves.get(c["set"], [])):
+            curves[c["set"]] = same
+    plot = plot_curated_curve(curves, plot_path, 0, None, None)
+    print(f"published {len(out)} cells to {path}, their curves to {plot}")
+
+
 def main() -> None:
     parser = seeds_parser(__doc__, "runs/bootstrapping", "tiny data and runs: checks the script in minutes")
     parser.set_defaults(seeds=[1, 2, 3])
@@ -145,6 +187,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="learner steps (sizes and rounds studies)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--passes", type=float, default=12.8, help="the reference's passes over its curated set")
+    parser.add_argument("--publish", nargs="?", type=Path, const=STUDY, default=None,
+                        help="after the studies, write every cell measured so far for the runs to quote (default: "
+                             "jestfilter/studies/bootstrapping.json)")
     args = parser.parse_args()
     sizes = args.sizes or (TINY_SIZES if args.tiny else SIZES)
     steps = 12 if args.tiny else args.steps
@@ -172,6 +217,8 @@ def main() -> None:
     results_path.write_text(json.dumps(results, indent=1, default=str))
     (args.out / f"bootstrapping-{args.study}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    if args.publish:
+        publish(results, args.publish, args.out / "curated-size.png")
 
 
 if __name__ == "__main__":

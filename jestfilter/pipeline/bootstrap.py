@@ -27,6 +27,7 @@ from jestfilter.pipeline.layout import EMBEDDINGS, REFERENCE
 from jestfilter.pipeline.outcome import report
 from jestfilter.plan import batch_summary
 from jestfilter.selection.criteria import criterion
+from jestfilter.studies import criterion_note
 from jestfilter.train.precision import Phases, choose_phases
 from jestfilter.train.stall import weak_reference
 
@@ -50,6 +51,9 @@ class Bootstrap(Job):
                                               "rank(s):"),
                              f"  {batch_summary(self.cfg.train, self.world.size)}",
                              f"  {workers_line(self, timing)}"]), flush=True)
+            note = criterion_note(self.cfg.train.method, self.cfg.train.steps, self.cfg.train.batch_size)
+            if note:
+                print(note, flush=True)
         with self.stage(REFERENCE):
             reference, reference_metrics = stages.reference(self)
         if main:

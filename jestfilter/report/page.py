@@ -6,9 +6,10 @@ from pathlib import Path
 
 import polars as pl
 
-from jestfilter.report.plots import plot_curves, plot_extremes, plot_score_histograms
-from jestfilter.results import break_even_lines, decision_counts, kept_per_sample, with_kind
+from jestfilter.report.plots import plot_curated_curve, plot_curves, plot_extremes, plot_score_histograms
+from jestfilter.results import break_even_lines, curated_pairs, decision_counts, kept_per_sample, with_kind
 from jestfilter.sinks import ExtremesTracker
+from jestfilter.studies import curve_at
 
 
 def sooner(ratio: float) -> str:
@@ -61,6 +62,32 @@ def comparisons(metrics: dict, runs: dict[str, dict]) -> list[str]:
     if reference is not None:
         verb = "beat" if top1[main] > reference else "did not beat"
         lines.append(f"The learner {verb} its reference ({top1[main]:.3f} against {reference:.3f}).")
+    return lines
+
+
+def curated_curve(metrics: dict, runs: dict[str, dict], report_dir: Path) -> list[str]:
+    """Where this run sits on the bootstrapping study's curated-size curve, when the study
+    measured its curated set's size; nothing otherwise."""
+    reference = metrics.get("reference", {})
+    pairs = curated_pairs(reference)
+    curves = curve_at(pairs)
+    if not curves:
+        return []
+    main = metrics["final"]
+    gain = 100 * (main["zeroshot_top1"] - runs["uniform"]["zeroshot_top1"]) if "uniform" in runs else None
+    lines = ["## Where this run sits on the curated-size curve", ""]
+    for name, curve in curves.items():
+        cell = min(curve, key=lambda c: abs(c["curated"] - pairs))
+        lines.append(f"- The bootstrapping study measured {cell['curated']:,} curated pairs on its `{name}` set "
+                     f"({cell['steps']} learner steps, {cell['reference']['n']} seeds): reference "
+                     f"{cell['reference']['mean']:.3f} ± {cell['reference']['sd']:.3f}, JEST − uniform "
+                     f"{cell['gain']['mean']:+.1f} ± {cell['gain']['sd']:.1f} points, learnability − easy_reference "
+                     f"{cell['over_easy']['mean']:+.1f} ± {cell['over_easy']['sd']:.1f}.")
+    this = f"JEST − uniform {gain:+.1f} points" if gain is not None else "no uniform arm to compare with"
+    plot = plot_curated_curve(curves, report_dir / "curated_curve.png", pairs, reference.get("zeroshot_top1"), gain)
+    lines += [f"- This run ({pairs:,} curated pairs): reference {reference['zeroshot_top1']:.3f}, {this}. Another "
+              "data set sits on its own curve; the study's shows how the gain moves with the curated set's size.",
+              "", f"![curated-size curve]({plot.name})", ""]
     return lines
 
 
@@ -161,6 +188,7 @@ def write_report(out_dir: Path, metrics: dict, runs: dict[str, dict], manifest: 
     if reference:
         parts += [f"Reference model: zero-shot top-1 **{reference.get('zeroshot_top1', float('nan')):.3f}**, "
                   f"class R@1 {reference.get('retrieval_class_r1', float('nan')):.3f}.", ""]
+    parts += curated_curve(metrics, runs, report_dir)
     parts += ["## Final models", "", comparison_table(runs), ""]
     table = cost_table(metrics, runs)
     if table:

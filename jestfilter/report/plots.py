@@ -45,6 +45,29 @@ def plot_curves(runs: dict[str, dict], path: Path, reference: float | None = Non
     return _save(fig, path)
 
 
+def plot_curated_curve(curves: dict[str, list[dict]], path: Path, curated: int, reference: float | None,
+                       gain: float | None) -> Path:
+    """The bootstrapping study's curves against curated-set size (log axis), one colour a set:
+    the reference's accuracy (left) and JEST's gain over uniform in points (right), mean ± sd
+    over seeds; this run's reference and gain as black stars at its curated size."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for (name, curve), colour in zip(curves.items(), PALETTE):
+        sizes = [c["curated"] for c in curve]
+        for axis, key in ((left, "reference"), (right, "gain")):
+            axis.errorbar(sizes, [c[key]["mean"] for c in curve], yerr=[c[key]["sd"] for c in curve],
+                          marker="o", capsize=3, color=colour, label=f"{name} ({curve[0]['steps']} learner steps)")
+    for axis, value, label in ((left, reference, "reference zero-shot top-1"),
+                               (right, gain, "JEST − uniform (points)")):
+        if value is not None:
+            axis.plot([curated], [value], marker="*", markersize=14, color="black", linestyle="none", label="this run")
+        axis.set_xscale("log")
+        axis.set_xlabel("curated pairs")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    return _save(fig, path)
+
+
 BINS = 50
 
 
