@@ -73,8 +73,9 @@ def curated_curve(metrics: dict, runs: dict[str, dict], report_dir: Path) -> lis
     curves = curve_at(pairs)
     if not curves:
         return []
-    main = metrics["final"]
-    gain = 100 * (main["zeroshot_top1"] - runs["uniform"]["zeroshot_top1"]) if "uniform" in runs else None
+    gain = None  # the study's gain is learnability's over uniform, whichever arm is the run's main one
+    if "learnability" in runs and "uniform" in runs:
+        gain = 100 * (runs["learnability"]["zeroshot_top1"] - runs["uniform"]["zeroshot_top1"])
     lines = ["## Where this run sits on the curated-size curve", ""]
     for name, curve in curves.items():
         cell = min(curve, key=lambda c: abs(c["curated"] - pairs))
@@ -83,7 +84,7 @@ def curated_curve(metrics: dict, runs: dict[str, dict], report_dir: Path) -> lis
                      f"{cell['reference']['mean']:.3f} ± {cell['reference']['sd']:.3f}, JEST − uniform "
                      f"{cell['gain']['mean']:+.1f} ± {cell['gain']['sd']:.1f} points, learnability − easy_reference "
                      f"{cell['over_easy']['mean']:+.1f} ± {cell['over_easy']['sd']:.1f}.")
-    this = f"JEST − uniform {gain:+.1f} points" if gain is not None else "no uniform arm to compare with"
+    this = f"JEST − uniform {gain:+.1f} points" if gain is not None else "no learnability and uniform arms to compare"
     plot = plot_curated_curve(curves, report_dir / "curated_curve.png", pairs, reference.get("zeroshot_top1"), gain)
     lines += [f"- This run ({pairs:,} curated pairs): reference {reference['zeroshot_top1']:.3f}, {this}. Another "
               "data set sits on its own curve; the study's shows how the gain moves with the curated set's size.",
