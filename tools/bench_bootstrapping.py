@@ -122,7 +122,8 @@ def table(title: str, label: str, cells: dict) -> list[str]:
     paired, examples ratios to uniform's final accuracy."""
     lines = [f"### {title}", "", f"| {label} | reference | uniform | easy_reference | learnability "
              "| learnability − easy_reference (paired) | examples ratio JEST | examples ratio easy_reference "
-             "| seconds ratio JEST (with the reference) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| FLOPs ratio JEST (with the reference) | seconds ratio JEST (with the reference) "
+             "| minutes a seed (reference, its embedding pass, every arm) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row, seeds in cells.items():
         values = list(seeds.values())
 
@@ -137,7 +138,9 @@ def table(title: str, label: str, cells: dict) -> list[str]:
         lines.append(f"| {row} | {column('reference')} | {column('uniform')} | {column('easy_reference')} "
                      f"| {column('learnability')} | {mean_sd(paired, 1)} ({', '.join(f'{p:+.1f}' for p in paired)}) "
                      f"| {ratio('learnability')} | {ratio('easy_reference')} "
-                     f"| {ratio('learnability', 'seconds_ratio_with_reference')} |")
+                     f"| {ratio('learnability', 'flops_ratio_with_reference')} "
+                     f"| {ratio('learnability', 'seconds_ratio_with_reference')} "
+                     f"| {mean_sd([(v['reference seconds'] + sum(v['seconds'].values())) / 60 for v in values], 1)} |")
     return lines
 
 
