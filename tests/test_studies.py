@@ -39,6 +39,8 @@ def test_no_note_beyond_what_was_measured_or_for_other_methods(measured):
     assert studies.criterion_note("learnability", 600, 64) is None  # learnability ahead on one set
     measured(cell("fashion", 500, 600, -1.0))
     assert studies.criterion_note("learnability", 5000, 64) is None  # longer than anything measured
+    measured(cell("fashion", 500, 1800, -1.0), cell("symbols", 500, 600, -1.0))
+    assert studies.criterion_note("learnability", 1200, 64) is None  # symbols was never measured that long
     assert studies.criterion_note("easy_reference", 600, 64) is None
     assert studies.criterion_note("uniform", 600, 64) is None
     measured()

@@ -47,15 +47,14 @@ def criterion_note(method: str, steps: int, batch_size: int) -> str | None:
     """The plan's note when, on every set measured, the shortest measured learner run of at
     least ``steps`` × ``batch_size`` examples found ``method`` no better than the learner-free
     criterion it was measured against (learnability − easy_reference not above its own sd in
-    any cell there); None when the study says nothing about a run this long or found ``method``
-    ahead somewhere."""
+    any cell there); None when a set was never measured that long or found ``method`` ahead."""
     cheaper = CHEAPER.get(method)
-    by_set: dict[str, list[dict]] = {}
+    by_set: dict[str, list[dict]] = {cell["set"]: [] for cell in cells()}
     for cell in cells():
         if trained_examples(cell) >= steps * batch_size:
-            by_set.setdefault(cell["set"], []).append(cell)
-    if cheaper is None or not by_set:
-        return None
+            by_set[cell["set"]].append(cell)
+    if cheaper is None or not by_set or not all(by_set.values()):
+        return None  # nothing measured, or a set never measured this long: the study does not speak for it
     quoted = []
     for name, found in sorted(by_set.items()):
         length = min(c["steps"] for c in found)  # the cells of one set share their batch size
