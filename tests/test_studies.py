@@ -25,8 +25,10 @@ def measured(monkeypatch):
 def test_a_run_where_easy_reference_measured_as_good_is_told_so_at_start(measured):
     measured(cell("fashion", 500, 600, -1.0), cell("fashion", 8000, 600, +0.5), cell("fashion", 500, 1800, +6.0))
     note = studies.criterion_note("learnability", 600, 64)
-    assert note.startswith("note: at up to 600 learner steps of 64")
-    assert "fashion, 600 steps of 64: -1.0 ± 1.0, +0.5 ± 1.0 points" in note and "--method easy_reference" in note
+    assert note.startswith("note: in runs this long or longer the bootstrapping study measured learnability no "
+                           "better than easy_reference")
+    assert "fashion -1.0 to +0.5 points over 2 curated size(s) at 600 × 64" in note
+    assert "--method easy_reference" in note
     assert "learnability runs as asked" in note
     # a longer run falls where learnability measured ahead (1800 steps: +6 ± 1): nothing to say
     assert studies.criterion_note("learnability", 1200, 64) is None

@@ -150,10 +150,11 @@ def summary(values: list[float]) -> dict:
             "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "n": len(values)}
 
 
-def publish(results: dict, path: Path, plot_path: Path) -> None:
+def publish(results: dict, path: Path, plot_path: Path, min_seeds: int = 3) -> None:
     """The study's cells, one per set, curated size and learner length (``jestfilter.studies``
     reads them): accuracies and the paired differences in points, over the seeds measured; and
-    their curated-size curves to ``plot_path`` (docs/curated-size.png is a copy)."""
+    their curated-size curves to ``plot_path`` (docs/curated-size.png is a copy). A cell with
+    fewer than ``min_seeds`` seeds is left out: the runs quote only what was measured enough."""
     seeds_of: dict[tuple, dict] = {}
     for study in ("sizes", "lengths"):
         for name, rows in results.get(study, {}).items():
@@ -163,6 +164,8 @@ def publish(results: dict, path: Path, plot_path: Path) -> None:
                         seeds_of.setdefault((name, c["curated"], c["steps"], c["batch_size"]), {})[seed] = c
     out = []
     for (name, curated, steps, batch_size), seeds in sorted(seeds_of.items()):
+        if len(seeds) < min_seeds:
+            continue
         values = list(seeds.values())
         out.append({"set": name, "curated": curated, "steps": steps, "batch_size": batch_size, "seeds": sorted(seeds),
                     **{k: summary([v[k] for v in values])

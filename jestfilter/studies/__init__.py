@@ -61,10 +61,9 @@ def criterion_note(method: str, steps: int, batch_size: int) -> str | None:
         at = [c for c in found if c["steps"] == length]
         if any(c["over_easy"]["mean"] > c["over_easy"]["sd"] for c in at):
             return None
-        spread = ", ".join(f"{c['over_easy']['mean']:+.1f} ± {c['over_easy']['sd']:.1f}"
-                           for c in sorted(at, key=lambda c: c["curated"]))
-        quoted.append(f"{name}, {length} steps of {at[0]['batch_size']}: {spread} points with {len(at)} curated "
-                      "size(s)")
-    return (f"note: at up to {steps} learner steps of {batch_size} the bootstrapping study found {method} no better "
-            f"than {cheaper}, which needs no learner scoring ({'; '.join(quoted)}; docs/benchmarks.md): "
-            f"--method {cheaper} or `jestfilter select` should do as well for less. {method} runs as asked.")
+        means = [c["over_easy"]["mean"] for c in at]
+        quoted.append(f"{name} {min(means):+.1f} to {max(means):+.1f} points over {len(at)} curated size(s) at "
+                      f"{length} × {at[0]['batch_size']}")
+    return (f"note: in runs this long or longer the bootstrapping study measured {method} no better than {cheaper} "
+            f"(no learner scoring): {'; '.join(quoted)}, within the seeds' spread (docs/benchmarks.md). "
+            f"--method {cheaper} or `jestfilter select` should do as well for less; {method} runs as asked.")
