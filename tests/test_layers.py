@@ -62,8 +62,8 @@ def test_no_import_cycles():
 # The house from the ground up: a module may import its own package and the ones before it.
 # Data flows one way (shards → samples → super-batches → scores → selection → train step /
 # writer / manifest); the CLI, the bootstrap pipeline and the batch jobs sit on top.
-LAYERS = ["lazy", "errors", "selection", "data", "machine", "distributed", "models", "embeddings", "eval", "scores",
-          "sinks", "config", "plan", "train", "results", "report", "datasets", "jobs", "pipeline", "commands",
+LAYERS = ["lazy", "errors", "studies", "selection", "data", "machine", "distributed", "models", "embeddings", "eval",
+          "scores", "sinks", "config", "plan", "train", "results", "report", "datasets", "jobs", "pipeline", "commands",
           "cli", "__main__", "__init__"]
 
 
