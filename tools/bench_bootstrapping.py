@@ -161,7 +161,7 @@ def publish(results: dict, path: Path, plot_path: Path, min_seeds: int = 3) -> N
             for seeds in rows.values():
                 for seed, c in seeds.items():
                     if c.get("curated") and "easy_reference" in c:
-                        seeds_of.setdefault((name, c["curated"], c["steps"], c["batch_size"]), {})[seed] = c
+                        seeds_of.setdefault((name, c["curated"], c["steps"], c["batch_size"]), {})[int(seed)] = c
     out = []
     for (name, curated, steps, batch_size), seeds in sorted(seeds_of.items()):
         if len(seeds) < min_seeds:

@@ -65,5 +65,5 @@ def criterion_note(method: str, steps: int, batch_size: int) -> str | None:
         quoted.append(f"{name} {min(means):+.1f} to {max(means):+.1f} points over {len(at)} curated size(s) at "
                       f"{length} × {at[0]['batch_size']}")
     return (f"note: in runs this long or longer the bootstrapping study measured {method} no better than {cheaper} "
-            f"(no learner scoring): {'; '.join(quoted)}, within the seeds' spread (docs/benchmarks.md). "
+            f"(no learner scoring): {'; '.join(quoted)}, 3 seeds a cell (docs/benchmarks.md). "
             f"--method {cheaper} or `jestfilter select` should do as well for less; {method} runs as asked.")
