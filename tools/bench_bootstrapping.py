@@ -31,7 +31,7 @@ from jestfilter.datasets.demo import build_demo_data
 from jestfilter.pipeline import run_bootstrap
 from jestfilter.report.plots import plot_curated_curve
 from jestfilter.results import curated_pairs
-from jestfilter.studies import STUDY
+from jestfilter.studies import STUDY, longest_curves
 from _stats import mean_sd, seeds_parser  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 POOLS = {"fashion": dict(web=200_000, augment=4), "symbols": dict(web=200_000)}
@@ -174,12 +174,7 @@ def publish(results: dict, path: Path, plot_path: Path, min_seeds: int = 3) -> N
                     "over_easy": summary([100 * (v["learnability"] - v["easy_reference"]) for v in values])})
     path.write_text(json.dumps({"source": "tools/bench_bootstrapping.py --publish (docs/benchmarks.md)",
                                 "cells": out}, indent=1) + "\n")
-    curves: dict[str, list[dict]] = {}
-    for c in out:  # each set's curated-size curve: its cells at the length with the most sizes
-        same = [d for d in out if d["set"] == c["set"] and d["steps"] == c["steps"]]
-        if len(same) > len(curves.get(c["set"], [])):
-            curves[c["set"]] = same
-    plot = plot_curated_curve(curves, plot_path, 0, None, None)
+    plot = plot_curated_curve(longest_curves(out, out), plot_path, 0, None, None)
     print(f"published {len(out)} cells to {path}, their curves to {plot}")
 
 

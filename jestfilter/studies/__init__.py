@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
+from typing import Iterable
 
 STUDY = Path(__file__).with_name("bootstrapping.json")
 CHEAPER = {"learnability": "easy_reference"}  # a method → the learner-free one it was measured against
@@ -25,17 +26,24 @@ def cells() -> tuple[dict, ...]:
     return tuple(json.loads(STUDY.read_text())["cells"]) if STUDY.exists() else ()
 
 
-def curve_at(curated_pairs: int | None) -> dict[str, list[dict]]:
-    """{set: its curated-size curve (its cells by size at one learner length, the length with
-    the most sizes)} for each set whose study measured ``curated_pairs`` curated pairs (within
-    2 %); {} for a size none measured."""
+def longest_curves(starts: Iterable[dict], among: Iterable[dict]) -> dict[str, list[dict]]:
+    """{set: its curated-size curve through any of the cells ``starts``}: the cells of ``among``
+    of that set at that cell's learner length, by size, the length with the most sizes winning."""
+    among = tuple(among)
     found: dict[str, list[dict]] = {}
-    for cell in cells():
-        if curated_pairs and abs(cell["curated"] - curated_pairs) <= 0.02 * cell["curated"]:
-            curve = [c for c in cells() if c["set"] == cell["set"] and c["steps"] == cell["steps"]]
-            if len(curve) > len(found.get(cell["set"], [])):
-                found[cell["set"]] = sorted(curve, key=lambda c: c["curated"])
+    for cell in starts:
+        curve = [c for c in among if c["set"] == cell["set"] and c["steps"] == cell["steps"]]
+        if len(curve) > len(found.get(cell["set"], [])):
+            found[cell["set"]] = sorted(curve, key=lambda c: c["curated"])
     return found
+
+
+def curve_at(curated_pairs: int | None) -> dict[str, list[dict]]:
+    """``longest_curves`` through the cells that measured ``curated_pairs`` curated pairs (within
+    2 %); {} for a size none measured."""
+    if not curated_pairs:
+        return {}
+    return longest_curves((c for c in cells() if abs(c["curated"] - curated_pairs) <= 0.02 * c["curated"]), cells())
 
 
 def trained_examples(cell: dict) -> int:
@@ -62,8 +70,9 @@ def criterion_note(method: str, steps: int, batch_size: int) -> str | None:
         if any(c["over_easy"]["mean"] > c["over_easy"]["sd"] for c in at):
             return None
         means = [c["over_easy"]["mean"] for c in at]
+        seeds = min(c["over_easy"]["n"] for c in at)
         quoted.append(f"{name} {min(means):+.1f} to {max(means):+.1f} points over {len(at)} curated size(s) at "
-                      f"{length} × {at[0]['batch_size']}")
+                      f"{length} × {at[0]['batch_size']}, {seeds}+ seeds a cell")
     return (f"note: in runs this long or longer the bootstrapping study measured {method} no better than {cheaper} "
-            f"(no learner scoring): {'; '.join(quoted)}, 3 seeds a cell (docs/benchmarks.md). "
+            f"(no learner scoring): {'; '.join(quoted)} (docs/benchmarks.md). "
             f"--method {cheaper} or `jestfilter select` should do as well for less; {method} runs as asked.")
