@@ -106,14 +106,20 @@ def lengths_study(root: Path, name: str, seeds: list[int], size: int, lengths: l
 
 def rounds_study(root: Path, name: str, seeds: list[int], size: int, rounds: int, steps: int, tiny: bool,
                  passes: float, sizes: list[int]) -> dict:
+    """{round: {seed: cell}}: round 1 is the sizes study's run at ``size`` (copied in when it is
+    there, so it is not trained twice); round k + 1's reference is round k's learnability model.
+    A round's cost columns count its own embedding pass, not the rounds before it."""
     built, per_shard = data(root, name, sizes, tiny)
     out = {}
     for seed in seeds:
-        metrics = bootstrap(built, per_shard, root / name / f"rounds{rounds}-steps{steps}" / f"seed{seed}" /
-                            f"curated{size}", seed, size, steps, tiny, passes, rounds=rounds)
+        run = root / name / f"rounds{rounds}-steps{steps}" / f"seed{seed}" / f"curated{size}"
+        first = root / name / f"sizes-steps{steps}" / f"seed{seed}" / f"curated{size}"
+        if (first / "metrics.json").exists() and not (run / "round-1").exists():
+            shutil.copytree(first, run / "round-1")
+        metrics = bootstrap(built, per_shard, run, seed, size, steps, tiny, passes, rounds=rounds)
         for summary in metrics["rounds"]:
-            out.setdefault(summary["round"], {})[seed] = {"reference": summary["reference"]["zeroshot_top1"],
-                                                          "learnability": summary["final"]["zeroshot_top1"]}
+            k = summary["round"]
+            out.setdefault(k, {})[seed] = cell(json.loads((run / f"round-{k}" / "metrics.json").read_text()))
     return out
 
 
@@ -208,10 +214,7 @@ def main() -> None:
         else:
             cells = rounds_study(args.out, name, args.seeds, min(sizes), args.rounds, steps, args.tiny, args.passes,
                                  sizes)
-            lines += [f"### {name}: rounds (curated {min(sizes)}, {steps} learner steps)", "",
-                      "| round | reference | learnability |", "|---|---|---|"]
-            lines += [f"| {k} | {mean_sd([v['reference'] for v in seeds.values()])} "
-                      f"| {mean_sd([v['learnability'] for v in seeds.values()])} |" for k, seeds in cells.items()]
+            lines += table(f"{name}: rounds (curated {min(sizes)}, {steps} learner steps)", "round", cells)
         results.setdefault(args.study, {})[name] = cells
         lines.append("")
     results_path.parent.mkdir(parents=True, exist_ok=True)
