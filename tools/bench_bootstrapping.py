@@ -82,6 +82,11 @@ def cell(metrics: dict) -> dict:
             "uniform stalled": runs["uniform"].get("stalled", False)}
 
 
+def sizes_run(root: Path, name: str, steps: int, seed: int, size: int) -> Path:
+    """The folder of one bootstrap of the sizes study (the lengths study's and round 1 too)."""
+    return root / name / f"sizes-steps{steps}" / f"seed{seed}" / f"curated{size}"
+
+
 def sizes_study(root: Path, name: str, seeds: list[int], sizes: list[int], steps: int, tiny: bool,
                 passes: float) -> dict:
     built, per_shard = data(root, name, sizes, tiny)
@@ -89,7 +94,7 @@ def sizes_study(root: Path, name: str, seeds: list[int], sizes: list[int], steps
     for seed in seeds:
         first = None
         for size in sizes:
-            run = root / name / f"sizes-steps{steps}" / f"seed{seed}" / f"curated{size}"
+            run = sizes_run(root, name, steps, seed, size)
             out.setdefault(size, {})[seed] = cell(bootstrap(built, per_shard, run, seed, size, steps, tiny, passes,
                                                             uniform_from=first))
             first = first or run
@@ -99,8 +104,8 @@ def sizes_study(root: Path, name: str, seeds: list[int], sizes: list[int], steps
 def lengths_study(root: Path, name: str, seeds: list[int], size: int, lengths: list[int], tiny: bool,
                   passes: float, sizes: list[int]) -> dict:
     built, per_shard = data(root, name, sizes, tiny)
-    return {steps: {seed: cell(bootstrap(built, per_shard, root / name / f"sizes-steps{steps}" / f"seed{seed}" /
-                                         f"curated{size}", seed, size, steps, tiny, passes))
+    return {steps: {seed: cell(bootstrap(built, per_shard, sizes_run(root, name, steps, seed, size), seed, size,
+                                         steps, tiny, passes))
                     for seed in seeds} for steps in lengths}
 
 
@@ -113,7 +118,7 @@ def rounds_study(root: Path, name: str, seeds: list[int], size: int, rounds: int
     out = {}
     for seed in seeds:
         run = root / name / f"rounds{rounds}-steps{steps}" / f"seed{seed}" / f"curated{size}"
-        first = root / name / f"sizes-steps{steps}" / f"seed{seed}" / f"curated{size}"
+        first = sizes_run(root, name, steps, seed, size)
         if (first / "metrics.json").exists() and not (run / "round-1").exists():
             shutil.copytree(first, run / "round-1")
         metrics = bootstrap(built, per_shard, run, seed, size, steps, tiny, passes, rounds=rounds)
@@ -154,6 +159,18 @@ def summary(values: list[float]) -> dict:
     """{mean, sd, n} of ``values`` (sd 0 for one value)."""
     return {"mean": round(statistics.mean(values), 4),
             "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "n": len(values)}
+
+
+def merge(path: Path, study: str, name: str, cells: dict) -> dict:
+    """Add ``cells`` ({row: {seed: cell}}) to the results file as it is now and return it: one
+    process per seed writes the same file, so each keeps the others' seeds."""
+    results = json.loads(path.read_text()) if path.exists() else {}
+    rows = results.setdefault(study, {}).setdefault(name, {})
+    for row, seeds in cells.items():
+        rows.setdefault(str(row), {}).update({str(seed): c for seed, c in seeds.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, default=str))
+    return results
 
 
 def publish(results: dict, path: Path, plot_path: Path, min_seeds: int = 3) -> None:
@@ -201,7 +218,7 @@ def main() -> None:
     sizes = args.sizes or (TINY_SIZES if args.tiny else SIZES)
     steps = 12 if args.tiny else args.steps
     results_path = args.out / "bootstrapping.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results = {}
     lines = []
     for name in args.sets:
         if args.study == "sizes":
@@ -215,10 +232,8 @@ def main() -> None:
             cells = rounds_study(args.out, name, args.seeds, min(sizes), args.rounds, steps, args.tiny, args.passes,
                                  sizes)
             lines += table(f"{name}: rounds (curated {min(sizes)}, {steps} learner steps)", "round", cells)
-        results.setdefault(args.study, {})[name] = cells
+        results = merge(results_path, args.study, name, cells)
         lines.append("")
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    results_path.write_text(json.dumps(results, indent=1, default=str))
     (args.out / f"bootstrapping-{args.study}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if args.publish:
