@@ -14,8 +14,11 @@ learn slower); its reference reads its curated set 12.8 times (the demo's 400 ×
     python tools/suite.py --out runs/suite                          # hours on 2 cores; resumes
     python tools/suite.py --out runs/suite --sets digits --seeds 1  # one set, one seed
     python tools/suite.py --out /tmp/suite --tiny --seeds 1         # minutes: checks the script
+    python tools/suite.py --out runs/suite --sets symbols --seeds 4 5 6 --references-only \
+        --plain-recipes jest-tiny:half:batch jest-tiny:half:batch:1e-3  # the references alone, more seeds
 
-Writes OUT/suite.md (a table per set) and OUT/suite.json; every run resumes or is skipped when done.
+Writes OUT/suite.md (a table per set) and OUT/suite.json (``--references-only``: OUT/references.md
+and .json); every run resumes or is skipped when done.
 Run it with OMP_NUM_THREADS=1; two of it at once (e.g. one per seed) share 2 cores well.
 """
 
@@ -30,7 +33,8 @@ from pathlib import Path
 from jestfilter.config import BootstrapConfig, TrainSettings
 from jestfilter.datasets.demo import SETS, build_demo_data
 from jestfilter.jobs.train import train_uniform
-from jestfilter.pipeline import run_bootstrap
+from jestfilter.pipeline import run_bootstrap, stages
+from jestfilter.pipeline.job import Job
 from jestfilter.train.stall import not_learning
 from _stats import mean_sd, seeds_parser  # noqa: E402  (tools/ is on sys.path when run as a script)
 
@@ -60,11 +64,29 @@ def lengths(name: str, tiny: bool) -> tuple[int, int]:
     return (TINY["steps"], 6) if tiny else SUITE[name][2:]
 
 
-def bootstrap(data, out: Path, seed: int, steps: int, reference_steps: int, tiny: bool) -> dict:
+def config(data, out: Path, seed: int, steps: int, reference_steps: int, tiny: bool) -> BootstrapConfig:
+    """The suite's bootstrap: every default, ``--compare`` the three baselines."""
     settings = TrainSettings(seed=seed, threads=1, **{**(TINY if tiny else {}), "steps": steps})
-    cfg = BootstrapConfig(curated=[data.curated], web=[data.web], eval=str(data.eval), out=str(out), progress=False,
-                          compare=COMPARE, train=settings, reference_steps=reference_steps)
-    return run_bootstrap(cfg)
+    return BootstrapConfig(curated=[data.curated], web=[data.web], eval=str(data.eval), out=str(out), progress=False,
+                           compare=COMPARE, train=settings, reference_steps=reference_steps)
+
+
+def bootstrap(data, out: Path, seed: int, steps: int, reference_steps: int, tiny: bool) -> dict:
+    return run_bootstrap(config(data, out, seed, steps, reference_steps, tiny))
+
+
+def reference(data, out: Path, seed: int, steps: int, reference_steps: int, tiny: bool) -> dict:
+    """Bootstrap's reference alone: its stage of the suite's bootstrap in ``out`` (a finished
+    bootstrap's, or one a later full run there picks up); its metrics."""
+    if (out / "metrics.json").exists():
+        return json.loads((out / "metrics.json").read_text())["reference"]
+    return stages.reference(Job(config(data, out, seed, steps, reference_steps, tiny)))[1]
+
+
+def plain_arm(name: str, result: dict) -> dict:
+    """A plain loop's result as an arm: its final zero-shot and whether it stalled."""
+    top1 = result["final"]["zeroshot_top1"]
+    return {"zeroshot_top1": top1, "stalled": not_learning(top1, 1 / SETS[SUITE[name][0]].classes, []) is not None}
 
 
 def library_train(data, out: Path, seed: int, steps: int, tiny: bool) -> dict:
@@ -97,14 +119,38 @@ def one_seed(root: Path, name: str, data, seed: int, recipes: list[str], tiny: b
     arms["speedup"] = metrics["speedup"]
     arms["train (library, uniform)"] = library_train(data, run / "train", seed, steps, tiny)
     for recipe in recipes:
-        tag = recipe.replace(":", "-")
-        web = plain(data, "web", recipe, run / f"plain-web-{tag}.json", seed, steps, tiny)
-        curated = plain(data, "curated", recipe, run / f"plain-curated-{tag}.json", seed, reference_steps, tiny)
-        for arm, result in ((f"plain loop {recipe}", web), (f"plain loop reference {recipe}", curated)):
-            top1 = result["final"]["zeroshot_top1"]
-            arms[arm] = {"zeroshot_top1": top1,
-                         "stalled": not_learning(top1, 1 / SETS[SUITE[name][0]].classes, []) is not None}
+        web = plain(data, "web", recipe, run / f"plain-web-{recipe.replace(':', '-')}.json", seed, steps, tiny)
+        arms[f"plain loop {recipe}"] = plain_arm(name, web)
+        arms[f"plain loop reference {recipe}"] = plain_reference(run, name, data, seed, recipe, tiny)
     return arms
+
+
+def plain_reference(run: Path, name: str, data, seed: int, recipe: str, tiny: bool) -> dict:
+    """The plain loop with ``recipe`` on the curated shards for the reference's steps, as an arm."""
+    out = run / f"plain-curated-{recipe.replace(':', '-')}.json"
+    return plain_arm(name, plain(data, "curated", recipe, out, seed, lengths(name, tiny)[1], tiny))
+
+
+def references_seed(root: Path, name: str, data, seed: int, recipes: list[str], tiny: bool) -> dict:
+    """``--references-only``: bootstrap's reference and the plain loop's, for one set and seed."""
+    run = root / name / f"seed{seed}"
+    steps, reference_steps = lengths(name, tiny)
+    return {"reference": reference(data, run / "bootstrap", seed, steps, reference_steps, tiny),
+            **{f"plain loop reference {r}": plain_reference(run, name, data, seed, r, tiny) for r in recipes}}
+
+
+def references_table(name: str, seeds: dict[int, dict]) -> list[str]:
+    """One set's references over the seeds, bootstrap's against each plain loop's (paired)."""
+    ours = [arms["reference"]["zeroshot_top1"] for arms in seeds.values()]
+    lines = [f"### {name}: references, seeds {', '.join(map(str, seeds))}", "",
+             "| model | zero-shot per seed | mean ± sd | bootstrap − this (paired, points) |", "|---|---|---|---|"]
+    for arm in next(iter(seeds.values())):
+        top1 = [arms[arm]["zeroshot_top1"] for arms in seeds.values()]
+        paired = [100 * (a - b) for a, b in zip(ours, top1)]
+        lines.append(f"| {arm} | {' / '.join(f'{v:.3f}' for v in top1)} | {mean_sd(top1)} | "
+                     + ("–" if arm == "reference" else f"{mean_sd(paired, 1)} ({', '.join(f'{d:+.1f}' for d in paired)})")
+                     + " |")
+    return lines + [""]
 
 
 def table(name: str, seeds: dict[int, dict]) -> list[str]:
@@ -140,15 +186,20 @@ def main() -> None:
     parser.set_defaults(seeds=[1, 2, 3])
     parser.add_argument("--sets", nargs="+", default=list(SUITE), choices=list(SUITE))
     parser.add_argument("--plain-recipes", nargs="+", default=PLAIN_RECIPES, metavar="MODEL:PREPROCESS:BIAS[:LR]")
+    parser.add_argument("--references-only", action="store_true",
+                        help="only bootstrap's reference and the plain loop's on the curated shards (more seeds of "
+                             "the reference target, cheaply); writes OUT/references.md")
     args = parser.parse_args()
+    seed_run, tabulate, stem = ((references_seed, references_table, "references") if args.references_only
+                                else (one_seed, table, "suite"))
     results, lines = {}, ["# Validation suite", ""]
     for name in args.sets:
         data = build(args.out, name, args.tiny)
-        results[name] = {seed: one_seed(args.out, name, data, seed, args.plain_recipes, args.tiny)
+        results[name] = {seed: seed_run(args.out, name, data, seed, args.plain_recipes, args.tiny)
                          for seed in args.seeds}
-        lines += table(name, results[name])
-        (args.out / "suite.md").write_text("\n".join(lines) + "\n")
-    (args.out / "suite.json").write_text(json.dumps(results, indent=1, default=str))
+        lines += tabulate(name, results[name])
+        (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str))
     print("\n".join(lines))
 
 
