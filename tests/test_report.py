@@ -64,6 +64,7 @@ def test_the_report_says_in_plain_words_whether_it_helped_and_what_it_cost(tmp_p
     assert "+10.0 points against uniform" in page
     assert "easy_reference** ended 3.0 points above learnability" in page and "baseline beat the main method" in page
     assert "The learner beat its reference (0.740 against 0.700)" in page
+    assert "points below uniform" not in page  # a reference 6 points above uniform's 0.64 is no cause for a note
     assert "| reference training | 5e+09 | 40 |" in page and "| reference embedding pass over the web | 1e+09 | 4 |" in page
     assert "| **learnability: total** (with the reference where it uses it) | 1.5e+10 | 74 |" in page
     assert "| **uniform: total** (with the reference where it uses it) | 3e+09 | 10 |" in page
@@ -72,3 +73,15 @@ def test_the_report_says_in_plain_words_whether_it_helped_and_what_it_cost(tmp_p
     assert "| clean | 40.0% | 75.0% |" in page
     for png in ("curves.png", "scores.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000 and png in page
+
+
+def test_the_report_names_a_reference_that_ended_well_below_uniform(tmp_path):
+    from jestfilter.report import write_report
+
+    runs = {"learnability": summary("learnability", 0.180, 9e9, 30.0, [[0, 0.1], [1200, 0.18]]),
+            "uniform": summary("uniform", 0.233, 3e9, 10.0, [[0, 0.1], [1200, 0.233]])}
+    metrics = {"final": runs["learnability"], "reference": {"zeroshot_top1": 0.181}, "costs": {}, "speedup": {},
+               "config": {"train": {"seed": 1}}}  # the suite's clip art, seed 1
+    page = write_report(tmp_path, metrics, runs, None, None).read_text()
+    assert "**Note:** The reference ended 5.2 points below uniform (0.181 against 0.233)" in page
+    assert "More or cleaner curated pairs" in page

@@ -2,7 +2,7 @@
 
 import pytest
 
-from jestfilter.results import costs, reach, speedups
+from jestfilter.results import costs, reach, reference_behind, speedups
 
 
 def run(curve, flops_per_example=2.0, seconds_per_example=0.01, final=None):
@@ -66,3 +66,15 @@ def test_break_even_is_the_reference_over_the_seconds_each_step_saves():
     assert even["learnability"]["learner_steps_reused_reference"] == pytest.approx(66.67, abs=0.01)
     assert even["easy_reference"]["learner_steps"] is None  # 2 × 0.1 < 0.3: never repaid
     assert "uniform" not in even
+
+
+def test_a_reference_more_than_five_points_below_uniform_gets_a_note():
+    learned = {"zeroshot_top1": 0.284}
+    runs = {"learnability": {"zeroshot_top1": 0.199}, "uniform": learned}
+    assert "11.0 points below uniform" in reference_behind({"zeroshot_top1": 0.174}, runs, "learnability")
+    assert reference_behind({"zeroshot_top1": 0.258}, {**runs, "uniform": {"zeroshot_top1": 0.286}},
+                            "learnability") is None  # 2.8 below: JEST was level with uniform there
+    assert reference_behind({"zeroshot_top1": 0.174}, {**runs, "uniform": {**learned, "stalled": True}},
+                            "learnability") is None  # nothing is claimed against a stalled uniform
+    assert reference_behind({"zeroshot_top1": 0.174}, runs, "uniform") is None
+    assert reference_behind({"zeroshot_top1": 0.174}, {"learnability": runs["learnability"]}, "learnability") is None

@@ -13,7 +13,7 @@ from jestfilter.data.manifest import scan_dropped_counts, scan_manifest
 from jestfilter.pipeline.job import Job
 from jestfilter.report import write_report
 from jestfilter.results import (break_even, break_even_lines, costs, filtered_counts, filtered_line, manifest_counts,
-                                pool_size, speedups, summary_table)
+                                pool_size, reference_behind, speedups, summary_table)
 from jestfilter.sinks import ExtremesTracker, scan_pool
 
 
@@ -45,6 +45,9 @@ def report(job: Job, reference_metrics: dict, runs: dict[str, dict], embedding: 
     atomic_write_json(layout.metrics, metrics)
     page = write_report(layout.out, metrics, runs, manifest, read_extremes(layout.extremes), truth=truth)
     print(summary_table(runs, metrics["speedup"]))
+    behind = reference_behind(reference_metrics, runs, main)
+    if behind:
+        print(f"WARNING: {behind}")
     print("\n".join(break_even_lines(cost["break_even"], cfg.train.steps)))
     print(filtered_line(counts))
     print(f"report: {page}")

@@ -7,7 +7,8 @@ from pathlib import Path
 import polars as pl
 
 from jestfilter.report.plots import plot_curated_curve, plot_curves, plot_extremes, plot_score_histograms
-from jestfilter.results import break_even_lines, curated_pairs, decision_counts, kept_per_sample, with_kind
+from jestfilter.results import (break_even_lines, curated_pairs, decision_counts, kept_per_sample, reference_behind,
+                                with_kind)
 from jestfilter.sinks import ExtremesTracker
 from jestfilter.studies import curve_at
 
@@ -62,6 +63,9 @@ def comparisons(metrics: dict, runs: dict[str, dict]) -> list[str]:
     if reference is not None:
         verb = "beat" if top1[main] > reference else "did not beat"
         lines.append(f"The learner {verb} its reference ({top1[main]:.3f} against {reference:.3f}).")
+    behind = reference_behind(metrics.get("reference", {}), runs, main)
+    if behind:
+        lines.append(f"**Note:** {behind[0].upper()}{behind[1:]}")
     return lines
 
 

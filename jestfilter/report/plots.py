@@ -51,6 +51,7 @@ def plot_curated_curve(curves: dict[str, list[dict]], path: Path, curated: int, 
     the reference's accuracy (left) and JEST's gain over uniform in points (right), mean ± sd
     over seeds; this run's reference and gain as black stars at its curated size."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    measured = sorted({c["curated"] for curve in curves.values() for c in curve} | ({curated} if curated else set()))
     for (name, curve), colour in zip(curves.items(), PALETTE):
         sizes = [c["curated"] for c in curve]
         for axis, key in ((left, "reference"), (right, "gain")):
@@ -61,6 +62,8 @@ def plot_curated_curve(curves: dict[str, list[dict]], path: Path, curated: int, 
         if value is not None:
             axis.plot([curated], [value], marker="*", markersize=14, color="black", linestyle="none", label="this run")
         axis.set_xscale("log")
+        axis.set_xticks(measured, [f"{size:,}" for size in measured])  # the sizes measured, not log-axis labels
+        axis.minorticks_off()
         axis.set_xlabel("curated pairs")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
