@@ -27,7 +27,7 @@ def test_a_run_where_easy_reference_measured_as_good_is_told_so_at_start(measure
     note = studies.criterion_note("learnability", 600, 64)
     assert note.startswith("note: in runs this long or longer the bootstrapping study measured learnability no "
                            "better than easy_reference")
-    assert "fashion -1.0 to +0.5 points over 2 curated size(s) at 600 × 64" in note
+    assert "fashion -1.0 to +0.5 points over 2 curated sizes at 600 × 64" in note
     assert "--method easy_reference" in note
     assert "learnability runs as asked" in note
     # a longer run falls where learnability measured ahead (1800 steps: +6 ± 1): nothing to say
@@ -43,6 +43,7 @@ def test_no_note_beyond_what_was_measured_or_for_other_methods(measured):
     assert studies.criterion_note("learnability", 5000, 64) is None  # longer than anything measured
     measured(cell("fashion", 500, 1800, -1.0), cell("symbols", 500, 600, -1.0))
     assert studies.criterion_note("learnability", 1200, 64) is None  # symbols was never measured that long
+    assert "fashion -1.0 points at 1 curated size at 1800 × 64" in studies.criterion_note("learnability", 600, 64)
     assert studies.criterion_note("easy_reference", 600, 64) is None
     assert studies.criterion_note("uniform", 600, 64) is None
     measured()

@@ -71,8 +71,9 @@ def criterion_note(method: str, steps: int, batch_size: int) -> str | None:
             return None
         means = [c["over_easy"]["mean"] for c in at]
         seeds = min(c["over_easy"]["n"] for c in at)
-        quoted.append(f"{name} {min(means):+.1f} to {max(means):+.1f} points over {len(at)} curated size(s) at "
-                      f"{length} × {at[0]['batch_size']}, {seeds}+ seeds a cell, none beyond its sd")
+        span = f"{means[0]:+.1f} points at 1 curated size" if len(at) == 1 else \
+            f"{min(means):+.1f} to {max(means):+.1f} points over {len(at)} curated sizes"
+        quoted.append(f"{name} {span} at {length} × {at[0]['batch_size']}, {seeds}+ seeds a cell, none beyond its sd")
     return (f"note: in runs this long or longer the bootstrapping study measured {method} no better than {cheaper} "
             f"(no learner scoring): {'; '.join(quoted)} (docs/benchmarks.md). "
             f"--method {cheaper} or `jestfilter select` should do as well for less; {method} runs as asked.")
