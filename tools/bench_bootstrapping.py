@@ -5,11 +5,13 @@ rounds decide what JEST gains over uniform and over learner-free easy-reference 
 Per set the web pool is fixed (``fashion`` with 200,000 augmented pairs and ``symbols`` with its
 200,000, read about once; ``clipart`` with 5,000, read 7.7 times by uniform at 600 steps); the
 curated shards are built for the largest size and a smaller curated set is its first shards
-(500 pairs a shard), so every size sees the same web data. A reference trains on each curated size for a fixed number of passes (``--passes``,
-12.8 by default: the demo's 400 steps × 64 over 2,000 pairs). Uniform does not depend on the
-reference, so it is trained once per seed and length and reused by every size.
+(500 pairs a shard), so every size sees the same web data. A reference trains on each curated
+size for a fixed number of passes (``--passes``, 12.8 by default: the demo's 400 steps × 64 over
+2,000 pairs). Uniform does not depend on the reference, so it is trained once per seed and
+length and reused by every size.
 
     python tools/bench_bootstrapping.py --out runs/bootstrapping --study sizes --sets fashion symbols
+    python tools/bench_bootstrapping.py --out runs/bootstrapping --study sizes --sets clipart --sizes 500 1000 2000
     python tools/bench_bootstrapping.py --out runs/bootstrapping --study lengths --lengths 600 2400
     python tools/bench_bootstrapping.py --out runs/bootstrapping --study rounds
     python tools/bench_bootstrapping.py --out /tmp/bb --tiny --seeds 1      # minutes: checks the script
