@@ -1,6 +1,6 @@
 """JEST follows its reference: over every finished bootstrap with a uniform arm under the given
-folders (the suite's and the bootstrapping study's runs), JEST − uniform against reference −
-uniform, binned by how far the reference ended below uniform, and behind references under
+folders (the suite's and the bootstrapping study's runs) whose uniform arm learned, JEST −
+uniform against reference − uniform, binned by how far the reference ended below uniform, and behind references under
 twice chance. The end-of-run note (``jestfilter.results.reference_behind``) and the warning at
 start (``jestfilter.train.stall.weak_reference``) quote these counts.
 
@@ -13,44 +13,45 @@ import argparse
 import json
 from pathlib import Path
 
-from jestfilter.results import BEHIND_UNIFORM
-from jestfilter.train.stall import WEAK_REFERENCE_FACTOR
+from jestfilter.results import BEHIND_UNIFORM, reference_behind
+from jestfilter.train.stall import WEAK_REFERENCE_FACTOR, weak_reference
 from _stats import mean_sd  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 
-def pairs(roots: list[Path]) -> list[tuple[float, float, float | None, bool]]:
-    """(reference − uniform, JEST − uniform, easy_reference − uniform (None: not compared) in
-    points, whether the reference was under twice chance) for every bootstrap whose main arm is
-    learnability and that compared uniform; a rounds run's rounds are left out."""
+def runs_with_uniform(roots: list[Path]) -> list[dict]:
+    """Per bootstrap under ``roots`` whose main arm is learnability and whose uniform arm learned
+    (nothing is claimed against a stalled one; a rounds run's rounds are left out), in points
+    against uniform: JEST's gain, easy_reference's (None: not compared), and whether the run's
+    own checks call its reference behind uniform or weak."""
     found = []
     for root in roots:
         for path in sorted(root.rglob("metrics.json")):
             metrics = json.loads(path.read_text())
-            uniform = metrics.get("compare", {}).get("uniform")
-            if not uniform or metrics.get("final", {}).get("method") != "learnability" or "round-" in str(path):
+            runs = {metrics.get("final", {}).get("method"): metrics.get("final"), **metrics.get("compare", {})}
+            uniform, reference = runs.get("uniform"), metrics.get("reference", {})
+            if not uniform or uniform.get("stalled") or "learnability" not in runs or "round-" in str(path):
                 continue
-            top1, reference = uniform["zeroshot_top1"], metrics["reference"]
-            easy = metrics["compare"].get("easy_reference")
-            found.append((100 * (reference["zeroshot_top1"] - top1), 100 * (metrics["final"]["zeroshot_top1"] - top1),
-                          100 * (easy["zeroshot_top1"] - top1) if easy else None,
-                          reference["zeroshot_top1"] < WEAK_REFERENCE_FACTOR * reference["chance"]))
+            easy = runs.get("easy_reference")
+            found.append({"gain": 100 * (runs["learnability"]["zeroshot_top1"] - uniform["zeroshot_top1"]),
+                          "easy": 100 * (easy["zeroshot_top1"] - uniform["zeroshot_top1"]) if easy else None,
+                          "behind": reference_behind(reference, runs, "learnability") is not None,
+                          "weak": weak_reference(reference.get("zeroshot_top1"), reference.get("chance")) is not None})
     return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("roots", type=Path, nargs="+")
-    found = pairs(parser.parse_args().roots)
+    found = runs_with_uniform(parser.parse_args().roots)
     print("| reference − uniform | runs | JEST ahead of uniform | JEST − uniform, mean ± sd (min, max) "
           "| easy_reference − uniform |")
     print("|---|---|---|---|---|")
-    for label, test in ((f"at most {BEHIND_UNIFORM:g} points below (or above)", lambda gap, _: gap >= -BEHIND_UNIFORM),
-                        (f"more than {BEHIND_UNIFORM:g} points below", lambda gap, _: gap < -BEHIND_UNIFORM),
-                        (f"any; the reference under {WEAK_REFERENCE_FACTOR:g}× chance", lambda _, weak: weak)):
-        rows = [row for row in found if test(row[0], row[3])]
-        gains = [gain for _, gain, _, _ in rows]
+    for label, rows in ((f"at most {BEHIND_UNIFORM:g} points below (or above)", [r for r in found if not r["behind"]]),
+                        (f"more than {BEHIND_UNIFORM:g} points below", [r for r in found if r["behind"]]),
+                        (f"any; the reference under {WEAK_REFERENCE_FACTOR:g}× chance", [r for r in found if r["weak"]])):
+        gains = [r["gain"] for r in rows]
         print(f"| {label} | {len(gains)} | {sum(g > 0 for g in gains)} | {mean_sd(gains, 1)} "
-              f"({min(gains):+.1f}, {max(gains):+.1f}) | {mean_sd([easy for _, _, easy, _ in rows], 1)} |")
+              f"({min(gains):+.1f}, {max(gains):+.1f}) | {mean_sd([r['easy'] for r in rows], 1)} |")
 
 
 if __name__ == "__main__":

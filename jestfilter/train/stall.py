@@ -11,7 +11,7 @@ CHECK_AT = 1 / 3  # share of the steps after which the first verdict is given
 LOSS_WINDOW = 50  # steps averaged at each end of the loss record
 WEAK_REFERENCE_FACTOR = 2.0  # a reference below this × chance mostly selected worse than uniform
 # what tools/reference_vs_uniform.py counted over the suite's and the bootstrapping study's runs (docs/benchmarks.md)
-WEAK_REFERENCE_SEEN = "lost to uniform in 8 of the project's 12 measured runs, by up to 52 points"
+WEAK_REFERENCE_SEEN = "lost to uniform in 8 of the project's 10 measured runs, by up to 52 points"
 
 
 def not_learning(top1: float | None, chance: float | None, losses: list[float]) -> str | None:
